@@ -1,0 +1,156 @@
+"""Tokenizers: D2L figures on The Time Machine, round trips, ids in range,
+serialisation, validation."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.corpus import preprocess
+from engine.errors import ConfigError
+from engine.tokenizers import (
+    TOKENIZER_KINDS,
+    CharTokenizer,
+    TextPipeline,
+    WordTokenizer,
+    build_pipeline,
+    load_tokenizer,
+    make_tokenizer,
+)
+
+
+@dataclass(frozen=True)
+class StandIn:
+    """Anything with ``.text`` works as a corpus for ``build_pipeline``."""
+
+    text: str
+
+
+@pytest.fixture(scope="module")
+def time_machine(corpus_dir: Path) -> StandIn:
+    return StandIn((corpus_dir / "timemachine.txt").read_text(encoding="utf-8"))
+
+
+# --- D2L's figures --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kind, n_tokens, vocab_0, vocab_10",
+    [("char", 170580, 28, 28), ("word", 32775, 4580, 400)],
+)
+def test_d2l_figures(time_machine, kind, n_tokens, vocab_0, vocab_10):
+    p = build_pipeline(time_machine, mode="d2l", tokenizer=kind, min_freq=0)
+    assert isinstance(p, TextPipeline)
+    assert len(p.lines) == 3221
+    assert p.ids.dtype == np.int32 and p.ids.shape == (n_tokens,)
+    assert len(p.vocab) == vocab_0
+    assert not (p.ids == 0).any()  # min_freq 0: nothing is unknown
+    p10 = build_pipeline(time_machine, tokenizer=kind, min_freq=10)
+    assert len(p10.vocab) == vocab_10
+    assert p10.ids.shape == (n_tokens,)
+
+
+def test_d2l_word_frequencies(time_machine):
+    vocab = build_pipeline(time_machine, tokenizer="word").vocab
+    assert vocab.token_freqs[0] == ("the", 2261)
+    assert vocab.idx_to_token[:4] == ["<unk>", "the", "i", "and"]
+
+
+def test_char_vocab_is_space_and_26_letters(time_machine):
+    p = build_pipeline(time_machine, tokenizer="char")
+    assert sorted(p.vocab.idx_to_token[1:]) == sorted(" abcdefghijklmnopqrstuvwxyz")
+    assert p.tokenizer.decode(p.ids[:30]) == "the time machine by h g wellsi"
+
+
+# --- char and word --------------------------------------------------------
+
+
+def test_char_encode_matches_the_vocab_lookup():
+    tok = make_tokenizer("char").fit(["hello world", "héllo ✓"])
+    text = "wörld ✓ hello?"
+    ids = tok.encode(text)
+    assert ids.dtype == np.int32
+    assert ids.tolist() == tok.vocab[list(text)]
+    assert tok.unknown_chars(text) == ["ö", "?"]
+    assert tok.decode(ids) == "w<unk>rld ✓ hello<unk>"
+    assert tok.encode("").shape == (0,)
+
+
+def test_word_tokenizer_splits_on_whitespace_and_is_lossy():
+    tok = make_tokenizer("word").fit(["the time  machine", "", "the end"])
+    assert isinstance(tok, WordTokenizer) and not tok.lossless
+    assert tok.tokenize(["a  b", ""]) == [["a", "b"], []]
+    assert tok.vocab.token_freqs[0] == ("the", 2)
+    assert tok.decode(tok.encode("the  end\nmachine")) == "the end machine"
+    assert tok.unknown_chars("the cat sat the cat") == ["cat", "sat"]
+
+
+def test_encode_corpus_concatenates_lines_without_separator():
+    lines = ["ab", "", "ba a"]
+    char = make_tokenizer("char").fit(lines)
+    assert char.decode(char.encode_corpus(lines)) == "abba a"
+    word = make_tokenizer("word").fit(lines)
+    assert word.tokenize(lines) == [["ab"], [], ["ba", "a"]]
+    assert word.vocab.to_tokens(word.encode_corpus(lines).tolist()) == ["ab", "ba", "a"]
+
+
+@pytest.mark.parametrize("kind, n_unk", [("char", 1), ("word", 2)])
+def test_min_freq_maps_rare_tokens_to_unk(kind, n_unk):
+    lines = ["aaa bbb aaa aaa c"]  # char: a 9, ' ' 4, b 3, c 1; word: aaa 3, bbb 1, c 1
+    tok = make_tokenizer(kind, min_freq=2).fit(lines)
+    ids = tok.encode_corpus(lines)
+    assert tok.vocab["c"] == 0
+    assert (ids == 0).sum() == n_unk
+
+
+# --- validation -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"kind": "sentencepiece"}, "tokenizer"),
+        ({"kind": "bpe", "vocab_size": 0}, "vocab_size"),
+        ({"kind": "bpe", "vocab_size": 2.5}, "vocab_size"),
+        ({"kind": "char", "vocab_size": True}, "vocab_size"),
+        ({"kind": "char", "min_freq": -1}, "min_freq"),
+    ],
+)
+def test_bad_parameters_raise_config_error_naming_the_field(kwargs, field):
+    kind = kwargs.pop("kind")
+    with pytest.raises(ConfigError, match=f"^{field} must"):
+        make_tokenizer(kind, **kwargs)
+
+
+def test_build_pipeline_validates_mode_and_kind():
+    with pytest.raises(ConfigError, match="^mode must"):
+        build_pipeline(StandIn("abc"), mode="fancy")
+    with pytest.raises(ConfigError, match="^tokenizer must"):
+        build_pipeline(StandIn("abc"), tokenizer="bytes")
+    with pytest.raises(ConfigError, match="^tokenizer must"):
+        load_tokenizer({"kind": "nope"})
+
+
+def test_raw_mode_keeps_case_and_punctuation():
+    p = build_pipeline(StandIn("The Time!\nMachine.\n"), mode="raw", tokenizer="char")
+    assert p.lines == ["The Time!", "Machine."]
+    assert p.tokenizer.decode(p.ids) == "The Time!Machine."
+
+
+@pytest.mark.parametrize("kind", ["char", "word"])
+def test_to_dict_is_json_safe_and_round_trips(kind):
+    lines = preprocess("The Time Machine, by H. G. Wells\n\nI\n\nThe Time Traveller", "d2l")
+    tok = make_tokenizer(kind, min_freq=1).fit(lines)
+    again = load_tokenizer(json.loads(json.dumps(tok.to_dict())))
+    assert type(again) is type(tok) and again.vocab == tok.vocab
+    text = "the time traveller machine x"
+    assert again.encode(text).tolist() == tok.encode(text).tolist()
+    assert isinstance(again, (CharTokenizer, WordTokenizer))
+
+
+def test_kinds_are_the_contract():
+    assert TOKENIZER_KINDS == ("char", "word", "bpe", "wordpiece", "unigram")
