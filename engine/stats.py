@@ -9,7 +9,8 @@ squares on ``log f = -a log r + c`` over a rank range (exercise 8.3.3);
 the one thing the CLI and the TUI show.
 
 The stream is the book's: the tokens of all lines concatenated, so n-grams
-run across line ends. Summaries count with numpy (each n-gram packed into one
+run across line ends. Counts are of the tokens as written, before ``min_freq``
+maps rare ones to ``<unk>`` (the ``<unk>`` rate is reported separately). Summaries count with numpy (each n-gram packed into one
 int64 key) which keeps char-level 4-grams of a novel well under a second.
 
 Left out: plotting, smoothing (Laplace etc.) and sampling from n-gram models.

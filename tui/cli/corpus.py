@@ -1,0 +1,168 @@
+"""``rnnlab corpus``: load a corpus, tokenize it and print its statistics.
+
+    rnnlab corpus                              # The Time Machine, char-level
+    rnnlab corpus timemachine --tokenizer word --min-freq 10
+    rnnlab corpus path/to/book.txt --mode raw --tokenizer bpe --vocab-size 2000
+    rnnlab corpus war_of_the_worlds --json     # the same figures, machine-readable
+
+The figures come from ``engine.stats.corpus_summary``: lines, tokens, vocab
+size (at ``min_freq`` 0 and 10 for char/word), the ``<unk>`` rate, the top
+tokens, and per n = 1..4 the number of distinct n-grams, the top ones and the
+Zipf exponent. A catalog corpus that is not on this machine is downloaded with
+a progress bar on stderr.
+
+Bad arguments (an unknown name, a missing or unreadable file, a value out of
+range) exit 2; a failed download or checksum exits 1. Never imports Textual.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from engine.corpus import PREPROCESS_MODES, catalog, load_corpus
+from engine.errors import ConfigError, CorpusError
+from engine.stats import DEFAULT_RANK_RANGE, corpus_summary
+from engine.tokenizers import TOKENIZER_KINDS, build_pipeline
+
+
+def _int_at_least(lo: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer (got {text!r})") from None
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"must be >= {lo} (got {value})")
+        return value
+
+    return parse
+
+
+def _rank_range(text: str) -> tuple[int, int]:
+    try:
+        lo, hi = (int(part) for part in text.split("-"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO-HI, e.g. 10-1000 (got {text!r})") from None
+    if not 1 <= lo <= hi:
+        raise argparse.ArgumentTypeError(f"need 1 <= LO <= HI (got {text!r})")
+    return lo, hi
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "corpus",
+        help="corpus statistics: tokens, vocab, n-grams, Zipf",
+        description="Load a corpus (a built-in name or a .txt file), tokenize it and print "
+        "its statistics (D2L 8.2-8.3). Built-in: " + ", ".join(catalog()) + ".",
+    )
+    p.add_argument("corpus", nargs="?", default="timemachine", metavar="NAME|FILE",
+                   help="built-in corpus name or path to a UTF-8 text file (default: timemachine)")
+    p.add_argument("--tokenizer", choices=TOKENIZER_KINDS, default="char", help="default: char")
+    p.add_argument("--vocab-size", type=_int_at_least(1), default=1000, metavar="N",
+                   help="vocabulary size for bpe/wordpiece/unigram (default: 1000)")
+    p.add_argument("--min-freq", type=_int_at_least(0), default=0, metavar="N",
+                   help="drop tokens seen fewer than N times (they become <unk>; default: 0)")
+    p.add_argument("--mode", choices=PREPROCESS_MODES, default="d2l",
+                   help="d2l: letters only, lower case (default); raw: text as written")
+    p.add_argument("--top", type=_int_at_least(1), default=10, metavar="K",
+                   help="how many top tokens and n-grams to show (default: 10)")
+    p.add_argument("--max-n", type=_int_at_least(1), default=4, metavar="N",
+                   help="n-grams for n = 1..N (default: 4)")
+    p.add_argument("--zipf-ranks", type=_rank_range, default=DEFAULT_RANK_RANGE, metavar="LO-HI",
+                   help="rank range of the Zipf fit (default: %d-%d)" % DEFAULT_RANK_RANGE)
+    p.add_argument("--offline", action="store_true",
+                   help="never download; use RNNLAB_CORPUS_DIR or the cache")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    bar = _DownloadBar()
+    try:
+        corpus = load_corpus(args.corpus, progress=bar, allow_download=not args.offline)
+    except CorpusError as exc:
+        if args.corpus in catalog():
+            raise  # download or checksum trouble: not the user's argument (exit 1)
+        raise ConfigError(str(exc)) from exc  # a bad NAME|FILE: exit 2
+    finally:
+        bar.close()
+    for warning in corpus.warnings:
+        print(f"rnnlab corpus: warning: {warning}", file=sys.stderr)
+    pipeline = build_pipeline(corpus, mode=args.mode, tokenizer=args.tokenizer,
+                              vocab_size=args.vocab_size, min_freq=args.min_freq)
+    summary = corpus_summary(pipeline, max_n=args.max_n, top_k=args.top, rank_range=args.zipf_ranks)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        entry = catalog().get(corpus.name)
+        title = f"{entry.title} ({entry.author})" if entry and args.corpus == corpus.name else corpus.name
+        print(format_summary(summary, title=title))
+    return 0
+
+
+class _DownloadBar:
+    """A rich progress bar on stderr, created on the first byte downloaded."""
+
+    def __init__(self) -> None:
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if self._progress is None:
+            from rich.console import Console
+            from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+            self._progress = Progress(*Progress.get_default_columns(), DownloadColumn(),
+                                      TransferSpeedColumn(), console=Console(stderr=True),
+                                      transient=True)
+            self._progress.start()
+            self._task = self._progress.add_task("downloading", total=total)
+        self._progress.update(self._task, completed=done)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def _show(token: str) -> str:
+    return token if token and token == token.strip() and token.isprintable() else repr(token)
+
+
+def _show_gram(gram: list[str], kind: str) -> str:
+    if kind == "char":
+        return repr("".join(gram))  # 'the ' reads better than 't' 'h' 'e' ' '
+    return " ".join(_show(t) for t in gram)
+
+
+def format_summary(s: dict[str, Any], *, title: str) -> str:
+    """The readable report: one block of figures, then the tops."""
+    kind = s["tokenizer"]
+    sizes = s["vocab_size_at_min_freq"]
+    at = ", ".join(f"{v['min_freq']}: {v['vocab_size']}" for v in sizes or ())
+    at = f"   (at min_freq {at})" if at else ""
+    lo, hi = s["zipf_rank_range"]
+    out = [
+        f"{title} — {s['corpus']['path']}",
+        f"mode {s['mode']}, tokenizer {kind}, min_freq {s['min_freq']}",
+        "",
+        f"lines        {s['lines']}",
+        f"tokens       {s['tokens']}",
+        f"vocab size   {s['vocab_size']}{at}",
+        f"<unk> rate   {100 * s['unk_rate']:.2f}%   ({s['unk_count']} tokens)",
+        "",
+        f"{'n':>3}  {'distinct':>9}  {'total':>9}  zipf exponent (ranks {lo}-{hi})",
+    ]
+    for g in s["ngrams"]:
+        a = "—" if g["zipf_exponent"] is None else f"{g['zipf_exponent']:.3f}"
+        out.append(f"{g['n']:>3}  {g['distinct']:>9}  {g['total']:>9}  {a}")
+    for g in s["ngrams"]:
+        name = "tokens" if g["n"] == 1 else f"{g['n']}-grams"
+        shown = [(_show_gram(gram, kind), count) for gram, count in g["top"]]
+        width = max((len(text) for text, _ in shown), default=0)
+        out += ["", f"top {name}"]
+        out += [f"{i:>4}  {text:<{width}}  {count:>7}" for i, (text, count) in enumerate(shown, 1)]
+    return "\n".join(out)
