@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.corpus import preprocess
 from engine.errors import ConfigError
@@ -154,3 +156,108 @@ def test_to_dict_is_json_safe_and_round_trips(kind):
 
 def test_kinds_are_the_contract():
     assert TOKENIZER_KINDS == ("char", "word", "bpe", "wordpiece", "unigram")
+
+
+# --- every kind -----------------------------------------------------------
+
+# A small fitting corpus: the opening of The Time Machine as written, plus a
+# line of non-ASCII text so byte-level kinds meet multi-byte characters.
+EXTRA = "naïve café — 北京 ✓\tend"
+
+
+@pytest.fixture(scope="module")
+def fit_lines(corpus_dir: Path) -> list[str]:
+    text = (corpus_dir / "timemachine.txt").read_text(encoding="utf-8")
+    return preprocess(text, "raw")[:300] + [EXTRA]
+
+
+@pytest.fixture(scope="module", params=TOKENIZER_KINDS)
+def fitted(request, fit_lines):
+    return make_tokenizer(request.param, vocab_size=300).fit(fit_lines)
+
+
+def test_lossless_flags_are_as_documented():
+    assert {k: make_tokenizer(k).lossless for k in TOKENIZER_KINDS} == {
+        "char": True, "word": False, "bpe": True, "wordpiece": True, "unigram": True,
+    }
+
+
+def test_encode_corpus_is_int32_in_range_and_counts_match_frequencies(fitted, fit_lines):
+    ids = fitted.encode_corpus(fit_lines)
+    assert ids.dtype == np.int32 and ids.ndim == 1 and len(ids) > 0
+    assert 0 <= ids.min() and ids.max() < len(fitted.vocab)
+    assert not (ids == fitted.vocab.unk).any()
+    # token_freqs counts exactly the fitted corpus
+    counts = np.bincount(ids, minlength=len(fitted.vocab))
+    assert {t: int(counts[fitted.vocab[t]]) for t, _ in fitted.vocab.token_freqs} == dict(
+        fitted.vocab.token_freqs
+    )
+    # encode_corpus is the lines' encodings, concatenated
+    per_line = [fitted.encode(line) for line in fit_lines[:40]]
+    assert np.array_equal(np.concatenate(per_line), fitted.encode_corpus(fit_lines[:40]))
+    assert [len(t) for t in fitted.tokenize(fit_lines[:40])] == [len(p) for p in per_line]
+
+
+def test_subword_vocab_respects_vocab_size(fitted):
+    if fitted.kind in ("char", "word"):
+        assert fitted.pieces == [] and fitted.merges == []
+        return
+    assert fitted.pieces == fitted.vocab.idx_to_token and fitted.pieces[0] == "<unk>"
+    slack = 0 if fitted.kind != "wordpiece" else 40  # ♯♯ forms of the alphabet
+    assert 150 <= len(fitted.vocab) <= 300 + slack
+
+
+def test_bpe_merges_are_in_learned_order(fit_lines):
+    tok = make_tokenizer("bpe", vocab_size=200).fit(fit_lines)
+    assert len(tok.merges) > 50
+    # every merge after the alphabet adds the piece it makes, in order
+    n_alpha = len(tok.pieces) - len(tok.merges)
+    assert tok.pieces[n_alpha:] == [a + b for a, b in tok.merges]
+    assert tok.merges[0] == ("Ġ", "t")  # " t" is the commonest pair in English
+    assert all(len(p) == 1 for p in tok.pieces[1:n_alpha])
+
+
+def test_bpe_min_freq_stops_merging_rare_pairs(fit_lines):
+    few = make_tokenizer("bpe", vocab_size=5000, min_freq=50).fit(fit_lines)
+    many = make_tokenizer("bpe", vocab_size=5000, min_freq=2).fit(fit_lines)
+    assert 0 < len(few.merges) < len(many.merges)
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe", "wordpiece", "unigram"])
+def test_unknown_characters(kind, fit_lines):
+    tok = make_tokenizer(kind, vocab_size=300).fit(fit_lines)
+    assert tok.unknown_chars("the time ✓ #ö\n") == ["#", "ö", "\n"]
+    assert tok.unknown_chars("the time") == []
+    assert (tok.encode("the #time") == 0).sum() >= 1
+    assert tok.decode(tok.encode("#")) == "<unk>" * len(tok.encode("#"))
+
+
+def test_serialised_tokenizer_is_json_and_encodes_the_same(fitted):
+    d = json.loads(json.dumps(fitted.to_dict()))
+    again = load_tokenizer(d)
+    assert type(again) is type(fitted) and again.vocab == fitted.vocab
+    assert again.pieces == fitted.pieces and again.merges == fitted.merges
+    text = "The Time Traveller (for so it will be convenient) ✓ naïve"
+    assert np.array_equal(again.encode(text), fitted.encode(text))
+    assert again.decode(again.encode(text)) == fitted.decode(fitted.encode(text))
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_round_trip_where_lossless_and_ids_in_range(fitted, fit_lines, data):
+    alphabet = sorted(set("".join(fit_lines)))
+    text = data.draw(st.text(alphabet=alphabet, max_size=60), label="known text")
+    ids = fitted.encode(text)
+    assert ids.dtype == np.int32
+    assert ((0 <= ids) & (ids < len(fitted.vocab))).all()
+    if fitted.lossless:
+        assert fitted.decode(ids) == text
+    else:  # word: whitespace collapses, known words survive
+        assert fitted.decode(ids).split() == [
+            w if w in fitted.vocab else "<unk>" for w in text.split()
+        ]
+    anything = data.draw(st.text(max_size=40), label="any text")
+    ids = fitted.encode(anything)
+    assert ((0 <= ids) & (ids < len(fitted.vocab))).all()
+    if "<unk>" not in anything:
+        assert (ids == 0).any() == bool(fitted.unknown_chars(anything))

@@ -1,0 +1,200 @@
+"""Subword tokenizers (BPE, WordPiece, Unigram) trained with HuggingFace ``tokenizers``.
+
+All three split text GPT-2 style: a byte-level pre-tokenizer maps every byte
+to a visible symbol (a space becomes ``Ġ``, a newline ``Ċ``) and keeps a word's
+leading space on the word (``" the"`` → ``Ġthe``). Decoding maps the symbols
+back to bytes, so ``decode(encode(x)) == x`` for any text whose bytes occurred
+in the fitted corpus: all three kinds are lossless. Bytes never seen in fitting
+become ``<unk>`` (index 0, as in ``Vocab``).
+
+- ``bpe`` learns merges of the most frequent adjacent pair (Sennrich et al.);
+  ``merges`` lists them in the order learned, ``pieces`` the vocabulary in id
+  order (specials, the alphabet, then one piece per merge).
+- ``wordpiece`` marks word-internal pieces with ``♯♯`` (BERT's ``##``, but a
+  symbol the byte-level alphabet cannot produce, so a literal ``##`` in the text
+  stays unambiguous). Every alphabet symbol also gets its ``♯♯`` form, so no
+  word falls back to ``<unk>`` as a whole.
+- ``unigram`` is SentencePiece's unigram language model; ``pieces`` are in the
+  trainer's order (by score).
+
+``vocab.token_freqs`` counts each piece in the encoded fitting corpus. Left out:
+normalisation (NFKC, lower-casing: use the ``d2l`` preprocessing mode), dropout,
+byte fallback and added tokens other than ``<unk>``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import decoders, models, pre_tokenizers, trainers
+
+from engine.tokenizers import Tokenizer
+from engine.vocab import UNK, Vocab
+
+WORDPIECE_PREFIX = "♯♯"
+
+
+def _byte_level() -> pre_tokenizers.ByteLevel:
+    return pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+
+
+class SubwordTokenizer(Tokenizer):
+    """Shared plumbing: a HuggingFace tokenizer plus our ``Vocab`` of its pieces."""
+
+    lossless = True
+
+    def __init__(self, *, vocab_size: int = 1000, min_freq: int = 0) -> None:
+        super().__init__(vocab_size=vocab_size, min_freq=min_freq)
+        self._hf: HFTokenizer | None = None
+
+    # -- subclasses say how to build and train ------------------------------
+    def _new(self) -> tuple[HFTokenizer, Any]:
+        raise NotImplementedError
+
+    def _after_training(self, model: dict[str, Any]) -> dict[str, Any]:
+        return model
+
+    # -- fitting ------------------------------------------------------------
+    def fit(self, lines: list[str]) -> SubwordTokenizer:
+        hf, trainer = self._new()
+        hf.train_from_iterator(lines, trainer=trainer, length=len(lines))
+        spec = json.loads(hf.to_str())
+        spec["model"] = self._after_training(spec["model"])
+        self._set(HFTokenizer.from_str(json.dumps(spec)))
+        ids = self.encode_corpus(lines)
+        freqs = np.bincount(ids, minlength=len(self.pieces)).tolist()
+        self.vocab = Vocab.from_pieces(self.pieces, freqs)
+        return self
+
+    def _set(self, hf: HFTokenizer) -> None:
+        self._hf = hf
+        model = json.loads(hf.to_str())["model"]
+        vocab = model["vocab"]
+        if isinstance(vocab, dict):  # BPE, WordPiece: token -> id
+            self.pieces = [tok for tok, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
+        else:  # Unigram: [piece, score] in id order
+            self.pieces = [piece for piece, _ in vocab]
+        # BPE merges are "a b" strings in older versions, [a, b] pairs in newer.
+        self.merges = [
+            tuple(m.split(" ", 1)) if isinstance(m, str) else (m[0], m[1])
+            for m in model.get("merges", [])
+        ]
+        if self.pieces[:1] != [UNK]:
+            raise RuntimeError(f"subword model must put {UNK!r} first (got {self.pieces[:1]!r})")
+
+    @property
+    def hf(self) -> HFTokenizer:
+        if self._hf is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(lines) first")
+        return self._hf
+
+    # -- encoding and decoding ----------------------------------------------
+    def tokenize(self, lines: list[str]) -> list[list[str]]:
+        return [enc.tokens for enc in self.hf.encode_batch(lines, add_special_tokens=False)]
+
+    def encode(self, text: str) -> np.ndarray:
+        return np.array(self.hf.encode(text, add_special_tokens=False).ids, dtype=np.int32)
+
+    def encode_corpus(self, lines: list[str]) -> np.ndarray:
+        batch = getattr(self.hf, "encode_batch_fast", self.hf.encode_batch)
+        encs = batch(lines, add_special_tokens=False)
+        return np.fromiter(
+            (i for enc in encs for i in enc.ids), dtype=np.int32, count=sum(len(e.ids) for e in encs)
+        )
+
+    def decode(self, ids: Iterable[int]) -> str:
+        # Keep <unk> visible, as CharTokenizer does, rather than dropping it.
+        return self.hf.decode(np.asarray(ids, dtype=np.int64).tolist(), skip_special_tokens=False)
+
+    def unknown_chars(self, text: str) -> list[str]:
+        chars = list(dict.fromkeys(text))
+        encs = self.hf.encode_batch(chars, add_special_tokens=False)
+        return [c for c, enc in zip(chars, encs) if self.vocab.unk in enc.ids]
+
+    # -- serialisation ------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "hf": self.hf.to_str()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SubwordTokenizer:
+        tok = cls(vocab_size=int(d["vocab_size"]), min_freq=int(d["min_freq"]))
+        tok._set(HFTokenizer.from_str(d["hf"]))
+        tok.vocab = Vocab.from_dict(d["vocab"])
+        return tok
+
+
+class BPETokenizer(SubwordTokenizer):
+    """Byte-level byte-pair encoding; ``min_freq`` is the least count of a merged pair."""
+
+    kind = "bpe"
+
+    def _new(self) -> tuple[HFTokenizer, Any]:
+        hf = HFTokenizer(models.BPE(unk_token=UNK))
+        hf.pre_tokenizer = _byte_level()
+        hf.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=self.vocab_size,
+            min_frequency=self.min_freq,
+            special_tokens=[UNK],
+            show_progress=False,
+        )
+        return hf, trainer
+
+
+class WordPieceTokenizer(SubwordTokenizer):
+    """Byte-level WordPiece (BERT's scheme, with ``♯♯`` marking word-internal pieces)."""
+
+    kind = "wordpiece"
+
+    def _new(self) -> tuple[HFTokenizer, Any]:
+        hf = HFTokenizer(
+            models.WordPiece(
+                unk_token=UNK,
+                continuing_subword_prefix=WORDPIECE_PREFIX,
+                max_input_chars_per_word=1_000_000,  # never give up on a long word
+            )
+        )
+        hf.pre_tokenizer = _byte_level()
+        # Strip the prefix, glue pieces without spaces, then map symbols to bytes.
+        hf.decoder = decoders.Sequence(
+            [decoders.Replace(WORDPIECE_PREFIX, ""), decoders.ByteLevel()]
+        )
+        trainer = trainers.WordPieceTrainer(
+            vocab_size=self.vocab_size,
+            min_frequency=self.min_freq,
+            special_tokens=[UNK],
+            continuing_subword_prefix=WORDPIECE_PREFIX,
+            show_progress=False,
+        )
+        return hf, trainer
+
+    def _after_training(self, model: dict[str, Any]) -> dict[str, Any]:
+        # A symbol seen only at word starts has no ♯♯ form, and WordPiece would
+        # turn any word holding it inside into one <unk>: add the missing forms.
+        vocab: dict[str, int] = model["vocab"]
+        alphabet = [t for t in sorted(vocab, key=vocab.__getitem__) if len(t) == 1]
+        for sym in alphabet:
+            vocab.setdefault(WORDPIECE_PREFIX + sym, len(vocab))
+        return model
+
+
+class UnigramTokenizer(SubwordTokenizer):
+    """Byte-level unigram language model (SentencePiece's algorithm); ignores ``min_freq``."""
+
+    kind = "unigram"
+
+    def _new(self) -> tuple[HFTokenizer, Any]:
+        hf = HFTokenizer(models.Unigram())
+        hf.pre_tokenizer = _byte_level()
+        hf.decoder = decoders.ByteLevel()
+        trainer = trainers.UnigramTrainer(
+            vocab_size=self.vocab_size,
+            special_tokens=[UNK],
+            unk_token=UNK,
+            show_progress=False,
+        )
+        return hf, trainer
