@@ -1,0 +1,193 @@
+"""Minibatches of subsequences for language modelling (D2L 8.3.4).
+
+Both of the book's samplers start each epoch at a random offset drawn from
+``0..num_steps-1``, so across epochs every token can begin a subsequence, and
+both yield ``(X, Y)``: ``int64`` tensors of shape ``(batch_size, num_steps)``
+where ``Y`` is ``X`` shifted one token to the right (the next-token targets).
+
+- **random sampling** cuts the corpus into non-overlapping subsequences of
+  ``num_steps`` tokens, shuffles them and batches them: neighbouring batches are
+  not adjacent in the text, so the hidden state must be reset between them.
+- **sequential partitioning** splits the corpus into ``batch_size`` long rows
+  and walks along them: row ``i`` of batch ``k+1`` continues row ``i`` of batch
+  ``k``, so the hidden state may be carried over (and detached).
+
+Randomness comes only from the ``np.random.Generator`` passed in, and is drawn
+when the iterator is created, so ``coverage`` can replay exactly which corpus
+positions an epoch uses (exercise 8.3.5). Batches are gathered with one
+fancy-index per batch (random) or are views of two reshaped tensors
+(sequential). Left out: padding, bucketing by length and devices (the trainer
+moves batches).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from engine.errors import ConfigError
+
+SAMPLERS = ("random", "sequential")
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def _positive(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigError(f"{name} must be an integer >= 1 (got {value!r})")
+    return int(value)
+
+
+def check_sizes(n_tokens: int, batch_size: int, num_steps: int, sampler: str | None = None) -> None:
+    """Raise ``ConfigError`` unless every offset yields at least one batch.
+
+    The worst offset is ``num_steps - 1``; one batch then needs
+    ``n_tokens >= (batch_size + 1) * num_steps`` for both samplers.
+    """
+    if sampler is not None and sampler not in SAMPLERS:
+        raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)} (got {sampler!r})")
+    batch_size = _positive("batch_size", batch_size)
+    num_steps = _positive("num_steps", num_steps)
+    if n_tokens < 2:
+        raise ConfigError(f"corpus must hold at least 2 tokens (got {n_tokens})")
+    max_steps = n_tokens // (batch_size + 1)
+    if max_steps < 1:
+        raise ConfigError(
+            f"batch_size must be at most {n_tokens - 1} for a corpus of {n_tokens} tokens "
+            f"(got {batch_size})"
+        )
+    if num_steps > max_steps:
+        raise ConfigError(
+            f"num_steps must be at most {max_steps} for a corpus of {n_tokens} tokens "
+            f"with batch_size {batch_size} (got {num_steps})"
+        )
+
+
+def _random_starts(n_tokens: int, batch_size: int, num_steps: int, rng: np.random.Generator) -> np.ndarray:
+    """Start positions of one epoch of random sampling, shape (num_batches, batch_size)."""
+    offset = int(rng.integers(num_steps))  # 0..num_steps-1
+    # Subtract 1: the last subsequence needs one more token for its targets Y.
+    num_subseqs = (n_tokens - offset - 1) // num_steps
+    num_batches = num_subseqs // batch_size
+    chosen = rng.permutation(num_subseqs)[: num_batches * batch_size]
+    return offset + chosen.reshape(num_batches, batch_size) * num_steps
+
+
+def _sequential_layout(
+    n_tokens: int, batch_size: int, num_steps: int, rng: np.random.Generator
+) -> tuple[int, int, int]:
+    """(offset, row_len, num_batches) of one epoch of sequential partitioning."""
+    offset = int(rng.integers(num_steps))
+    row_len = (n_tokens - offset - 1) // batch_size
+    return offset, row_len, row_len // num_steps
+
+
+def _as_tensor(corpus: np.ndarray | torch.Tensor) -> torch.Tensor:
+    if isinstance(corpus, torch.Tensor):
+        t = corpus.detach().to("cpu", torch.int64)
+    else:
+        t = torch.from_numpy(np.ascontiguousarray(corpus, dtype=np.int64))
+    if t.ndim != 1:
+        raise ConfigError(f"corpus must be a 1-D array of token indices (got shape {tuple(t.shape)})")
+    return t
+
+
+def seq_data_iter_random(
+    corpus: np.ndarray, batch_size: int, num_steps: int, *, rng: np.random.Generator | None = None
+) -> Iterator[Batch]:
+    """One epoch of random sampling (D2L's ``seq_data_iter_random``).
+
+    No two subsequences of the epoch overlap; each is used at most once.
+    """
+    tokens = _as_tensor(corpus)
+    check_sizes(len(tokens), batch_size, num_steps)
+    starts = _random_starts(len(tokens), batch_size, num_steps, rng or np.random.default_rng())
+    window = torch.arange(num_steps + 1)
+
+    def batches() -> Iterator[Batch]:
+        for row_starts in starts:
+            # (batch_size, num_steps + 1) tokens in one gather; X and Y are views.
+            w = tokens[torch.from_numpy(row_starts)[:, None] + window]
+            yield w[:, :-1], w[:, 1:]
+
+    return batches()
+
+
+def seq_data_iter_sequential(
+    corpus: np.ndarray, batch_size: int, num_steps: int, *, rng: np.random.Generator | None = None
+) -> Iterator[Batch]:
+    """One epoch of sequential partitioning (D2L's ``seq_data_iter_sequential``)."""
+    tokens = _as_tensor(corpus)
+    check_sizes(len(tokens), batch_size, num_steps)
+    offset, row_len, num_batches = _sequential_layout(
+        len(tokens), batch_size, num_steps, rng or np.random.default_rng()
+    )
+    num_tokens = row_len * batch_size
+    Xs = tokens[offset : offset + num_tokens].reshape(batch_size, row_len)
+    Ys = tokens[offset + 1 : offset + 1 + num_tokens].reshape(batch_size, row_len)
+
+    def batches() -> Iterator[Batch]:
+        for i in range(0, num_steps * num_batches, num_steps):
+            yield Xs[:, i : i + num_steps], Ys[:, i : i + num_steps]
+
+    return batches()
+
+
+def data_iter(
+    corpus: np.ndarray,
+    batch_size: int,
+    num_steps: int,
+    sampler: str,
+    *,
+    rng: np.random.Generator | None = None,
+) -> Iterator[Batch]:
+    """One epoch of ``(X, Y)`` minibatches from the named sampler."""
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)} (got {sampler!r})")
+    fn = seq_data_iter_random if sampler == "random" else seq_data_iter_sequential
+    return fn(corpus, batch_size, num_steps, rng=rng)
+
+
+def batches_per_epoch(n_tokens: int, batch_size: int, num_steps: int, sampler: str) -> int:
+    """Batches in one epoch at offset 0: an upper bound (a larger offset may cost one)."""
+    check_sizes(n_tokens, batch_size, num_steps, sampler)
+    if sampler == "random":
+        return ((n_tokens - 1) // num_steps) // batch_size
+    return ((n_tokens - 1) // batch_size) // num_steps
+
+
+def coverage(
+    n_tokens: int,
+    batch_size: int,
+    num_steps: int,
+    sampler: str,
+    epochs: int,
+    seed: int | None = 0,
+) -> np.ndarray:
+    """How often each corpus position is seen as input over ``epochs`` epochs.
+
+    Replays the samplers with ``np.random.default_rng(seed)``, so the counts are
+    exactly those of ``data_iter`` driven by a generator with the same seed.
+    Returns an ``int64`` array of length ``n_tokens``. What to look for: the
+    first ``num_steps - 1`` positions are skipped whenever the offset passes
+    them; random sampling drops ``num_subseqs % batch_size`` random
+    subsequences per epoch, sequential partitioning the end of every row.
+    """
+    check_sizes(n_tokens, batch_size, num_steps, sampler)
+    epochs = _positive("epochs", epochs)
+    rng = np.random.default_rng(seed)
+    # Difference array: +1 where a covered span starts, -1 just past its end.
+    diff = np.zeros(n_tokens + 1, dtype=np.int64)
+    for _ in range(epochs):
+        if sampler == "random":
+            starts = _random_starts(n_tokens, batch_size, num_steps, rng).ravel()
+            ends = starts + num_steps
+        else:
+            offset, row_len, num_batches = _sequential_layout(n_tokens, batch_size, num_steps, rng)
+            starts = offset + np.arange(batch_size) * row_len
+            ends = starts + num_batches * num_steps
+        np.add.at(diff, starts, 1)
+        np.add.at(diff, ends, -1)
+    return np.cumsum(diff)[:n_tokens]
