@@ -17,7 +17,12 @@ become ``<unk>`` (index 0, as in ``Vocab``).
 - ``unigram`` is SentencePiece's unigram language model; ``pieces`` are in the
   trainer's order (by score).
 
-``vocab.token_freqs`` counts each piece in the encoded fitting corpus. Left out:
+``vocab.token_freqs`` counts each piece in the encoded fitting corpus.
+
+Reproducibility: BPE training is deterministic. HuggingFace's WordPiece and
+Unigram trainers are not (ties broken in hash order; parallel float sums), so
+two fits of the same lines may differ by a few pieces; a fitted tokenizer is
+saved whole with ``to_dict`` so a run stays reproducible after fitting. Left out:
 normalisation (NFKC, lower-casing: use the ``d2l`` preprocessing mode), dropout,
 byte fallback and added tokens other than ``<unk>``.
 """

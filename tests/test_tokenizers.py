@@ -217,6 +217,12 @@ def test_bpe_merges_are_in_learned_order(fit_lines):
     assert all(len(p) == 1 for p in tok.pieces[1:n_alpha])
 
 
+def test_bpe_training_is_deterministic(fit_lines):
+    a = make_tokenizer("bpe", vocab_size=250).fit(fit_lines)
+    b = make_tokenizer("bpe", vocab_size=250).fit(fit_lines)
+    assert a.merges == b.merges and a.vocab == b.vocab
+
+
 def test_bpe_min_freq_stops_merging_rare_pairs(fit_lines):
     few = make_tokenizer("bpe", vocab_size=5000, min_freq=50).fit(fit_lines)
     many = make_tokenizer("bpe", vocab_size=5000, min_freq=2).fit(fit_lines)
