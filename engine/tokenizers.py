@@ -107,7 +107,7 @@ class CharTokenizer(Tokenizer):
         return [list(line) for line in lines]
 
     def encode(self, text: str) -> np.ndarray:
-        cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
         if len(self._cps) == 0:
             return np.full(len(cps), self.vocab.unk, dtype=np.int32)
         pos = np.searchsorted(self._cps, cps).clip(max=len(self._cps) - 1)

@@ -19,6 +19,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any, overload
 
+import numpy as np
+
 UNK = "<unk>"
 
 
@@ -107,8 +109,11 @@ class Vocab:
 
     def to_tokens(self, indices: int | Iterable[int]) -> str | list[str]:
         """The token at one index, or a list of tokens for many."""
-        if isinstance(indices, int) or hasattr(indices, "__index__"):
+        # Scalars: int, numpy integers, 0-d arrays and tensors.
+        if isinstance(indices, (int, np.integer)) or getattr(indices, "ndim", None) == 0:
             return self.idx_to_token[int(indices)]  # type: ignore[arg-type]
+        if hasattr(indices, "tolist"):  # numpy arrays and torch tensors
+            indices = indices.tolist()
         return [self.idx_to_token[int(i)] for i in indices]
 
     def to_dict(self) -> dict[str, Any]:

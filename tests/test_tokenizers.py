@@ -80,6 +80,7 @@ def test_char_encode_matches_the_vocab_lookup():
     assert tok.unknown_chars(text) == ["ö", "?"]
     assert tok.decode(ids) == "w<unk>rld ✓ hello<unk>"
     assert tok.encode("").shape == (0,)
+    assert tok.encode("h\ud800o").tolist() == [tok.vocab["h"], 0, tok.vocab["o"]]  # lone surrogate
 
 
 def test_word_tokenizer_splits_on_whitespace_and_is_lossy():

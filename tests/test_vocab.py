@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -31,6 +32,10 @@ def test_unknown_tokens_map_to_unk_and_lists_map_elementwise():
     assert v.to_tokens(np.int64(1)) == "the"
     assert v.to_tokens([1, 0]) == ["the", UNK]
     assert v.to_tokens([2]) == ["time"]  # a one-element list stays a list
+    assert v.to_tokens(np.array([2, 1], dtype=np.int32)) == ["time", "the"]
+    assert v.to_tokens(np.array([2])) == ["time"]
+    assert v.to_tokens(torch.tensor([1, 2])) == ["the", "time"]
+    assert v.to_tokens(torch.tensor(2)) == "time"
     assert "the" in v and "machine" not in v
 
 
