@@ -207,7 +207,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity equality: ids is an array
 class TextPipeline:
     """A corpus, its preprocessed lines, the fitted tokenizer and the ids."""
 

@@ -141,6 +141,7 @@ def test_build_pipeline_validates_mode_and_kind():
 def test_raw_mode_keeps_case_and_punctuation():
     p = build_pipeline(StandIn("The Time!\nMachine.\n"), mode="raw", tokenizer="char")
     assert p.lines == ["The Time!", "Machine."]
+    assert p == p and p in {p}  # comparable and hashable despite holding an array
     assert p.tokenizer.decode(p.ids) == "The Time!Machine."
 
 
