@@ -1,0 +1,204 @@
+"""Text generation: continue a prefix one token at a time (D2L 8.5.3's predict).
+
+Sampling exponent α: the model gives P(next token); we sample from
+``q ∝ P^α`` — the same as a softmax of the logits at temperature ``1/α``.
+α = 1 samples from the model, α → ∞ (``math.inf``) is greedy argmax (D2L's
+``predict_ch8``), α = 0 is uniform over the allowed tokens. Top-k keeps the k
+tokens the model ranks highest; top-p (nucleus) keeps the fewest highest-ranked
+tokens whose q-mass reaches p. Ranking always follows P (so α = 0 with top-k
+is uniform over the model's top k); masses are renormalised over what is kept.
+
+The prefix warms up the state once (one ``forward`` over it), then each new
+token costs one ``model.step`` under ``torch.inference_mode()`` on the model's
+device. An **empty prefix** starts from a zero state with a first token drawn
+from the corpus's unigram frequencies (``vocab.token_freqs``, with the same α:
+greedy picks the most frequent token, e.g. ' ' for characters). Unknown
+characters in the prefix map to ``<unk>``; the warning is in ``.warnings``.
+Sampling is seedable and happens on the CPU, so a seed gives the same text on
+any device. Left out: beam search and repetition penalties.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from engine.errors import ConfigError
+from engine.models import RNNLM, State
+
+
+def check_sampling(alpha: float, top_k: int | None, top_p: float | None) -> None:
+    if not (isinstance(alpha, (int, float)) and alpha >= 0):
+        raise ConfigError(f"alpha must be zero or more (inf = greedy) (got {alpha!r})")
+    if top_k is not None and not (isinstance(top_k, int) and top_k >= 1):
+        raise ConfigError(f"top_k must be a positive integer (got {top_k!r})")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ConfigError(f"top_p must be in (0, 1] (got {top_p!r})")
+
+
+def sampling_distribution(logits: torch.Tensor, alpha: float = 1.0, top_k: int | None = None,
+                          top_p: float | None = None) -> torch.Tensor:
+    """q over the vocabulary for one position: logits (vocab,) → probabilities (vocab,) summing to 1."""
+    logits = logits.float()
+    if math.isinf(alpha):  # greedy: all mass on the first argmax
+        q = torch.zeros_like(logits)
+        q[int(torch.argmax(logits))] = 1.0
+        return q
+    order = torch.argsort(logits, descending=True, stable=True)  # ranking by P
+    keep = torch.ones_like(logits, dtype=torch.bool)
+    if top_k is not None and top_k < logits.numel():
+        keep[order[top_k:]] = False
+    # q ∝ P^α = softmax(α · logits); α = 0 gives equal weights.
+    q = torch.softmax(alpha * logits, dim=-1) if alpha > 0 else torch.ones_like(logits)
+    q = torch.where(keep, q, torch.zeros_like(q))
+    q = q / q.sum()
+    if top_p is not None and top_p < 1:
+        cum = torch.cumsum(q[order], dim=0)
+        # keep ranks up to and including the first whose cumulative mass reaches top_p
+        n_keep = int(torch.searchsorted(cum, torch.tensor([top_p], dtype=cum.dtype)).item()) + 1
+        mask = torch.zeros_like(keep)
+        mask[order[:n_keep]] = True
+        q = torch.where(mask, q, torch.zeros_like(q))
+        q = q / q.sum()
+    return q
+
+
+def _device(model: RNNLM) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _unigram_logits(tokenizer: Any, vocab_size: int) -> torch.Tensor:
+    """log frequencies from the vocab (the empty-prefix start); uniform when unknown."""
+    vocab = tokenizer.vocab
+    counts = torch.zeros(vocab_size)
+    for tok, freq in getattr(vocab, "token_freqs", []):
+        idx = vocab.token_to_idx.get(tok)
+        if idx is not None and idx < vocab_size:
+            counts[idx] = freq
+    if counts.sum() <= 0:
+        counts += 1
+    return torch.log(counts)  # log 0 = -inf: never-seen tokens are never drawn
+
+
+def _prefix_warnings(tokenizer: Any, prefix: str) -> list[str]:
+    unknown = list(dict.fromkeys(tokenizer.unknown_chars(prefix))) if prefix else []
+    if not unknown:
+        return []
+    shown = ", ".join(repr(u) for u in unknown[:10])
+    return [f"not in the vocabulary, read as <unk>: {shown}"]
+
+
+def _warm_up(model: RNNLM, tokenizer: Any, prefix: str) -> tuple[list[int], torch.Tensor | None, State]:
+    """(prefix ids, logits after the prefix or None when empty, state) — under inference_mode."""
+    device = _device(model)
+    ids = [int(i) for i in tokenizer.encode(prefix)] if prefix else []
+    state = model.begin_state(1, device)
+    if not ids:
+        return ids, None, state
+    X = torch.tensor([ids], dtype=torch.long, device=device)
+    logits, state = model(X, state)
+    return ids, logits[-1, 0], state
+
+
+class Generation(Iterator[str]):
+    """``generate``'s result: iterate for decoded pieces; ``warnings`` is filled before the first one."""
+
+    def __init__(self, model: RNNLM, tokenizer: Any, prefix: str, num_tokens: int, *, alpha: float = 1.0,
+                 top_k: int | None = None, top_p: float | None = None, seed: int | None = None) -> None:
+        check_sampling(alpha, top_k, top_p)
+        if num_tokens < 0:
+            raise ConfigError(f"num_tokens must be zero or more (got {num_tokens})")
+        self.model, self.tokenizer, self.prefix = model, tokenizer, prefix
+        self.alpha, self.top_k, self.top_p = alpha, top_k, top_p
+        self.remaining = num_tokens
+        self.warnings: list[str] = _prefix_warnings(tokenizer, prefix)
+        self.generator = torch.Generator()  # CPU: the same seed gives the same text on every device
+        if seed is not None:
+            self.generator.manual_seed(seed)
+        else:
+            self.generator.seed()
+        self._device = _device(model)
+        self._state: State | None = None
+        self._logits: torch.Tensor | None = None
+        self._ids: list[int] = []
+        self._started = False
+        self._char = getattr(tokenizer, "kind", "") == "char"
+
+    def _pick(self, logits: torch.Tensor) -> torch.Tensor:
+        """The next token as a (1,) long tensor on the model's device."""
+        if math.isinf(self.alpha):
+            return torch.argmax(logits).reshape(1)  # greedy: stays on the device, no sampling
+        q = sampling_distribution(logits.cpu(), self.alpha, self.top_k, self.top_p)
+        return torch.multinomial(q, 1, generator=self.generator).to(self._device)
+
+    def _piece(self, idx: int) -> str:
+        if self._char:
+            return self.tokenizer.decode([idx])
+        # Word and subword tokens: decode with a little context so spacing between tokens comes out right.
+        tail = self._ids[-4:]
+        before = self.tokenizer.decode(tail) if tail else ""
+        after = self.tokenizer.decode(tail + [idx])
+        return after[len(before):] if after.startswith(before) else self.tokenizer.decode([idx])
+
+    def __next__(self) -> str:
+        if self.remaining <= 0:
+            raise StopIteration
+        was_training = self.model.training
+        if was_training:
+            self.model.eval()
+        try:
+            with torch.inference_mode():
+                if not self._started:
+                    self._started = True
+                    self._ids, self._logits, self._state = _warm_up(self.model, self.tokenizer, self.prefix)
+                if self._logits is None:  # empty prefix: first token from unigram frequencies
+                    vocab_size = self.model.cfg.vocab_size
+                    x = self._pick(_unigram_logits(self.tokenizer, vocab_size).to(self._device))
+                else:
+                    x = self._pick(self._logits)
+                idx = int(x)
+                self._logits, self._state = self.model.step(x, self._state)
+                self._logits = self._logits[0]
+        finally:
+            if was_training:
+                self.model.train()
+        piece = self._piece(idx)
+        self._ids.append(idx)
+        self.remaining -= 1
+        return piece
+
+
+def generate(model: RNNLM, tokenizer: Any, prefix: str, num_tokens: int, *, alpha: float = 1.0,
+             top_k: int | None = None, top_p: float | None = None, seed: int | None = None) -> Generation:
+    """Yield ``num_tokens`` decoded pieces continuing ``prefix`` (the prefix itself is not yielded)."""
+    return Generation(model, tokenizer, prefix, num_tokens, alpha=alpha, top_k=top_k, top_p=top_p, seed=seed)
+
+
+class TokenDistribution(list):
+    """A list of (token, probability), most probable first, with ``warnings`` about the prefix."""
+
+    warnings: list[str]
+
+
+def next_token_distribution(model: RNNLM, tokenizer: Any, prefix: str, *, alpha: float = 1.0,
+                            top_k: int | None = None, top_p: float | None = None, n: int = 10) -> TokenDistribution:
+    """The top ``n`` (token, q) after ``prefix``, with α / top-k / top-p applied (the UI's bars)."""
+    check_sampling(alpha, top_k, top_p)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            _, logits, _ = _warm_up(model, tokenizer, prefix)
+            if logits is None:
+                logits = _unigram_logits(tokenizer, model.cfg.vocab_size)
+            q = sampling_distribution(logits.cpu(), alpha, top_k, top_p)
+    finally:
+        model.train(was_training)
+    probs, idx = torch.sort(q, descending=True, stable=True)
+    tokens = tokenizer.vocab.to_tokens([int(i) for i in idx[:n]])
+    out = TokenDistribution((str(t), float(p)) for t, p in zip(tokens, probs[:n]))
+    out.warnings = _prefix_warnings(tokenizer, prefix)
+    return out

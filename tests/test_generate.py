@@ -1,0 +1,158 @@
+"""Generation: α → ∞ is greedy, α = 0 is uniform, top-k/top-p keep the right
+tokens, seeds reproduce, the state is kept between tokens, odd prefixes warn."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.errors import ConfigError
+from engine.generate import generate, next_token_distribution, sampling_distribution
+from engine.models import ModelConfig, build_model
+from engine.tokenizers import make_tokenizer
+
+LINES = ["the time traveller for so it will be convenient to speak of him",
+         "was expounding a recondite matter to us his grey eyes shone and twinkled"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return make_tokenizer("char").fit(LINES)
+
+
+@pytest.fixture(scope="module", params=["scratch", "gru"])
+def model(request, tokenizer):
+    torch.manual_seed(0)
+    m = build_model(ModelConfig(kind=request.param, vocab_size=len(tokenizer.vocab), num_hiddens=24))
+    with torch.no_grad():  # larger weights than the N(0, 0.01²) init, so the distribution is far from uniform
+        for p in m.parameters():
+            p.mul_(40 if request.param == "scratch" else 3)
+    return m.eval()
+
+
+def greedy_by_recomputation(model, tokenizer, prefix, n):
+    """D2L-style reference: rerun the whole text each time and take the argmax."""
+    ids = [int(i) for i in tokenizer.encode(prefix)]
+    with torch.no_grad():
+        for _ in range(n):
+            logits, _ = model(torch.tensor([ids]), model.begin_state(1))
+            ids.append(int(logits[-1, 0].argmax()))
+    return tokenizer.decode(ids[len(tokenizer.encode(prefix)):])
+
+
+def test_greedy_keeps_state_and_equals_recomputation(model, tokenizer):
+    pieces = list(generate(model, tokenizer, "time travel", 30, alpha=math.inf))
+    assert len(pieces) == 30
+    assert "".join(pieces) == greedy_by_recomputation(model, tokenizer, "time travel", 30)
+
+
+def test_lstm_state_tuple_is_kept(tokenizer):
+    # nn.LSTM is slow per call on this CPU build (~10 ms), so only a short check here.
+    torch.manual_seed(0)
+    m = build_model(ModelConfig(kind="lstm", vocab_size=len(tokenizer.vocab), num_hiddens=16)).eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.mul_(3)
+    pieces = list(generate(m, tokenizer, "time", 6, alpha=math.inf))
+    assert "".join(pieces) == greedy_by_recomputation(m, tokenizer, "time", 6)
+
+
+def test_huge_alpha_equals_greedy(model, tokenizer):
+    greedy = "".join(generate(model, tokenizer, "the ", 25, alpha=math.inf))
+    assert "".join(generate(model, tokenizer, "the ", 25, alpha=1e6, seed=3)) == greedy
+    assert "".join(generate(model, tokenizer, "the ", 25, alpha=1.0, top_k=1, seed=3)) == greedy
+
+
+def test_alpha_zero_is_uniform(model, tokenizer):
+    V = len(tokenizer.vocab)
+    dist = next_token_distribution(model, tokenizer, "time", alpha=0, n=V)
+    assert len(dist) == V and all(p == pytest.approx(1 / V) for _, p in dist)
+    top5 = next_token_distribution(model, tokenizer, "time", alpha=0, top_k=5, n=V)
+    assert [p for _, p in top5[:5]] == pytest.approx([0.2] * 5) and all(p == 0 for _, p in top5[5:])
+    model_top5 = [t for t, _ in next_token_distribution(model, tokenizer, "time", alpha=1, n=5)]
+    assert sorted(t for t, _ in top5[:5]) == sorted(model_top5)  # uniform over the model's top 5
+
+
+def test_top_k_never_leaves_the_top_k(model, tokenizer):
+    k = 3
+    ids = [int(i) for i in tokenizer.encode("the")]
+    for piece in generate(model, tokenizer, "the", 30, alpha=1.0, top_k=k, seed=0):
+        with torch.no_grad():
+            logits, _ = model(torch.tensor([ids]), model.begin_state(1))
+        allowed = torch.topk(logits[-1, 0], k).indices.tolist()
+        idx = tokenizer.vocab.token_to_idx[piece]
+        assert idx in allowed
+        ids.append(idx)
+
+
+def test_seed_reproduces_and_differs(model, tokenizer):
+    a = "".join(generate(model, tokenizer, "time", 40, alpha=1.0, seed=7))
+    b = "".join(generate(model, tokenizer, "time", 40, alpha=1.0, seed=7))
+    c = "".join(generate(model, tokenizer, "time", 40, alpha=0.5, seed=8))
+    assert a == b and a != c
+
+
+def test_distribution_sums_to_one_and_alpha_sharpens(model, tokenizer):
+    V = len(tokenizer.vocab)
+    p1 = dict(next_token_distribution(model, tokenizer, "time", alpha=1.0, n=V))
+    p2 = dict(next_token_distribution(model, tokenizer, "time", alpha=2.0, n=V))
+    assert sum(p1.values()) == pytest.approx(1.0, abs=1e-5)
+    top = max(p1, key=p1.get)
+    assert p2[top] > p1[top]
+    expected = {t: p1[t] ** 2 for t in p1}
+    z = sum(expected.values())
+    assert all(p2[t] == pytest.approx(expected[t] / z, abs=1e-5) for t in p1)  # q ∝ P^α
+
+
+def test_unknown_prefix_characters_warn_not_crash(model, tokenizer):
+    gen = generate(model, tokenizer, "Time Traveller!", 5, alpha=math.inf)
+    assert gen.warnings and "'T'" in gen.warnings[0] and "'!'" in gen.warnings[0]
+    assert len(list(gen)) == 5
+    dist = next_token_distribution(model, tokenizer, "Zz", n=3)
+    assert dist.warnings and len(dist) == 3
+    assert generate(model, tokenizer, "time", 3).warnings == []
+
+
+def test_empty_prefix_starts_with_the_most_frequent_token_when_greedy(model, tokenizer):
+    pieces = list(generate(model, tokenizer, "", 10, alpha=math.inf))
+    assert len(pieces) == 10 and pieces[0] == tokenizer.vocab.token_freqs[0][0]
+    dist = next_token_distribution(model, tokenizer, "", alpha=1.0, n=1)
+    assert dist[0][0] == tokenizer.vocab.token_freqs[0][0]
+
+
+def test_word_tokens_are_joined_with_spaces():
+    tok = make_tokenizer("word").fit(LINES)
+    torch.manual_seed(0)
+    m = build_model(ModelConfig(kind="gru", vocab_size=len(tok.vocab), num_hiddens=8)).eval()
+    pieces = list(generate(m, tok, "the time", 5, alpha=1.0, seed=0))
+    assert len(pieces) == 5 and all(p.startswith(" ") for p in pieces)
+
+
+def test_bad_sampling_options_are_config_errors(model, tokenizer):
+    for kw in ({"alpha": -1.0}, {"top_k": 0}, {"top_p": 0.0}, {"top_p": 1.5}):
+        with pytest.raises(ConfigError):
+            generate(model, tokenizer, "time", 3, **kw)
+
+
+def test_top_p_keeps_the_nucleus():
+    logits = torch.log(torch.tensor([0.2, 0.5, 0.3]))
+    assert sampling_distribution(logits, 1.0, top_p=0.6).tolist() == pytest.approx([0, 0.625, 0.375])
+    assert sampling_distribution(logits, 1.0, top_p=0.5).tolist() == pytest.approx([0, 1, 0])
+    assert sampling_distribution(logits, 1.0, top_p=1.0).tolist() == pytest.approx([0.2, 0.5, 0.3])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(-20, 20), min_size=2, max_size=30), st.integers(1, 30),
+       st.sampled_from([0.0, 0.5, 1.0, 3.0, math.inf]), st.sampled_from([None, 0.3, 0.9, 1.0]))
+def test_sampling_distribution_invariants(values, k, alpha, top_p):
+    logits = torch.tensor(values)
+    q = sampling_distribution(logits, alpha, top_k=k, top_p=top_p)
+    assert float(q.sum()) == pytest.approx(1.0, abs=1e-5) and bool((q >= 0).all())
+    support = set(torch.nonzero(q).flatten().tolist())
+    kth = torch.sort(logits, descending=True).values[min(k, len(values)) - 1]
+    assert all(logits[i] >= kth for i in support)  # never outside the top k
+    assert len(support) <= k
