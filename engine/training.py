@@ -1,0 +1,236 @@
+"""Building blocks of the training loop: ``TrainConfig`` and its checks, the
+device, the train/validation split, the optimizer, gradient clipping and the
+evaluation pass. ``engine.trainer`` puts them together into ``train``.
+
+The math, in D2L's terms: the loss is the cross-entropy averaged over all
+``batch_size * num_steps`` positions of a minibatch; perplexity is
+``exp(mean loss per token)``. Clipping by global norm rescales every gradient
+by ``min(1, θ / ‖g‖)`` (D2L 8.5.4); clipping by value clamps each entry to
+``[-θ, θ]``.
+
+Left out: learning-rate schedules and weight decay settings beyond the
+optimizers' defaults.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from engine.errors import ConfigError
+from engine.models import ModelConfig, RNNLM
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+CLIPS = ("norm", "value", "off")
+SAMPLERS = ("random", "sequential")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)} (got {value!r})")
+
+
+def _at_least(name: str, value: Any, low: float, what: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= low:
+        raise ConfigError(f"{name} must be {what or f'at least {low}'} (got {value!r})")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: D2L's defaults for the optimizer and data, rnnlab's for the rest."""
+
+    optimizer: str = "sgd"  # sgd (D2L) | adam | adamw
+    lr: float = 1.0  # learning rate (D2L: 1 with plain SGD)
+    epochs: int = 50  # passes over the training tokens (D2L: 500)
+    batch_size: int = 32  # subsequences per minibatch
+    num_steps: int = 35  # time steps per subsequence (truncated BPTT length)
+    clip: str = "norm"  # gradient clipping: by global norm (D2L) | by value | off
+    clip_theta: float = 1.0  # θ: the norm bound (clip=norm) or the value bound (clip=value)
+    sampler: str = "random"  # random | sequential partitioning (D2L 8.3.4)
+    detach: bool = True  # sequential only: detach the state between minibatches (False: BPTT over the whole epoch)
+    val_fraction: float = 0.1  # held-out tail of the (max_tokens-cut) corpus for validation; 0 = none
+    max_tokens: int = 10000  # use only the first max_tokens tokens (D2L: 10000); 0 = all
+    seed: int = 0  # seeds weights, minibatch order and sampling: same seed + config → same curve
+    device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | mps
+    threads: int = 0  # CPU threads for torch; 0 = torch's default
+    sample_every: int = 10  # epochs between Sample events; 0 = never (the last epoch always samples)
+    sample_prefix: str = "time traveller"  # prompt of the Sample events (D2L's)
+    sample_len: int = 50  # tokens generated per sample (D2L: 50)
+    sample_alpha: float = math.inf  # sampling exponent α for samples; inf = greedy (D2L's predict)
+    log_interval_s: float = 0.25  # at least this many seconds between Progress events within an epoch
+    log_every_steps: int = 0  # also yield Progress every this many steps; 0 = by time only
+    checkpoint_interval_s: float = 30.0  # at least this long between checkpoints (one is always saved at the end)
+    spike_factor: float = 2.0  # a Spike event when perplexity exceeds this × its best so far
+    bptt_limit_mb: int = 2048  # detach=False: refuse when the epoch's graph would need more memory
+
+    def __post_init__(self) -> None:
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("clip", self.clip, CLIPS)
+        _choice("sampler", self.sampler, SAMPLERS)
+        _choice("device", self.device, DEVICES)
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"lr must be a positive number (got {self.lr!r})")
+        for name in ("epochs", "batch_size", "num_steps"):
+            _at_least(name, getattr(self, name), 1, "a positive integer")
+        if not (self.clip_theta > 0 and math.isfinite(self.clip_theta)):
+            raise ConfigError(f"clip_theta must be a positive number (got {self.clip_theta!r})")
+        if not 0.0 <= self.val_fraction <= 0.5:
+            raise ConfigError(f"val_fraction must be in [0, 0.5] (got {self.val_fraction!r})")
+        for name in ("max_tokens", "seed", "threads", "sample_every", "sample_len", "log_every_steps"):
+            _at_least(name, getattr(self, name), 0, "zero or a positive integer")
+        for name in ("log_interval_s", "checkpoint_interval_s"):
+            _at_least(name, getattr(self, name), 0, "zero or more seconds")
+        _at_least("sample_alpha", self.sample_alpha, 0, "zero or more (inf = greedy)")
+        if not self.spike_factor > 1:
+            raise ConfigError(f"spike_factor must be greater than 1 (got {self.spike_factor!r})")
+        _at_least("bptt_limit_mb", self.bptt_limit_mb, 1, "a positive number of MiB")
+        if not self.detach and self.sampler != "sequential":
+            raise ConfigError(
+                "detach=False needs sampler='sequential' (random sampling starts every minibatch from a fresh state)"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: an infinite sample_alpha is written as the string 'inf'."""
+        return {k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: (float(v) if v in ("inf", "nan") else v) for k, v in d.items() if k in known})
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks cuda, then mps, then cpu; an unavailable device is a ConfigError."""
+    _choice("device", name, DEVICES)
+    cuda = torch.cuda.is_available()
+    mps = bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if name == "cuda" and not cuda:
+        raise ConfigError("device cuda is not available (no CUDA GPU or a CPU-only torch build); use device cpu")
+    if name == "mps" and not mps:
+        raise ConfigError("device mps is not available (needs Apple silicon and an MPS torch build); use device cpu")
+    return torch.device(name)
+
+
+def split_ids(ids: np.ndarray, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Cut to ``max_tokens``, then hold out the tail ``val_fraction`` for validation.
+
+    Raises ConfigError naming num_steps / batch_size when the training part is too
+    short for one minibatch (whatever offset the sequential sampler draws).
+    """
+    ids = np.asarray(ids)
+    if cfg.max_tokens:
+        ids = ids[: cfg.max_tokens]
+    n_val = int(round(len(ids) * cfg.val_fraction))
+    if cfg.val_fraction > 0 and n_val < 2:
+        raise ConfigError(f"val_fraction {cfg.val_fraction} leaves {n_val} validation tokens of {len(ids)}; need 2 or more")
+    train_ids, val_ids = (ids[: len(ids) - n_val], ids[len(ids) - n_val :]) if n_val else (ids, ids[:0])
+    n = len(train_ids)
+    if cfg.num_steps >= n:
+        raise ConfigError(f"num_steps must be shorter than the training text ({cfg.num_steps} >= {n} tokens)")
+    # Sequential sampling starts at an offset in [0, num_steps): keep room for it.
+    if n - cfg.num_steps < cfg.batch_size * cfg.num_steps:
+        most = max(1, (n - cfg.num_steps) // cfg.num_steps)
+        raise ConfigError(
+            f"batch_size must be at most {most} for num_steps={cfg.num_steps} and {n} training tokens "
+            f"(got {cfg.batch_size}); lower batch_size or num_steps, or raise max_tokens"
+        )
+    return train_ids, val_ids
+
+
+def prepare_ids(data: Any, model_cfg: ModelConfig, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(train ids, validation ids) from a TextPipeline or an id array, checked against the configs."""
+    ids = np.asarray(data.ids if hasattr(data, "ids") else data)
+    if ids.ndim != 1 or len(ids) == 0:
+        raise ConfigError(f"corpus ids must be a non-empty 1-D array (got shape {ids.shape})")
+    train_ids, val_ids = split_ids(ids, cfg)
+    top = int(max(train_ids.max(), val_ids.max() if len(val_ids) else 0))
+    if top >= model_cfg.vocab_size:
+        raise ConfigError(f"vocab_size must be larger than every token id (got {model_cfg.vocab_size}, max id {top})")
+    if not cfg.detach:
+        need = bptt_bytes(model_cfg, len(train_ids))
+        if need > cfg.bptt_limit_mb * 2**20:
+            raise ConfigError(
+                f"detach=False keeps the whole epoch's graph: about {need / 2**20:.0f} MiB for {len(train_ids)} "
+                f"training tokens (bptt_limit_mb={cfg.bptt_limit_mb}); lower max_tokens, detach, or raise the limit"
+            )
+    return train_ids, val_ids
+
+
+def bptt_bytes(model_cfg: ModelConfig, n_tokens: int) -> int:
+    """Rough activation memory of one graph over ``n_tokens`` positions (detach=False).
+
+    Per position autograd keeps the input encoding, a few tensors of width
+    num_hiddens per layer (3 for an RNN, ~10 for GRU/LSTM gates) and the logits
+    with their softmax (3 × vocab), all float32.
+    """
+    per_layer = {"scratch": 3, "rnn": 3, "gru": 10, "lstm": 12}[model_cfg.kind]
+    floats = model_cfg.input_size + per_layer * model_cfg.num_hiddens * model_cfg.num_layers + 3 * model_cfg.vocab_size
+    return 4 * floats * n_tokens
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr)  # D2L's sgd: p -= lr * grad of the mean loss
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr)
+    return torch.optim.AdamW(params, lr=cfg.lr)
+
+
+def _total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
+    get_total_norm = getattr(nn.utils, "get_total_norm", None)  # torch >= 2.6
+    if get_total_norm is not None:
+        return get_total_norm(grads)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+
+
+def clip_gradients(params: list[nn.Parameter], clip: str, theta: float) -> torch.Tensor:
+    """Clip in place; return the global gradient norm *before* clipping (a 0-d tensor, not synced)."""
+    if clip == "norm":
+        return nn.utils.clip_grad_norm_(params, theta)
+    grads = [p.grad for p in params if p.grad is not None]
+    norm = _total_norm(grads)
+    if clip == "value":
+        nn.utils.clip_grad_value_(params, theta)
+    return norm
+
+
+def sequence_loss(logits: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over all positions: logits (num_steps, batch, vocab), Y (batch, num_steps)."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Y.T.reshape(-1))
+
+
+def perplexity(mean_loss: float) -> float:
+    """exp(mean loss), saturating at inf instead of raising OverflowError."""
+    return math.exp(mean_loss) if mean_loss < 700 else math.inf
+
+
+@torch.no_grad()
+def evaluate(model: RNNLM, ids: np.ndarray, batch_size: int, num_steps: int, device: torch.device) -> float:
+    """Perplexity on ``ids``, read once in order: split into at most batch_size
+    contiguous rows, walked num_steps at a time with the state carried along."""
+    n = len(ids) - 1
+    rows = max(1, min(batch_size, n // max(1, num_steps)))
+    length = n // rows
+    data = torch.as_tensor(np.asarray(ids[: rows * length + 1]), dtype=torch.long)
+    X = data[:-1].reshape(rows, length).to(device)
+    Y = data[1:].reshape(rows, length).to(device)
+    was_training = model.training
+    model.eval()
+    state = model.begin_state(rows, device)
+    total = torch.zeros((), device=device)
+    for start in range(0, length, num_steps):
+        logits, state = model(X[:, start : start + num_steps], state)
+        y = Y[:, start : start + num_steps]
+        total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.T.reshape(-1), reduction="sum")
+    model.train(was_training)
+    return perplexity(float(total) / (rows * length))

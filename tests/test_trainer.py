@@ -1,0 +1,198 @@
+"""The trainer on tiny seeded configs: learning, reproducibility, clipping,
+detach/no-detach, divergence, stopping, resuming and config checks."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from engine.errors import ConfigError
+from engine.events import Checkpoint, Diverged, Finished, Progress, Spike
+from engine.models import ModelConfig, build_model
+from engine.trainer import TrainConfig, _Loop, train
+from engine.training import clip_gradients, sequence_loss
+
+TINY = dict(epochs=4, batch_size=8, num_steps=10, max_tokens=2000, sample_every=0, threads=1, log_interval_s=0.0)
+
+
+@pytest.fixture(scope="module")
+def pipeline(corpus_dir):
+    from engine.corpus import load_corpus
+    from engine.tokenizers import build_pipeline
+
+    return build_pipeline(load_corpus(str(corpus_dir / "timemachine.txt")), mode="d2l", tokenizer="char")
+
+
+def configs(pipeline, model=None, **train):
+    mc = ModelConfig(**{"kind": "gru", "vocab_size": len(pipeline.vocab), "num_hiddens": 32, **(model or {})})
+    return mc, TrainConfig(**{**TINY, **train})
+
+
+def epoch_ends(events):
+    return [(e.epoch, e.step, e.train_ppl, e.val_ppl) for e in events if isinstance(e, Progress) and e.epoch_end]
+
+
+def test_perplexity_falls_and_progress_is_complete(pipeline):
+    events = list(train(pipeline, *configs(pipeline, optimizer="adam", lr=0.01)))
+    ends = epoch_ends(events)
+    assert [e[0] for e in ends] == [1, 2, 3, 4]
+    assert ends[-1][2] < 0.7 * ends[0][2]  # training perplexity falls
+    assert ends[-1][3] < ends[0][3]  # and so does validation perplexity
+    assert ends[0][2] < len(pipeline.vocab) * 1.1  # starts near uniform guessing
+    p = [e for e in events if isinstance(e, Progress)][-1]
+    assert p.tokens_per_s > 0 and p.grad_norm > 0 and p.lr == 0.01 and p.epochs == 4 and p.eta_s is not None
+    assert isinstance(events[-1], Finished) and events[-1].reason == "completed" and not events[-1].stopped_early
+
+
+def test_same_seed_same_curve(pipeline):
+    a = epoch_ends(train(pipeline, *configs(pipeline, epochs=2, sampler="sequential")))
+    b = epoch_ends(train(pipeline, *configs(pipeline, epochs=2, sampler="sequential")))
+    c = epoch_ends(train(pipeline, *configs(pipeline, epochs=2, sampler="sequential", seed=1)))
+    assert a == b
+    assert a != c
+
+
+@pytest.mark.parametrize("clip,theta", [("norm", 0.05), ("value", 0.001), ("off", 1.0)])
+def test_clipping_bounds_the_gradient(clip, theta):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind="rnn", vocab_size=10, num_hiddens=16))
+    X = torch.randint(0, 10, (4, 6))
+    loss = sequence_loss(model(X, model.begin_state(4))[0], torch.roll(X, 1, 1))
+    loss.backward()
+    params = list(model.parameters())
+    before = [p.grad.clone() for p in params]
+    pre = torch.linalg.vector_norm(torch.stack([g.norm() for g in before]))
+    norm = clip_gradients(params, clip, theta)
+    assert float(norm) == pytest.approx(float(pre), rel=1e-5)  # reported norm is the one before clipping
+    post = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))
+    if clip == "norm":
+        assert float(pre) > theta and float(post) == pytest.approx(theta, rel=1e-4)
+    elif clip == "value":
+        assert max(float(p.grad.abs().max()) for p in params) <= theta + 1e-9
+        assert max(float(g.abs().max()) for g in before) > theta
+    else:
+        assert all(torch.equal(p.grad, g) for p, g in zip(params, before))
+
+
+def test_progress_reports_norm_before_clipping(pipeline):
+    events = list(train(pipeline, *configs(pipeline, epochs=1, clip_theta=1e-3)))
+    norms = [e.grad_norm for e in events if isinstance(e, Progress)]
+    assert min(norms) > 1e-3
+
+
+@pytest.mark.parametrize("detach", [True, False])
+def test_detach_and_no_detach_both_train(pipeline, detach):
+    events = list(train(pipeline, *configs(pipeline, sampler="sequential", detach=detach, optimizer="adam", lr=0.01)))
+    ends = epoch_ends(events)
+    assert len(ends) == 4 and all(math.isfinite(e[2]) for e in ends)
+    assert ends[-1][2] < ends[0][2]
+    if not detach:  # one graph per epoch: one optimizer step per epoch
+        assert [e[1] for e in ends] == [1, 2, 3, 4]
+    else:
+        assert ends[-1][1] > 4 * 10
+
+
+def test_no_detach_refuses_when_the_graph_is_too_big(pipeline):
+    with pytest.raises(ConfigError, match="detach=False"):
+        list(train(pipeline, *configs(pipeline, sampler="sequential", detach=False, bptt_limit_mb=1,
+                                      max_tokens=100000)))
+
+
+def test_divergence_is_caught_and_good_weights_are_kept(pipeline, tmp_path):
+    from engine.runs import create_run
+
+    mc, tc = configs(pipeline, lr=1e4, clip="off", epochs=3)
+    run = create_run(tmp_path, mc, tc, pipeline)
+    events = list(train(pipeline, mc, tc, run=run))
+    div = [e for e in events if isinstance(e, Diverged)]
+    assert len(div) == 1 and div[0].lr == 1e4 and div[0].step >= 1
+    assert str(div[0].step) in div[0].message and "lr 10000" in div[0].message
+    assert any(isinstance(e, Checkpoint) for e in events)
+    assert isinstance(events[-1], Finished) and events[-1].reason == "diverged" and events[-1].stopped_early
+    state = run.trainer_state()
+    assert state["status"] == "diverged"
+    model = run.load_model()
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    X = torch.as_tensor(pipeline.ids[:20], dtype=torch.long).reshape(2, 10)
+    loss = sequence_loss(model(X, model.begin_state(2))[0], X)
+    assert float(loss.detach()) < 700  # the kept weights are the good ones, not the blown-up ones
+
+
+def test_stop_event_stops_cleanly_and_saves(pipeline, tmp_path):
+    from engine.runs import create_run
+
+    mc, tc = configs(pipeline, epochs=50)
+    run = create_run(tmp_path, mc, tc, pipeline)
+    stop = threading.Event()
+    events = []
+    for ev in train(pipeline, mc, tc, run=run, stop=stop):
+        events.append(ev)
+        if isinstance(ev, Progress) and ev.epoch_end and ev.epoch == 2:
+            stop.set()
+    fin = events[-1]
+    assert isinstance(fin, Finished) and fin.reason == "stopped" and fin.stopped_early and fin.epoch == 2
+    assert run.trainer_state()["step"] == fin.step
+
+
+def test_resume_continues_like_an_uninterrupted_run(pipeline, tmp_path):
+    from engine.runs import create_run, open_run
+
+    mc, tc = configs(pipeline, optimizer="adam", lr=0.01, epochs=4, sampler="sequential")
+    straight = epoch_ends(train(pipeline, mc, tc))
+    run = create_run(tmp_path, mc, TrainConfig(**{**TINY, "optimizer": "adam", "lr": 0.01, "epochs": 2,
+                                                  "sampler": "sequential"}), pipeline)
+    first = epoch_ends(train(pipeline, mc, run.train_config, run=run))
+    saved = run.trainer_state()
+    assert (saved["epoch"], saved["step"]) == (2, first[-1][1])
+    resumed_run = open_run(run.name, tmp_path)
+    second = list(train(pipeline, mc, tc, run=resumed_run))
+    progress = [e for e in second if isinstance(e, Progress)]
+    assert progress[0].epoch == 3 and progress[0].step > saved["step"]
+    assert first + epoch_ends(second) == pytest.approx(straight)  # Adam state and data order carried over
+    steps = [m["step"] for m in resumed_run.metrics()]
+    assert steps == sorted(steps) and steps[-1] == straight[-1][1]
+
+
+def test_spike_event_when_perplexity_jumps(pipeline):
+    mc, tc = configs(pipeline)
+    loop = _Loop(pipeline, mc, tc, None, None, None, None)
+    spikes = []
+    for epoch, ppl in enumerate([10.0, 5.0, 4.0, 9.0, 12.0, 4.5, 20.0], start=1):
+        loop.epoch, loop.val_ppl = epoch, ppl
+        spikes += list(loop._spike())
+    assert [(s.epoch, s.val_ppl, s.best_val_ppl) for s in spikes] == [(4, 9.0, 4.0), (7, 20.0, 4.0)]
+    assert all(isinstance(s, Spike) and s.metric == "validation" for s in spikes)
+
+
+@pytest.mark.parametrize("kw,field", [
+    ({"lr": -1.0}, "lr"), ({"batch_size": 0}, "batch_size"), ({"num_steps": 0}, "num_steps"),
+    ({"optimizer": "rmsprop"}, "optimizer"), ({"clip": "maybe"}, "clip"), ({"val_fraction": 0.9}, "val_fraction"),
+    ({"device": "tpu"}, "device"), ({"detach": False}, "detach"), ({"epochs": 0}, "epochs"),
+])
+def test_bad_config_names_the_field(kw, field):
+    with pytest.raises(ConfigError, match=field):
+        TrainConfig(**kw)
+
+
+def test_num_steps_longer_than_the_corpus_is_a_config_error(pipeline):
+    with pytest.raises(ConfigError, match="num_steps"):
+        train(pipeline, *configs(pipeline, num_steps=5000))
+    with pytest.raises(ConfigError, match="batch_size"):
+        train(pipeline, *configs(pipeline, batch_size=500))
+    with pytest.raises(ConfigError, match="vocab_size"):
+        train(np.array([0, 1, 2, 40] * 500), *configs(pipeline))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_unavailable_device_is_a_clear_error(pipeline):
+    with pytest.raises(ConfigError, match="cuda is not available"):
+        train(pipeline, *configs(pipeline, device="cuda"))
+
+
+def test_train_config_json_round_trip():
+    cfg = TrainConfig(sample_alpha=math.inf, lr=0.5)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
