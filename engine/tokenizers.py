@@ -236,6 +236,11 @@ def build_pipeline(
 
     _check_params(tokenizer, vocab_size, min_freq)
     lines = preprocess(corpus.text, mode)
+    if mode == "raw" and tokenizer != "word":
+        # D2L concatenates lines with no separator, which is right for its
+        # letters-only lines but would glue raw text's lines together: keep
+        # each line's "\n" so the model learns (and generates) line breaks.
+        lines = [line + "\n" for line in lines[:-1]] + lines[-1:]
     tok = make_tokenizer(tokenizer, vocab_size=vocab_size, min_freq=min_freq).fit(lines)
     return TextPipeline(corpus=corpus, mode=mode, lines=lines, tokenizer=tok, ids=tok.encode_corpus(lines))
 

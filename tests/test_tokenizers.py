@@ -140,9 +140,9 @@ def test_build_pipeline_validates_mode_and_kind():
 
 def test_raw_mode_keeps_case_and_punctuation():
     p = build_pipeline(StandIn("The Time!\nMachine.\n"), mode="raw", tokenizer="char")
-    assert p.lines == ["The Time!", "Machine."]
+    assert p.lines == ["The Time!\n", "Machine."]  # raw lines keep their breaks
     assert p == p and p in {p}  # comparable and hashable despite holding an array
-    assert p.tokenizer.decode(p.ids) == "The Time!Machine."
+    assert p.tokenizer.decode(p.ids) == "The Time!\nMachine."
 
 
 @pytest.mark.parametrize("kind", ["char", "word"])
@@ -269,3 +269,16 @@ def test_round_trip_where_lossless_and_ids_in_range(fitted, fit_lines, data):
     assert ((0 <= ids) & (ids < len(fitted.vocab))).all()
     if "<unk>" not in anything:
         assert (ids == 0).any() == bool(fitted.unknown_chars(anything))
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe"])
+def test_raw_mode_keeps_line_breaks_so_decode_restores_the_text(kind):
+    @dataclass
+    class _Text:
+        text: str
+
+    text = "Tick, tock.\nThe clock\n\nstruck ONE!"
+    pipe = build_pipeline(_Text(text), mode="raw", tokenizer=kind, vocab_size=300)
+    assert "\n" in pipe.tokenizer.decode(pipe.ids)
+    assert pipe.tokenizer.decode(pipe.ids) == text
+    assert len(pipe.lines) == 4  # line count unchanged by keeping the breaks
