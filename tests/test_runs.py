@@ -1,0 +1,142 @@
+"""Run folders: files written, checkpoints round-trip, listing, deleting, and
+clear RunErrors for missing or corrupt folders."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from engine import checkpoint
+from engine.errors import RunError
+from engine.models import ModelConfig, build_model
+from engine.runs import create_run, delete_run, list_runs, open_run
+from engine.trainer import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def pipeline(corpus_dir):
+    from engine.corpus import load_corpus
+    from engine.tokenizers import build_pipeline
+
+    return build_pipeline(load_corpus(str(corpus_dir / "timemachine.txt")), mode="d2l", tokenizer="char")
+
+
+@pytest.fixture(scope="module")
+def _trained_once(pipeline, tmp_path_factory):
+    mc = ModelConfig(kind="gru", vocab_size=len(pipeline.vocab), num_hiddens=16)
+    tc = TrainConfig(epochs=2, batch_size=8, num_steps=10, max_tokens=1500, sample_every=1, sample_len=10,
+                     threads=1, optimizer="adam", lr=0.01)
+    run = create_run(tmp_path_factory.mktemp("runs"), mc, tc, pipeline)
+    torch.manual_seed(0)
+    model = build_model(mc)
+    events = list(train(pipeline, mc, tc, run=run, model=model))
+    return run, model, events
+
+
+@pytest.fixture()
+def trained(_trained_once, tmp_path):
+    """A fresh copy of one trained run per test (tests may damage it)."""
+    import shutil
+
+    run, model, events = _trained_once
+    copy = tmp_path / run.name
+    shutil.copytree(run.path, copy)
+    return open_run(copy), model, events
+
+
+def test_run_folder_holds_everything(trained, pipeline):
+    run, _, events = trained
+    names = {p.name for p in run.path.iterdir()}
+    assert {"config.json", "tokenizer.json", "metrics.jsonl", "events.jsonl", "samples.log", "model.safetensors",
+            "optimizer.safetensors", "checkpoint.json"} <= names
+    assert not [n for n in names if n.endswith(".tmp")]  # atomic writes leave no temp files
+    cfg = json.loads((run.path / "config.json").read_text())
+    assert cfg["model"]["kind"] == "gru" and cfg["train"]["epochs"] == 2
+    assert cfg["corpus"]["name"] == "timemachine" and cfg["mode"] == "d2l" and cfg["tokenizer"]["kind"] == "char"
+    assert len(run.metrics()) == sum(1 for e in events if type(e).__name__ == "Progress")
+    assert run.metrics()[-1]["epoch_end"] and run.metrics()[-1]["type"] == "Progress"
+    assert (run.path / "samples.log").read_text().count("\n") == 2
+    assert run.tokenizer.vocab.idx_to_token == pipeline.vocab.idx_to_token
+    assert run.name.endswith("-gru-timemachine") and run.name[:8].isdigit()
+
+
+def test_checkpoint_round_trips_logits(trained):
+    run, model, _ = trained
+    loaded = open_run(run.name, run.path.parent).load_model()
+    X = torch.randint(0, model.cfg.vocab_size, (3, 7))
+    model.eval()
+    with torch.no_grad():
+        a, _ = model(X, model.begin_state(3))
+        b, _ = loaded(X, loaded.begin_state(3))
+    assert torch.equal(a, b)
+
+
+def test_optimizer_state_round_trips(trained):
+    run, _, _ = trained
+    _, opt_state, st, rng = run.load_checkpoint()
+    assert st["epoch"] == 2 and st["status"] == "completed" and rng is not None
+    assert opt_state["param_groups"][0]["lr"] == 0.01
+    exp_avg = opt_state["state"][0]["exp_avg"]
+    assert isinstance(exp_avg, torch.Tensor) and exp_avg.abs().sum() > 0
+
+
+def test_list_and_delete(trained, tmp_path):
+    run, _, _ = trained
+    (tmp_path / "not-a-run").mkdir()
+    summaries = {s.name: s for s in list_runs(tmp_path)}
+    s = summaries[run.name]
+    assert (s.corpus, s.model, s.epochs_done, s.epochs, s.status) == ("timemachine", "gru 16x1", 2, 2, "completed")
+    assert s.train_ppl > 1 and s.val_ppl > 1 and s.device == "cpu"
+    assert summaries["not-a-run"].status == "corrupt" and "config.json" in summaries["not-a-run"].error
+    with pytest.raises(RunError, match="not a run folder"):
+        delete_run("not-a-run", tmp_path)
+    delete_run(run.name, tmp_path)
+    assert not run.path.exists()
+    assert list_runs(tmp_path / "nowhere") == []
+
+
+def test_missing_run_is_a_clear_error(tmp_path):
+    with pytest.raises(RunError, match="no run named 'nope'"):
+        open_run("nope", tmp_path)
+
+
+@pytest.mark.parametrize("damage", ["model", "config", "checkpoint", "torn", "tokenizer"])
+def test_corrupt_run_raises_run_error(trained, damage):
+    run, _, _ = trained
+    p = run.path
+    if damage == "model":
+        (p / "model.safetensors").write_bytes(b"\x00garbage")
+    elif damage == "config":
+        (p / "config.json").write_text("{not json")
+    elif damage == "checkpoint":
+        (p / "checkpoint.json").write_text("[]")
+    elif damage == "tokenizer":
+        (p / "tokenizer.json").unlink()
+    else:  # weights from another step than checkpoint.json says
+        doc = json.loads((p / "checkpoint.json").read_text())
+        doc["step"] += 1
+        (p / "checkpoint.json").write_text(json.dumps(doc))
+    with pytest.raises(RunError):
+        r = open_run(p)
+        r.load_model()
+        r.tokenizer
+
+
+def test_loading_never_unpickles(trained, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("torch.load must not be used on run files")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    run, _, _ = trained
+    open_run(run.path).load_model()
+    open_run(run.path).load_checkpoint()
+
+
+def test_save_moves_tensors_to_cpu(tmp_path):
+    model = build_model(ModelConfig(kind="rnn", vocab_size=5, num_hiddens=4))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    checkpoint.save_checkpoint(tmp_path, state, {"state": {}, "param_groups": []}, {"epoch": 1, "step": 3})
+    loaded = checkpoint.load_model_state(tmp_path)
+    assert all(t.device.type == "cpu" and torch.equal(t, state[k]) for k, t in loaded.items())
