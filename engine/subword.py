@@ -43,6 +43,23 @@ from engine.vocab import UNK, Vocab
 WORDPIECE_PREFIX = "♯♯"
 
 
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's table: each byte gets a printable symbol (printable Latin-1
+    bytes keep their own; the rest are shifted past U+0100, so " " → "Ġ")."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    table, shift = {}, 0
+    for b in range(256):
+        if b in keep:
+            table[b] = chr(b)
+        else:
+            table[b] = chr(256 + shift)
+            shift += 1
+    return table
+
+
+_BYTE_DECODER = {sym: b for b, sym in _bytes_to_unicode().items()}
+
+
 def _byte_level() -> pre_tokenizers.ByteLevel:
     return pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
 
@@ -119,6 +136,18 @@ class SubwordTokenizer(Tokenizer):
         chars = list(dict.fromkeys(text))
         encs = self.hf.encode_batch(chars, add_special_tokens=False)
         return [c for c, enc in zip(chars, encs) if self.vocab.unk in enc.ids]
+
+    def display_token(self, token: str) -> str:
+        """Byte-level symbols back to text (``Ġthe`` → ``␣the``, ``Ċ`` → ``↵``);
+        a piece that ends inside a multi-byte character shows ``�``."""
+        prefix = ""
+        if token.startswith(WORDPIECE_PREFIX):
+            prefix, token = "##", token[len(WORDPIECE_PREFIX):]
+        try:
+            raw = bytes(_BYTE_DECODER[c] for c in token)
+        except KeyError:  # a special token such as <unk>
+            return prefix + token
+        return prefix + super().display_token(raw.decode("utf-8", errors="replace"))
 
     # -- serialisation ------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -29,6 +29,9 @@ MAX_VOCAB_SIZE = 1_000_000
 _SUBWORD_CLASSES = {"BPETokenizer", "WordPieceTokenizer", "UnigramTokenizer", "SubwordTokenizer"}
 
 
+_VISIBLE_WS = str.maketrans({" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"})
+
+
 class Tokenizer:
     """Abstract base: fit on lines, encode text to ids, decode ids to text."""
 
@@ -64,6 +67,11 @@ class Tokenizer:
     def unknown_chars(self, text: str) -> list[str]:
         """Distinct characters (or words) of ``text`` that would map to ``<unk>``."""
         raise NotImplementedError
+
+    def display_token(self, token: str) -> str:
+        """A token as a person should see it in a table: whitespace made visible
+        (space ``␣``, newline ``↵``, tab ``⇥``), otherwise as written."""
+        return token.translate(_VISIBLE_WS)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe state; ``load_tokenizer`` rebuilds an equal tokenizer."""

@@ -27,8 +27,8 @@ def test_default_is_timemachine_char(capsys):
     assert "lines        3221\n" in out
     assert "tokens       170580\n" in out
     assert "vocab size   28   (at min_freq 0: 28, 10: 28)\n" in out
-    assert "   1  ' '    29927\n" in out
-    assert "'e '" in out and "6037" in out
+    assert "   1  ␣    29927\n" in out  # the space, made visible
+    assert "e␣" in out and "6037" in out
 
 
 def test_word_figures_from_the_book(capsys):

@@ -282,3 +282,23 @@ def test_raw_mode_keeps_line_breaks_so_decode_restores_the_text(kind):
     assert "\n" in pipe.tokenizer.decode(pipe.ids)
     assert pipe.tokenizer.decode(pipe.ids) == text
     assert len(pipe.lines) == 4  # line count unchanged by keeping the breaks
+
+
+def test_display_token_shows_byte_level_pieces_as_text():
+    @dataclass
+    class _Text:
+        text: str
+
+    pipe = build_pipeline(_Text("the café\nthe time machine " * 20), mode="raw", tokenizer="bpe", vocab_size=300)
+    tok = pipe.tokenizer
+    shown = {tok.display_token(t) for t in tok.pieces}
+    assert "␣the" in shown and "↵" in shown
+    assert not any("Ġ" in t or "Ċ" in t for t in shown)
+    assert tok.display_token("<unk>") == "<unk>"
+    # every piece's display is its decoded text with whitespace made visible
+    for piece in tok.pieces[1:]:
+        text = tok.decode([tok.vocab[piece]])
+        if "\ufffd" not in tok.display_token(piece):
+            assert tok.display_token(piece) == text.replace(" ", "␣").replace("\n", "↵")
+    char = build_pipeline(_Text("a b\nc"), mode="raw", tokenizer="char").tokenizer
+    assert [char.display_token(t) for t in (" ", "\n", "a")] == ["␣", "↵", "a"]

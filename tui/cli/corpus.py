@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from engine.corpus import PREPROCESS_MODES, catalog, load_corpus
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         entry = catalog().get(corpus.name)
         title = f"{entry.title} ({entry.author})" if entry and args.corpus == corpus.name else corpus.name
-        print(format_summary(summary, title=title))
+        print(format_summary(summary, title=title, show=pipeline.tokenizer.display_token))
     return 0
 
 
@@ -128,17 +129,13 @@ class _DownloadBar:
             self._progress = None
 
 
-def _show(token: str) -> str:
-    return token if token and token == token.strip() and token.isprintable() else repr(token)
-
-
-def _show_gram(gram: list[str], kind: str) -> str:
+def _show_gram(gram: list[str], kind: str, show: Callable[[str], str]) -> str:
     if kind == "char":
-        return repr("".join(gram))  # 'the ' reads better than 't' 'h' 'e' ' '
-    return " ".join(_show(t) for t in gram)
+        return show("".join(gram))  # 'the␣' reads better than 't' 'h' 'e' '␣'
+    return " ".join(show(t) for t in gram)
 
 
-def format_summary(s: dict[str, Any], *, title: str) -> str:
+def format_summary(s: dict[str, Any], *, title: str, show: Callable[[str], str] = str) -> str:
     """The readable report: one block of figures, then the tops."""
     kind = s["tokenizer"]
     sizes = s["vocab_size_at_min_freq"]
@@ -161,7 +158,7 @@ def format_summary(s: dict[str, Any], *, title: str) -> str:
         out.append(f"{g['n']:>3}  {g['distinct']:>9}  {g['total']:>9}  {a}")
     for g in s["ngrams"]:
         name = "tokens" if g["n"] == 1 else f"{g['n']}-grams"
-        shown = [(_show_gram(gram, kind), count) for gram, count in g["top"]]
+        shown = [(_show_gram(gram, kind, show), count) for gram, count in g["top"]]
         width = max((len(text) for text, _ in shown), default=0)
         out += ["", f"top {name}"]
         out += [f"{i:>4}  {text:<{width}}  {count:>7}" for i, (text, count) in enumerate(shown, 1)]
