@@ -5,7 +5,18 @@ a hidden state to logits of shape (num_steps, batch_size, vocab_size) — time
 major, as D2L's ``RNNModel`` — plus the new state. Inputs are encoded one-hot
 (D2L) or through a learned embedding (exercise 8.5.2).
 
-Plain first version; speed work lives with the models owner.
+Same numbers as the book's code, fewer and larger operations:
+
+* one-hot input: ``onehot(X_t) W_xh`` is row ``X_t`` of ``W_xh``, so the input
+  term of every time step is one gather (``F.embedding``) — bit-for-bit the
+  matmul's result, without building the (T, B, V) one-hot tensor;
+* the input term and the output layer ``O = H W_hq + b_q`` run once over all
+  time steps, only ``H_{t-1} W_hh`` stays inside the time loop;
+* the plain RNN (``scratch`` and ``rnn``) runs its recurrence through
+  :mod:`engine.recurrence`, a hand-written BPTT backward.
+
+GRU and LSTM use ``torch.nn``'s own kernels. Left out: bidirectional RNNs,
+packed sequences, anything but greedy/sampled decoding (``engine.generate``).
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from engine.errors import ConfigError
+from engine.recurrence import rnn_recurrence
 
 MODEL_KINDS = ("scratch", "rnn", "gru", "lstm")
 ENCODINGS = ("onehot", "embedding")
@@ -41,7 +53,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
-            raise ConfigError(f"model must be one of {', '.join(MODEL_KINDS)} (got {self.kind!r})")
+            raise ConfigError(f"model kind must be one of {', '.join(MODEL_KINDS)} (got {self.kind!r})")
         if self.encoding not in ENCODINGS:
             raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)} (got {self.encoding!r})")
         if self.activation not in ACTIVATIONS:
@@ -56,6 +68,9 @@ class ModelConfig:
             raise ConfigError(f"num_layers must be 1 for the scratch RNN (got {self.num_layers}); use rnn for deep RNNs")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1) (got {self.dropout})")
+        if self.dropout > 0.0 and self.num_layers == 1:
+            # torch.nn applies dropout only between stacked layers: with one layer it would do nothing.
+            raise ConfigError(f"dropout must be 0 when num_layers is 1 (got {self.dropout}); it acts between layers")
         if not 1 <= self.embed_size <= 4096:
             raise ConfigError(f"embed_size must be in 1..4096 (got {self.embed_size})")
 
@@ -80,11 +95,25 @@ class RNNLM(nn.Module):
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed_size) if cfg.encoding == "embedding" else None
 
     def encode(self, X: torch.Tensor) -> torch.Tensor:
-        """(batch, num_steps) ids -> (num_steps, batch, input_size) floats."""
+        """(batch, num_steps) ids -> (num_steps, batch, input_size) floats (D2L's ``F.one_hot(X.T)``)."""
         X = X.T
         if self.embedding is None:
             return F.one_hot(X, self.cfg.vocab_size).to(torch.float32)
         return self.embedding(X)
+
+    def input_term(self, X: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """``encode(X) @ W + b`` for all time steps at once: (num_steps, batch, W.shape[1]).
+
+        With one-hot inputs the matmul only picks rows — ``onehot(x) W = W[x]``
+        exactly — so it is a gather. ``X`` is (batch, num_steps) ids or, for a
+        single step, (batch,) ids giving (batch, W.shape[1]).
+        """
+        if X.dim() == 2:
+            X = X.T
+        if self.embedding is None:
+            return F.embedding(X, W) + b
+        E = self.embedding(X)
+        return torch.addmm(b, E.reshape(-1, E.shape[-1]), W).view(*E.shape[:-1], W.shape[1])
 
     def begin_state(self, batch_size: int, device: torch.device | str = "cpu") -> State:
         raise NotImplementedError
@@ -104,7 +133,7 @@ class ScratchRNN(RNNLM):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg)
         n_in, h, v = cfg.input_size, cfg.num_hiddens, cfg.vocab_size
-        # D2L's get_params: weights ~ N(0, 0.01²), biases zero.
+        # D2L's get_params: weights ~ N(0, 0.01²), biases zero (same draw order as the book).
         self.W_xh = nn.Parameter(torch.randn(n_in, h) * 0.01)
         self.W_hh = nn.Parameter(torch.randn(h, h) * 0.01)
         self.b_h = nn.Parameter(torch.zeros(h))
@@ -115,19 +144,26 @@ class ScratchRNN(RNNLM):
         return torch.zeros(batch_size, self.cfg.num_hiddens, device=device)
 
     def forward(self, X: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        inputs = self.encode(X)
-        act = torch.tanh if self.cfg.activation == "tanh" else torch.relu
-        H = state
-        outputs = []
-        for X_t in inputs:
-            H = act(X_t @ self.W_xh + H @ self.W_hh + self.b_h)
-            outputs.append(H)
-        Hs = torch.stack(outputs)
-        return Hs @ self.W_hq + self.b_q, H
+        relu = self.cfg.activation == "relu"
+        Hs = rnn_recurrence(self.input_term(X, self.W_xh, self.b_h), state, self.W_hh, relu)
+        T, B, h = Hs.shape
+        logits = torch.addmm(self.b_q, Hs.reshape(T * B, h), self.W_hq).view(T, B, -1)
+        return logits, Hs[-1].clone()  # a tensor of its own, so callers may detach_() it
+
+    def step(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        A = torch.addmm(self.input_term(x, self.W_xh, self.b_h), state, self.W_hh)
+        H = torch.relu(A) if self.cfg.activation == "relu" else torch.tanh(A)
+        return torch.addmm(self.b_q, H, self.W_hq), H
 
 
 class TorchRNN(RNNLM):
-    """``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM`` with a linear output layer (D2L 8.6)."""
+    """``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM`` with a linear output layer (D2L 8.6).
+
+    The ``rnn`` kind keeps ``nn.RNN`` as the holder of its weights (so state
+    dicts match ``nn.RNN``'s) but runs them through :mod:`engine.recurrence`:
+    ``H_t = φ(x_t W_ihᵀ + b_ih + b_hh + H_{t-1} W_hhᵀ)`` layer by layer, with
+    dropout on every layer's outputs but the last, as ``nn.RNN`` does.
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg)
@@ -135,10 +171,10 @@ class TorchRNN(RNNLM):
             input_size=cfg.input_size,
             hidden_size=cfg.num_hiddens,
             num_layers=cfg.num_layers,
-            dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
+            dropout=cfg.dropout,
         )
         if cfg.kind == "rnn":
-            self.rnn = nn.RNN(nonlinearity=cfg.activation, **kwargs)
+            self.rnn: nn.RNNBase = nn.RNN(nonlinearity=cfg.activation, **kwargs)
         elif cfg.kind == "gru":
             self.rnn = nn.GRU(**kwargs)
         else:
@@ -152,9 +188,53 @@ class TorchRNN(RNNLM):
             return h, torch.zeros(shape, device=device)
         return h
 
+    def _layer_weights(self, layer: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(W_ihᵀ, b_ih + b_hh, W_hhᵀ) of one layer, oriented for ``x @ W``."""
+        r = self.rnn
+        W_ih, W_hh = getattr(r, f"weight_ih_l{layer}"), getattr(r, f"weight_hh_l{layer}")
+        b = getattr(r, f"bias_ih_l{layer}") + getattr(r, f"bias_hh_l{layer}")
+        return W_ih.t(), b, W_hh.t()
+
     def forward(self, X: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        Y, state = self.rnn(self.encode(X), state)
-        return self.linear(Y), state
+        if self.cfg.kind != "rnn":
+            if self.embedding is None:
+                # Layer 0's input term as a gather of W_ihᵀ rows would need a GRU/LSTM loop of
+                # our own; torch.nn's kernels take the one-hot input instead (small: V = 28).
+                Y, state = self.rnn(self.encode(X), state)
+            else:
+                Y, state = self.rnn(self.embedding(X.T), state)
+            return self.linear(Y), state
+        assert isinstance(state, torch.Tensor)
+        relu = self.cfg.activation == "relu"
+        finals = []
+        Hs = torch.empty(0)
+        for layer in range(self.cfg.num_layers):
+            W_ih, b, W_hh = self._layer_weights(layer)
+            if layer == 0:
+                # W_ihᵀ made contiguous: the gather reads whole rows (tiny: V × h).
+                A_in = self.input_term(X, W_ih.contiguous(), b)
+            else:
+                if self.training and self.cfg.dropout > 0:
+                    Hs = F.dropout(Hs, self.cfg.dropout, training=True)
+                T, B, h = Hs.shape
+                A_in = torch.addmm(b, Hs.reshape(T * B, h), W_ih).view(T, B, -1)
+            Hs = rnn_recurrence(A_in, state[layer], W_hh, relu)
+            finals.append(Hs[-1])
+        return self.linear(Hs), torch.stack(finals)
+
+    def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        if self.cfg.kind != "rnn":
+            return super().step(x, state)
+        assert isinstance(state, torch.Tensor)
+        act = torch.relu if self.cfg.activation == "relu" else torch.tanh
+        finals = []
+        H = torch.empty(0)
+        for layer in range(self.cfg.num_layers):
+            W_ih, b, W_hh = self._layer_weights(layer)
+            A = self.input_term(x, W_ih, b) if layer == 0 else torch.addmm(b, H, W_ih)
+            H = act(torch.addmm(A, state[layer], W_hh))
+            finals.append(H)
+        return self.linear(H), torch.stack(finals)
 
 
 def build_model(cfg: ModelConfig) -> RNNLM:

@@ -1,0 +1,91 @@
+"""The plain-RNN recurrence with a hand-written backward pass (BPTT).
+
+D2L 8.5 writes the RNN as ``H_t = φ(X_t W_xh + H_{t-1} W_hh + b_h)`` inside a
+Python loop and lets autograd record every step. Autograd then replays the
+loop backwards with one small matmul *per step* for the weight gradient
+(``H_{t-1}ᵀ dA_t``, a (h×B)·(B×h) product with B = 32) and many little
+bookkeeping ops. Here the input term ``A_in = X W_xh + b_h`` for all time steps
+comes in precomputed (one gather or one big matmul, see ``engine.models``), and
+:class:`RNNRecurrence` runs only
+
+    forward:  H_t  = φ(A_in_t + H_{t-1} W_hh)                     t = 1..T
+    backward: dA_t = (dH_t + dA_{t+1} W_hhᵀ) ⊙ φ'(A_t)            t = T..1
+              dW_hh = Σ_t H_{t-1}ᵀ dA_t = [H_0; …; H_{T-1}]ᵀ [dA_1; …; dA_T]
+              dA_in = dA,   dH_0 = dA_1 W_hhᵀ
+
+where ``dH_t`` is the gradient arriving from the output layer at step t, so the
+loop does one (B×h)·(h×h) matmul per step each way and the weight gradient is a
+single (h×TB)·(TB×h) product. φ' comes from the saved outputs: for tanh
+``1 − H_t²``, for relu ``[H_t > 0]`` — no pre-activations need to be stored.
+
+Left out: stacking layers and dropout (``engine.models`` loops over layers) and
+double backward (the function is only differentiable once).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+class RNNRecurrence(torch.autograd.Function):
+    """``Hs = RNNRecurrence.apply(A_in, H0, W_hh, relu)``.
+
+    Shapes: ``A_in`` (T, B, h) the input term including the bias, ``H0`` (B, h),
+    ``W_hh`` (h, h) used as ``H @ W_hh`` (pass ``weight_hh.t()`` for ``nn.RNN``
+    weights), ``relu`` a bool (False: tanh). Returns all hidden states
+    ``Hs`` (T, B, h); the final state is ``Hs[-1]``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, A_in: torch.Tensor, H0: torch.Tensor, W_hh: torch.Tensor, relu: bool) -> torch.Tensor:
+        Hs = torch.empty_like(A_in, memory_format=torch.contiguous_format)
+        H = H0
+        for a_t, out in zip(A_in.unbind(0), Hs.unbind(0)):
+            torch.addmm(a_t, H, W_hh, out=out)  # A_t = A_in_t + H_{t-1} W_hh, written in place
+            if relu:
+                out.relu_()
+            else:
+                out.tanh_()
+            H = out
+        ctx.relu = relu
+        ctx.save_for_backward(Hs, H0, W_hh)
+        return Hs
+
+    @staticmethod
+    def backward(ctx: Any, dHs: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        Hs, H0, W_hh = ctx.saved_tensors
+        T, B, h = Hs.shape
+        # φ'(A_t) for all steps at once, from the outputs alone.
+        if ctx.relu:
+            dphi = (Hs > 0).to(Hs.dtype)
+        else:
+            dphi = 1.0 - Hs * Hs
+        W_hh_T = W_hh.t()
+        dA = torch.empty_like(Hs)
+        dA_next: torch.Tensor | None = None
+        for t in range(T - 1, -1, -1):
+            out = dA[t]
+            if dA_next is None:
+                torch.mul(dHs[t], dphi[t], out=out)  # last step: only the output's gradient
+            else:
+                # dH_t = dHs_t + dA_{t+1} W_hhᵀ, then dA_t = dH_t ⊙ φ'(A_t)
+                torch.addmm(dHs[t], dA_next, W_hh_T, out=out)
+                out.mul_(dphi[t])
+            dA_next = out
+        assert dA_next is not None
+        dH0 = dA_next @ W_hh_T if ctx.needs_input_grad[1] else None
+        dW_hh = None
+        if ctx.needs_input_grad[2]:
+            # [H_0; …; H_{T-1}]ᵀ [dA_1; …; dA_T]: one large matmul instead of T small ones.
+            H_prev = torch.cat((H0.unsqueeze(0), Hs[:-1]), dim=0).reshape(T * B, h)
+            dW_hh = H_prev.t() @ dA.reshape(T * B, h)
+        return dA, dH0, dW_hh, None
+
+
+def rnn_recurrence(A_in: torch.Tensor, H0: torch.Tensor, W_hh: torch.Tensor, relu: bool = False) -> torch.Tensor:
+    """All hidden states of ``H_t = φ(A_in_t + H_{t-1} W_hh)``; see :class:`RNNRecurrence`."""
+    if A_in.shape[0] == 0:
+        raise ValueError("rnn_recurrence needs at least one time step")
+    return RNNRecurrence.apply(A_in, H0, W_hh, relu)  # type: ignore[no-any-return]
