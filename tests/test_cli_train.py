@@ -1,0 +1,124 @@
+"""``rnnlab train / generate / runs``: exit codes 0, 1, 2 and 130, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from tui.cli import main
+
+TINY = ["--tokenizer", "char", "--model", "gru", "--num-hiddens", "16", "--epochs", "2", "--batch-size", "8",
+        "--num-steps", "10", "--max-tokens", "1500", "--threads", "1", "--sample-every", "1", "--sample-len", "10"]
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory, corpus_dir) -> Path:
+    """One tiny run trained through the CLI, shared by the read-only tests."""
+    d = tmp_path_factory.mktemp("runs")
+    os.environ.setdefault("RNNLAB_CORPUS_DIR", str(corpus_dir))
+    assert main(["train", "--corpus", "timemachine", *TINY, "--runs-dir", str(d)]) == 0
+    return d
+
+
+def only_run(d: Path) -> str:
+    (name,) = [p.name for p in d.iterdir() if p.is_dir()]
+    return name
+
+
+def test_train_writes_a_run(runs_dir, capsys):
+    name = only_run(runs_dir)
+    assert (runs_dir / name / "model.safetensors").is_file()
+    assert main(["runs", "--runs-dir", str(runs_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "gru 16x1" in out and "2/2" in out and "completed" in out
+
+
+def test_generate_streams_and_reports_temperature(runs_dir, capsys):
+    name = only_run(runs_dir)
+    args = ["generate", name, "--prefix", "time traveller", "--alpha", "2", "-n", "20", "--seed", "1",
+            "--runs-dir", str(runs_dir)]
+    assert main(args) == 0
+    first = capsys.readouterr()
+    assert first.out.startswith("time traveller") and len(first.out.rstrip("\n")) >= len("time traveller") + 20
+    assert "temperature 0.5" in first.err
+    assert main(args) == 0 and capsys.readouterr().out == first.out  # seeded
+    assert main(["generate", name, "--prefix", "Time!", "--alpha", "inf", "-n", "5", "--top-k", "3",
+                 "--runs-dir", str(runs_dir)]) == 0
+    assert "<unk>" in capsys.readouterr().err
+
+
+def test_resume_continues_the_run(runs_dir, tmp_path, capsys):
+    import shutil
+
+    name = only_run(runs_dir)
+    shutil.copytree(runs_dir / name, tmp_path / name)
+    assert main(["train", "--resume", name, "--epochs", "3", "--runs-dir", str(tmp_path)]) == 0
+    assert "epoch 3" in capsys.readouterr().out
+    from engine.runs import open_run
+
+    assert open_run(name, tmp_path).trainer_state()["epoch"] == 3
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--lr", "-1"], "lr"),
+    (["--batch-size", "0"], "batch_size"),
+    (["--num-steps", "100000"], "num_steps"),
+    (["--model", "transformer"], "--model"),
+    (["--optimizer", "rmsprop"], "--optimizer"),
+])
+def test_bad_options_exit_2_naming_the_option(args, needle, tmp_path, capsys, corpus_dir):
+    try:
+        rc = main(["train", *TINY, *args, "--runs-dir", str(tmp_path)])
+    except SystemExit as exc:  # argparse's own errors
+        rc = exc.code
+    assert rc == 2
+    assert needle in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # no half-made run folder left behind
+
+
+def test_missing_run_exits_1(tmp_path, capsys):
+    assert main(["generate", "no-such-run", "--runs-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "no run named 'no-such-run'" in err and "Traceback" not in err
+    assert main(["train", "--resume", "no-such-run", "--runs-dir", str(tmp_path)]) == 1
+
+
+def test_ctrl_c_stops_saves_and_exits_130(tmp_path, monkeypatch, capsys):
+    """A real SIGINT, sent to this process once training has logged progress."""
+    from engine.events import Progress
+    from engine.runs import Run
+
+    log_event = Run.log_event
+
+    def log_and_interrupt(self, event):
+        log_event(self, event)
+        if isinstance(event, Progress) and event.step >= 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(Run, "log_event", log_and_interrupt)
+    before = signal.getsignal(signal.SIGINT)
+    rc = main(["train", *TINY, "--epochs", "100000", "--log-every-steps", "1", "--runs-dir", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert rc == 130, err
+    assert "Traceback" not in err and out.startswith("stopped")
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is restored
+    from engine.runs import open_run
+
+    state = open_run(only_run(tmp_path), tmp_path).trainer_state()
+    assert state["status"] == "stopped" and state["step"] >= 3
+
+
+def test_keyboard_interrupt_exits_130(tmp_path, monkeypatch, capsys):
+    import engine.trainer
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+        yield
+
+    monkeypatch.setattr(engine.trainer, "train", interrupted)
+    assert main(["train", *TINY, "--runs-dir", str(tmp_path)]) == 130
+    assert "interrupted" in capsys.readouterr().err

@@ -1,0 +1,55 @@
+"""``rnnlab runs``: list the training runs in a table (or delete one).
+
+    rnnlab runs
+    rnnlab runs --runs-dir ./my-runs
+    rnnlab runs --delete 20261126-153012-gru-timemachine
+
+Columns: name, corpus, model, epochs done / configured, final train and
+validation perplexity, device, status, date. Unreadable folders are listed as
+``corrupt`` with the reason. Left out: plots and comparisons (the TUI does those).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("runs", help="list training runs", description="List the runs in the runs folder.")
+    p.add_argument("--runs-dir", default=None, help="folder of runs (default: $RNNLAB_HOME/runs)")
+    p.add_argument("--delete", metavar="RUN", default=None, help="delete this run folder")
+    p.set_defaults(func=run)
+
+
+def _ppl(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from engine import paths
+    from engine.runs import delete_run, list_runs
+
+    console = Console()
+    if not console.is_terminal:  # piped: don't squeeze the table into 80 columns
+        console = Console(width=200)
+    if args.delete:
+        delete_run(args.delete, args.runs_dir)
+        console.print(f"deleted {args.delete}", highlight=False)
+        return 0
+    runs = list_runs(args.runs_dir)
+    where = args.runs_dir or paths.runs_dir()
+    if not runs:
+        console.print(f"no runs in {where}; start one with `rnnlab train`", highlight=False)
+        return 0
+    table = Table(title=f"runs in {where}")
+    for col in ("name", "corpus", "model", "epochs", "train ppl", "val ppl", "device", "status", "date"):
+        table.add_column(col, justify="right" if col in ("epochs", "train ppl", "val ppl") else "left")
+    for r in runs:
+        table.add_row(r.name, r.corpus, r.model, f"{r.epochs_done}/{r.epochs}", _ppl(r.train_ppl), _ppl(r.val_ppl),
+                      r.device, r.status if not r.error else f"corrupt: {r.error}", r.created.replace("T", " "))
+    console.print(table)
+    return 0

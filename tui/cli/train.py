@@ -1,0 +1,171 @@
+"""``rnnlab train``: train a model headless, with a progress bar, into a run folder.
+
+    rnnlab train --corpus timemachine --tokenizer char --model gru --num-hiddens 256 --epochs 50 --lr 1
+    rnnlab train --model scratch --num-hiddens 512 --epochs 500 --sampler sequential --val-fraction 0
+    rnnlab train --resume 20261126-153012-gru-timemachine --epochs 100
+
+Every ``TrainConfig`` and ``ModelConfig`` field is a flag (``--num-steps``,
+``--clip value``, ``--no-detach`` …). The bar (on stderr) shows epoch, live
+train/validation perplexity and tokens/s; samples, spikes and divergence are
+printed above it. Ctrl-C stops cleanly: the run is saved and the exit status is
+130 (a second Ctrl-C aborts at once). Bad options exit 2 naming the option.
+Left out: training several runs at once (the TUI compares runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import signal
+import sys
+import threading
+from typing import Any
+
+from engine.events import Diverged, Finished, Progress, Sample, Spike
+
+_TRAIN_HELP = {
+    "optimizer": "sgd (D2L) | adam | adamw", "lr": "learning rate (D2L: 1)", "epochs": "epochs to train",
+    "batch_size": "subsequences per minibatch", "num_steps": "time steps per subsequence",
+    "clip": "gradient clipping: norm | value | off", "clip_theta": "clipping bound θ",
+    "sampler": "random | sequential minibatches", "detach": "detach the state between sequential minibatches",
+    "val_fraction": "held-out tail for validation (0 = none)", "max_tokens": "use the first N tokens (0 = all)",
+    "seed": "random seed", "device": "auto | cpu | cuda | mps", "threads": "CPU threads (0 = torch default)",
+    "sample_every": "epochs between samples (0 = never)", "sample_prefix": "prompt for samples",
+    "sample_len": "tokens per sample", "sample_alpha": "sampling exponent α for samples (inf = greedy)",
+    "log_interval_s": "seconds between progress updates", "log_every_steps": "also update every N steps",
+    "checkpoint_interval_s": "seconds between checkpoints", "spike_factor": "spike when ppl > factor × best",
+    "bptt_limit_mb": "memory bound for --no-detach",
+}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def register(subparsers: Any) -> None:
+    from engine.corpus import PREPROCESS_MODES
+    from engine.models import ACTIVATIONS, ENCODINGS, MODEL_KINDS, ModelConfig
+    from engine.tokenizers import TOKENIZER_KINDS
+    from engine.training import CLIPS, DEVICES, OPTIMIZERS, SAMPLERS, TrainConfig
+
+    p = subparsers.add_parser("train", help="train a model into a run folder",
+                              description="Train an RNN language model (D2L 8.5-8.6) and save it as a run.")
+    p.add_argument("--corpus", default="timemachine", help="built-in corpus name or a .txt path")
+    p.add_argument("--mode", choices=PREPROCESS_MODES, default="d2l", help="preprocessing (d2l: letters, lower case)")
+    p.add_argument("--tokenizer", choices=TOKENIZER_KINDS, default="char", help="tokenizer kind")
+    p.add_argument("--vocab-size", type=int, default=1000, help="target vocabulary size (subword tokenizers)")
+    p.add_argument("--min-freq", type=int, default=0, help="drop tokens rarer than this")
+    p.add_argument("--runs-dir", default=None, help="folder of runs (default: $RNNLAB_HOME/runs)")
+    p.add_argument("--resume", metavar="RUN", default=None, help="continue this run from its checkpoint")
+    m = p.add_argument_group("model")
+    m.add_argument("--model", dest="kind", choices=MODEL_KINDS, default=None, help="scratch | rnn | gru | lstm")
+    choices = {"encoding": ENCODINGS, "activation": ACTIVATIONS}
+    for f in dataclasses.fields(ModelConfig):
+        if f.name not in ("kind", "vocab_size"):
+            m.add_argument(_flag(f.name), dest=f.name, type=type(f.default), choices=choices.get(f.name), default=None)
+    t = p.add_argument_group("training")
+    choices = {"optimizer": OPTIMIZERS, "clip": CLIPS, "sampler": SAMPLERS, "device": DEVICES}
+    for f in dataclasses.fields(TrainConfig):
+        kw: dict[str, Any] = {"dest": f.name, "default": None, "help": _TRAIN_HELP.get(f.name)}
+        if isinstance(f.default, bool):
+            t.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, **kw)
+        else:
+            t.add_argument(_flag(f.name), type=type(f.default), choices=choices.get(f.name), **kw)
+    p.set_defaults(func=run, _model_fields=[f.name for f in dataclasses.fields(ModelConfig)],
+                   _train_fields=[f.name for f in dataclasses.fields(TrainConfig)])
+
+
+def _given(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, Any]:
+    """(data, model_cfg, train_cfg, tokenizer, run) — config errors surface before a run folder exists."""
+    from engine.models import ModelConfig
+    from engine.runs import create_run, open_run
+    from engine.trainer import TrainConfig, prepare_ids
+
+    train_kw = _given(args, args._train_fields)
+    if args.resume:
+        run = open_run(args.resume, args.runs_dir)
+        train_cfg = dataclasses.replace(run.train_config, **train_kw)
+        ids = run.corpus_ids()
+        prepare_ids(ids, run.model_config, train_cfg)
+        return ids, run.model_config, train_cfg, run.tokenizer, run
+    from engine.corpus import load_corpus
+    from engine.tokenizers import build_pipeline
+
+    train_cfg = TrainConfig(**train_kw)
+    corpus = load_corpus(args.corpus)
+    pipeline = build_pipeline(corpus, mode=args.mode, tokenizer=args.tokenizer, vocab_size=args.vocab_size,
+                              min_freq=args.min_freq)
+    model_cfg = ModelConfig(**{"kind": "gru", **_given(args, args._model_fields), "vocab_size": len(pipeline.vocab)})
+    prepare_ids(pipeline, model_cfg, train_cfg)
+    run = create_run(args.runs_dir, model_cfg, train_cfg, pipeline)
+    return pipeline, model_cfg, train_cfg, pipeline.tokenizer, run
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}" if math.isfinite(x) else str(x)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from rich.markup import escape
+
+    from engine.trainer import train
+
+    out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
+    try:
+        data, model_cfg, train_cfg, tokenizer, run_ = _prepare(args)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+    stop = threading.Event()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
+    err.print(f"run {run_.name}: {model_cfg.kind} {model_cfg.num_hiddens}x{model_cfg.num_layers}, "
+              f"{train_cfg.optimizer} lr {train_cfg.lr:g}, {train_cfg.epochs} epochs  ({run_.path})",
+              markup=False, highlight=False)
+    finished: Finished | None = None
+    bar = Bar(TextColumn("epoch {task.completed:.0f}/{task.total:.0f}"), BarColumn(),
+              TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=err,
+              transient=False)
+    try:
+        with bar:
+            task = bar.add_task("train", total=train_cfg.epochs, info="starting")
+            for ev in train(data, model_cfg, train_cfg, tokenizer=tokenizer, run=run_, stop=stop):
+                if isinstance(ev, Progress):
+                    done = ev.epoch if ev.epoch_end else ev.epoch - 1
+                    bar.update(task, completed=done, info=f"ppl {_fmt(ev.train_ppl)} val {_fmt(ev.val_ppl)} "
+                                                          f"{ev.tokens_per_s:,.0f} tok/s")
+                elif isinstance(ev, Sample):
+                    bar.console.print(f"epoch {ev.epoch}: {ev.text!r}", markup=False, highlight=False)
+                elif isinstance(ev, Spike):
+                    bar.console.print(f"[yellow]spike[/] at epoch {ev.epoch}: {ev.metric} perplexity "
+                                      f"{ev.val_ppl:.3f} > {train_cfg.spike_factor:g} × best {ev.best_val_ppl:.3f}")
+                elif isinstance(ev, Diverged):
+                    bar.console.print(f"[red]diverged[/]: {escape(ev.message)}", highlight=False)
+                elif isinstance(ev, Finished):
+                    finished = ev
+    except KeyboardInterrupt:
+        err.print("interrupted (the last checkpoint is kept)", markup=False)
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    assert finished is not None
+    out.print(f"{finished.reason}: epoch {finished.epoch}, step {finished.step}, train perplexity "
+              f"{_fmt(finished.train_ppl)}, validation perplexity {_fmt(finished.val_ppl)}  run {run_.name}",
+              markup=False, highlight=False)
+    if finished.reason == "stopped":
+        return 130
+    return 1 if finished.reason == "diverged" else 0
