@@ -61,7 +61,7 @@ class RNNRecurrence(torch.autograd.Function):
         if ctx.relu:
             dphi = (Hs > 0).to(Hs.dtype)
         else:
-            dphi = 1.0 - Hs * Hs
+            dphi = torch.addcmul(torch.ones((), dtype=Hs.dtype, device=Hs.device), Hs, Hs, value=-1.0)
         W_hh_T = W_hh.t()
         dA = torch.empty_like(Hs)
         dA_next: torch.Tensor | None = None
@@ -78,9 +78,11 @@ class RNNRecurrence(torch.autograd.Function):
         dH0 = dA_next @ W_hh_T if ctx.needs_input_grad[1] else None
         dW_hh = None
         if ctx.needs_input_grad[2]:
-            # [H_0; …; H_{T-1}]ᵀ [dA_1; …; dA_T]: one large matmul instead of T small ones.
-            H_prev = torch.cat((H0.unsqueeze(0), Hs[:-1]), dim=0).reshape(T * B, h)
-            dW_hh = H_prev.t() @ dA.reshape(T * B, h)
+            # Σ_t H_{t-1}ᵀ dA_t = H_0ᵀ dA_1 + [H_1; …; H_{T-1}]ᵀ [dA_2; …; dA_T]: one large matmul
+            # instead of T small ones (and no copy to build [H_0; …; H_{T-1}]).
+            dW_hh = H0.t() @ dA[0]
+            if T > 1:
+                dW_hh.addmm_(Hs[:-1].reshape((T - 1) * B, h).t(), dA[1:].reshape((T - 1) * B, h))
         return dA, dH0, dW_hh, None
 
 
