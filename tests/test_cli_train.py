@@ -80,6 +80,21 @@ def test_bad_options_exit_2_naming_the_option(args, needle, tmp_path, capsys, co
     assert not any(tmp_path.iterdir())  # no half-made run folder left behind
 
 
+def test_every_config_field_has_a_flag_and_the_parser_skips_torch():
+    import dataclasses
+    import subprocess
+
+    from engine.models import ACTIVATIONS, ENCODINGS, MODEL_KINDS, ModelConfig
+    from tui.cli.train import MODEL_FLAGS
+
+    assert set(MODEL_FLAGS) == {f.name for f in dataclasses.fields(ModelConfig)} - {"vocab_size"}
+    assert (MODEL_FLAGS["kind"][1], MODEL_FLAGS["encoding"][1], MODEL_FLAGS["activation"][1]) == (
+        MODEL_KINDS, ENCODINGS, ACTIVATIONS)
+    code = "import sys; from tui.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"  # `rnnlab --help` and `rnnlab corpus` stay quick
+
+
 def test_missing_run_exits_1(tmp_path, capsys):
     assert main(["generate", "no-such-run", "--runs-dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err

@@ -43,11 +43,23 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+# ModelConfig's fields as flags. Spelled out here so building the parser does not
+# import torch (engine.models does); tests/test_cli_train.py checks they agree.
+MODEL_FLAGS: dict[str, tuple[type, tuple[str, ...] | None, str]] = {
+    "kind": (str, ("scratch", "rnn", "gru", "lstm"), "scratch (D2L 8.5) | rnn | gru | lstm (default gru)"),
+    "num_hiddens": (int, None, "hidden units per layer (default 256)"),
+    "num_layers": (int, None, "stacked recurrent layers (default 1)"),
+    "dropout": (float, None, "dropout between layers (default 0)"),
+    "encoding": (str, ("onehot", "embedding"), "input encoding (default onehot)"),
+    "embed_size": (int, None, "embedding width (default 32)"),
+    "activation": (str, ("tanh", "relu"), "scratch/rnn nonlinearity (default tanh)"),
+}
+
+
 def register(subparsers: Any) -> None:
     from engine.corpus import PREPROCESS_MODES
-    from engine.models import ACTIVATIONS, ENCODINGS, MODEL_KINDS, ModelConfig
     from engine.tokenizers import TOKENIZER_KINDS
-    from engine.training import CLIPS, DEVICES, OPTIMIZERS, SAMPLERS, TrainConfig
+    from engine.train_config import CLIPS, DEVICES, OPTIMIZERS, SAMPLERS, TrainConfig
 
     p = subparsers.add_parser("train", help="train a model into a run folder",
                               description="Train an RNN language model (D2L 8.5-8.6) and save it as a run.")
@@ -59,11 +71,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--runs-dir", default=None, help="folder of runs (default: $RNNLAB_HOME/runs)")
     p.add_argument("--resume", metavar="RUN", default=None, help="continue this run from its checkpoint")
     m = p.add_argument_group("model")
-    m.add_argument("--model", dest="kind", choices=MODEL_KINDS, default=None, help="scratch | rnn | gru | lstm")
-    choices = {"encoding": ENCODINGS, "activation": ACTIVATIONS}
-    for f in dataclasses.fields(ModelConfig):
-        if f.name not in ("kind", "vocab_size"):
-            m.add_argument(_flag(f.name), dest=f.name, type=type(f.default), choices=choices.get(f.name), default=None)
+    for name, (typ, choices, help_) in MODEL_FLAGS.items():
+        flag = "--model" if name == "kind" else _flag(name)
+        m.add_argument(flag, dest=name, type=typ, choices=choices, default=None, help=help_)
     t = p.add_argument_group("training")
     choices = {"optimizer": OPTIMIZERS, "clip": CLIPS, "sampler": SAMPLERS, "device": DEVICES}
     for f in dataclasses.fields(TrainConfig):
@@ -72,8 +82,7 @@ def register(subparsers: Any) -> None:
             t.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, **kw)
         else:
             t.add_argument(_flag(f.name), type=type(f.default), choices=choices.get(f.name), **kw)
-    p.set_defaults(func=run, _model_fields=[f.name for f in dataclasses.fields(ModelConfig)],
-                   _train_fields=[f.name for f in dataclasses.fields(TrainConfig)])
+    p.set_defaults(func=run, _model_fields=list(MODEL_FLAGS), _train_fields=[f.name for f in dataclasses.fields(TrainConfig)])
 
 
 def _given(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
