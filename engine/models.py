@@ -223,18 +223,39 @@ class TorchRNN(RNNLM):
         return self.linear(Hs), torch.stack(finals)
 
     def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        if self.cfg.kind != "rnn":
-            return super().step(x, state)
-        assert isinstance(state, torch.Tensor)
+        # One token: torch's fused cells (``torch.gru_cell``/``lstm_cell``, C++ composites of
+        # ``linear`` and the gate math) or the plain RNN written out, skipping nn.RNNBase's
+        # per-call Python checks — generation calls this once per token.
+        kind, drop = self.cfg.kind, self.training and self.cfg.dropout > 0
+        if kind == "lstm":
+            assert isinstance(state, tuple)
+            h0, c0 = state
+        else:
+            assert isinstance(state, torch.Tensor)
+            h0 = state
         act = torch.relu if self.cfg.activation == "relu" else torch.tanh
-        finals = []
-        H = torch.empty(0)
+        hs, cs = [], []
+        inp = torch.empty(0)
         for layer in range(self.cfg.num_layers):
-            W_ih, b, W_hh = self._layer_weights(layer)
-            A = self.input_term(x, W_ih, b) if layer == 0 else torch.addmm(b, H, W_ih)
-            H = act(torch.addmm(A, state[layer], W_hh))
-            finals.append(H)
-        return self.linear(H), torch.stack(finals)
+            if layer > 0 and drop:
+                inp = F.dropout(inp, self.cfg.dropout, training=True)
+            if kind == "rnn":
+                W_ih, b, W_hh = self._layer_weights(layer)
+                A = self.input_term(x, W_ih, b) if layer == 0 else torch.addmm(b, inp, W_ih)
+                inp = act(torch.addmm(A, h0[layer], W_hh))
+            else:
+                if layer == 0:
+                    inp = self.encode(x.reshape(-1, 1))[0]
+                r = self.rnn
+                w = [getattr(r, f"{n}_l{layer}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+                if kind == "gru":
+                    inp = torch.gru_cell(inp, h0[layer], *w)
+                else:
+                    inp, c = torch.lstm_cell(inp, (h0[layer], c0[layer]), *w)
+                    cs.append(c)
+            hs.append(inp)
+        new_h = torch.stack(hs)
+        return self.linear(inp), ((new_h, torch.stack(cs)) if kind == "lstm" else new_h)
 
 
 def build_model(cfg: ModelConfig) -> RNNLM:
