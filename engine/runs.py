@@ -103,6 +103,12 @@ class Run:
                 raise RunError(f"{path} cannot be read ({exc}); the run is corrupt") from None
         return self._tokenizer
 
+    def save_train_config(self, cfg: TrainConfig) -> None:
+        """Record changed training options (a resume with more epochs or another lr)."""
+        self.config["train"] = cfg.to_dict()
+        checkpoint.atomic_write_json(self.path / CONFIG_FILE, self.config)
+        self.train_config = cfg
+
     # --- checkpoints -------------------------------------------------------
     def has_checkpoint(self) -> bool:
         return checkpoint.has_checkpoint(self.path)

@@ -73,6 +73,8 @@ class _Loop:
         self.device = resolve_device(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        if model is not None and getattr(model, "cfg", model_cfg) != model_cfg:
+            raise ConfigError(f"model_cfg must describe the model passed in (got {model_cfg}, model has {model.cfg})")
         torch.manual_seed(cfg.seed)  # the weights' initialisation
         self.model = (model if model is not None else build_model(model_cfg)).to(self.device)
         self.model.train()
@@ -82,6 +84,8 @@ class _Loop:
         self.best, self.spiking = math.inf, False
         self.train_ppl: float | None = None
         self.val_ppl: float | None = None
+        if run is not None and run.train_config != cfg:
+            run.save_train_config(cfg)
         if run is not None and run.has_checkpoint():
             self._resume()
         self.snapshot = self._take_snapshot()

@@ -61,6 +61,7 @@ def test_resume_continues_the_run(runs_dir, tmp_path, capsys):
     from engine.runs import open_run
 
     assert open_run(name, tmp_path).trainer_state()["epoch"] == 3
+    assert open_run(name, tmp_path).summary().epochs == 3  # config.json records the new target
 
 
 @pytest.mark.parametrize("args,needle", [
