@@ -196,3 +196,14 @@ def test_unavailable_device_is_a_clear_error(pipeline):
 def test_train_config_json_round_trip():
     cfg = TrainConfig(sample_alpha=math.inf, lr=0.5)
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_events_round_trip_through_json():
+    import json
+
+    from engine.events import Diverged, event_from_dict
+
+    ev = Diverged(epoch=1, step=2, lr=10.0, loss=math.inf, message="m")
+    d = json.loads(json.dumps(ev.to_dict()))
+    assert d["type"] == "Diverged" and d["loss"] == "inf"
+    assert event_from_dict(d) == ev
