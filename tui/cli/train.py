@@ -18,7 +18,6 @@ import argparse
 import dataclasses
 import math
 import signal
-import sys
 import threading
 from typing import Any
 
