@@ -248,10 +248,12 @@ class _Loop:
         ppl, metric = (self.val_ppl, "validation") if self.val_ppl is not None else (self.train_ppl, "train")
         if ppl is None:
             return
-        high = ppl > self.cfg.spike_factor * self.best
-        if high and not self.spiking:
+        factor = self.cfg.spike_factor
+        if ppl > factor * self.best and not self.spiking:
             yield self._emit(Spike(epoch=self.epoch, val_ppl=ppl, best_val_ppl=self.best, metric=metric))
-        self.spiking = high
+            self.spiking = True
+        elif self.spiking and ppl < (1 + factor) / 2 * self.best:
+            self.spiking = False  # re-armed only well below the threshold: no event per wobble around it
         self.best = min(self.best, ppl)
 
     def _sample(self) -> Iterator[Event]:
