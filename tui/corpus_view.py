@@ -1,0 +1,130 @@
+"""Everything the Corpus screen shows, computed once per pipeline (in a worker).
+
+``build_view`` turns an ``engine`` text pipeline into plain figures: the counts
+line, the top tokens, the Zipf curves (log10 rank vs log10 frequency for 1-,
+2- and 3-grams, thinned to log-spaced ranks so the plot stays cheap) with the
+exponents fitted by ``engine.stats``, the tokens of the first few hundred
+characters and, for subword tokenizers, the merges or pieces in learned order.
+
+Left out: drawing (the screen does that) and any statistic the engine lacks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from engine import stats
+
+PREVIEW_CHARS = 400  # how much of the corpus to show as tokens
+ZIPF_NS = (1, 2, 3)
+ZIPF_POINTS = 160  # log-spaced ranks drawn per curve
+
+
+@dataclass
+class ZipfCurve:
+    n: int
+    log_rank: list[float]
+    log_freq: list[float]
+    exponent: float
+
+
+@dataclass
+class CorpusView:
+    """Display-ready figures for one pipeline."""
+
+    pipeline: Any
+    title: str
+    lines: int
+    tokens: int
+    vocab_size: int
+    unk_rate: float
+    top: list[tuple[str, int]]
+    zipf: list[ZipfCurve]
+    preview: list[list[str]]  # tokens per shown line
+    subword_title: str = ""  # "BPE merges (learned order)" or "pieces" or ""
+    subword: list[str] = field(default_factory=list)
+    warnings: tuple[str, ...] = ()
+
+
+def _log_spaced_ranks(n: int, points: int = ZIPF_POINTS) -> np.ndarray:
+    """Ranks 1..n (0-based indices) spread evenly on a log scale."""
+    if n <= points:
+        return np.arange(n)
+    return np.unique(np.geomspace(1, n, points).astype(np.int64) - 1)
+
+
+def zipf_curve(tokens: list[str], n: int) -> ZipfCurve:
+    """log10 rank vs log10 frequency of the n-grams of ``tokens``."""
+    counts = stats.ngram_counts(tokens, n)
+    freqs = np.array(sorted(counts.values(), reverse=True), dtype=np.float64)
+    if len(freqs) < 2:
+        return ZipfCurve(n, [], [], float("nan"))
+    idx = _log_spaced_ranks(len(freqs))
+    try:
+        exponent = float(stats.zipf_fit(freqs.astype(np.int64).tolist())[0])
+    except Exception:  # too few ranks for the fit's range: show the curve anyway
+        exponent = float("nan")
+    return ZipfCurve(n, np.log10(idx + 1).tolist(), np.log10(freqs[idx]).tolist(), exponent)
+
+
+def _preview(pipeline: Any) -> list[list[str]]:
+    """Token strings of the first lines, up to about PREVIEW_CHARS characters."""
+    lines, chars = [], 0
+    for line in pipeline.lines:
+        if chars >= PREVIEW_CHARS:
+            break
+        if line:
+            lines.append(line[: PREVIEW_CHARS - chars])
+            chars += len(lines[-1])
+    return pipeline.tokenizer.tokenize(lines)
+
+
+def _subword(tokenizer: Any) -> tuple[str, list[str]]:
+    merges = list(getattr(tokenizer, "merges", []) or [])
+    if merges:
+        return "BPE merges (learned order)", [f"{a}+{b}→{a}{b}" for a, b in merges]
+    pieces = list(getattr(tokenizer, "pieces", []) or [])
+    if pieces:
+        return f"{tokenizer.kind} pieces (learned order)", pieces
+    return "", []
+
+
+def build_view(pipeline: Any, top_k: int = 40) -> CorpusView:
+    """All figures for ``pipeline``; slow parts (n-gram counts) happen here."""
+    ids = np.asarray(pipeline.ids)
+    vocab = pipeline.tokenizer.vocab
+    tokens = vocab.to_tokens(ids.tolist())
+    corpus = pipeline.corpus
+    title = getattr(corpus, "name", "corpus")
+    try:
+        from engine.corpus import catalog
+
+        entry = catalog().get(title)
+        if entry is not None:
+            title = f"{entry.title} · {entry.author}"
+    except Exception:  # a file corpus or no catalog: keep the name
+        pass
+    title_sub, subword = _subword(pipeline.tokenizer)
+    unk = float(np.mean(ids == vocab.unk)) if len(ids) else 0.0
+    return CorpusView(
+        pipeline=pipeline,
+        title=title,
+        lines=len(pipeline.lines),
+        tokens=int(len(ids)),
+        vocab_size=len(vocab),
+        unk_rate=unk,
+        top=list(vocab.token_freqs[:top_k]),
+        zipf=[zipf_curve(tokens, n) for n in ZIPF_NS],
+        preview=_preview(pipeline),
+        subword_title=title_sub,
+        subword=subword,
+        warnings=tuple(getattr(corpus, "warnings", ()) or ()),
+    )
+
+
+def format_exponent(a: float) -> str:
+    return "–" if not math.isfinite(a) else f"{a:.2f}"

@@ -1,0 +1,30 @@
+"""The base of every playground screen: the keys that switch screens.
+
+They are declared here rather than on the app so that the footer lists them
+first (it lists the focused widget's, then the screen's, then the app's
+bindings). F1–F4 work everywhere, even while typing in a field; 1–4 do the
+same outside text fields. The app hides the key of the screen you are on.
+"""
+
+from __future__ import annotations
+
+from textual.binding import Binding
+from textual.screen import Screen
+
+SCREENS = (
+    ("corpus", "Corpus", "Pick a corpus and tokenizer; see counts, Zipf plot, tokens"),
+    ("train", "Train", "Configure and train an RNN with live perplexity"),
+    ("generate", "Generate", "Generate text; watch the next-token distribution under α"),
+    ("runs", "Runs", "Saved runs: compare curves, open or delete"),
+)
+
+
+class PlaygroundScreen(Screen):
+    """A screen with the screen-switching keys in its footer."""
+
+    BINDINGS = [
+        *(Binding(f"f{i}", f"app.switch_mode('{mode}')", title, tooltip=help_, priority=True)
+          for i, (mode, title, help_) in enumerate(SCREENS, 1)),
+        *(Binding(str(i), f"app.switch_mode('{mode}')", title, show=False)
+          for i, (mode, title, _) in enumerate(SCREENS, 1)),
+    ]

@@ -1,0 +1,247 @@
+"""The Generate screen: a prompt, streamed text, and what α does to the odds.
+
+The model is the run in the session (the one just trained, or one opened from
+the Runs screen). Typing a prompt resets the text to the prompt; ``enter`` or
+``ctrl+s`` streams a continuation onto the end of the text, so pressing it
+again keeps going. Beside it, bars show the next-token distribution
+q ∝ P^α for the current text (after top-k), recomputed as you type and as α
+changes — α = 1 samples from the model, α → ∞ is greedy, α = 0 is uniform;
+the temperature 1/α is shown next to α.
+
+Left out: top-p (the CLI has it), editing the generated text by hand.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.reactive import reactive
+from textual.widgets import Footer, Header, Input, Label, Static, TextArea
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from engine.errors import RnnlabError
+from engine.generate import generate, next_token_distribution
+from engine.runs import open_run
+from tui.screens.base import PlaygroundScreen
+from tui.widgets.bars import ProbBars
+
+ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)  # the α steps ↑/↓ walk through
+TOP_KS = (None, 50, 20, 10, 5, 3, 1)  # ctrl+n cycles through these
+GEN_TOKENS = 200  # tokens per press of enter
+N_BARS = 10
+
+
+def temperature(alpha: float) -> str:
+    """1/α as shown next to α."""
+    return "∞" if alpha == 0 else ("0 (greedy)" if math.isinf(alpha) else f"{1 / alpha:.2f}")
+
+
+class GenerateScreen(PlaygroundScreen):
+    """Prompt, streamed generation and next-token bars."""
+
+    BINDINGS = [
+        Binding("ctrl+s", "generate", "Generate"),
+        # priority: the prompt Input would otherwise take up/down (it scrolls).
+        Binding("up", "alpha(1)", "α up", priority=True),
+        Binding("down", "alpha(-1)", "α down", priority=True),
+        Binding("ctrl+n", "top_k", "Top-k"),
+        Binding("ctrl+y", "greedy", "Greedy"),
+        Binding("ctrl+r", "reseed", "Reseed"),
+        Binding("ctrl+g", "stop", "Stop", show=False),
+        Binding("ctrl+l", "clear", "Clear", show=False),
+    ]
+
+    alpha_index: reactive[int] = reactive(ALPHAS.index(1.0))
+    top_k_index: reactive[int] = reactive(0)
+    greedy: reactive[bool] = reactive(False)
+    seed: reactive[int] = reactive(0)
+
+    @dataclass
+    class Piece(Message):
+        text: str
+
+    @dataclass
+    class Distribution(Message):
+        context: str
+        bars: list[tuple[str, float]]
+        warnings: list[str]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._run_version = -1
+        self._model: tuple[Path, Any, Any] | None = None  # (path, model, tokenizer)
+        self._lock = threading.Lock()
+        self.run_info = ""
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="gen-info")
+        yield Static("", id="gen-sampling")
+        with Horizontal(id="gen-prompt-row"):
+            yield Label("prompt ›", id="gen-prompt-label")
+            yield Input(placeholder="e.g. time traveller, then enter", compact=True, id="gen-prompt")
+        with Horizontal(id="gen-body"):
+            yield TextArea("", read_only=True, soft_wrap=True, id="gen-output")
+            with Vertical(id="gen-side"):
+                yield Static("next token: q ∝ P^α", id="gen-bars-title")
+                yield ProbBars(id="gen-bars")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.title, self.sub_title = "rnnlab", "Generate"
+        self._show_sampling()
+
+    def on_screen_resume(self) -> None:
+        session = self.app.session  # type: ignore[attr-defined]
+        if session.run_version != self._run_version:
+            self._run_version = session.run_version
+            self._use_run(session.run_path)
+        self.query_one("#gen-prompt", Input).focus()
+
+    # -- settings -----------------------------------------------------------------
+    @property
+    def alpha(self) -> float:
+        return math.inf if self.greedy else ALPHAS[self.alpha_index]
+
+    @property
+    def top_k(self) -> int | None:
+        return TOP_KS[self.top_k_index]
+
+    def _show_sampling(self) -> None:
+        text = Text()
+        for label, value in (("α", "∞" if self.greedy else f"{self.alpha:g}"), ("T=1/α", temperature(self.alpha)),
+                             ("top-k", str(self.top_k or "off")), ("greedy", "on" if self.greedy else "off"),
+                             ("seed", str(self.seed))):
+            text.append(f"{label} ", style="dim")
+            text.append(f"{value}   ", style="bold")
+        self.query_one("#gen-sampling", Static).update(text)
+
+    def _settings_changed(self) -> None:
+        self._show_sampling()
+        self._update_bars()
+
+    def action_alpha(self, step: int) -> None:
+        self.greedy = False
+        self.alpha_index = max(0, min(len(ALPHAS) - 1, self.alpha_index + step))
+        self._settings_changed()
+
+    def action_top_k(self) -> None:
+        self.top_k_index = (self.top_k_index + 1) % len(TOP_KS)
+        self._settings_changed()
+
+    def action_greedy(self) -> None:
+        self.greedy = not self.greedy
+        self._settings_changed()
+
+    def action_reseed(self) -> None:
+        self.seed = random.randrange(10_000)
+        self._show_sampling()
+
+    def action_clear(self) -> None:
+        self.query_one("#gen-output", TextArea).text = self.query_one("#gen-prompt", Input).value
+        self._update_bars()
+
+    # -- the model ----------------------------------------------------------------------
+    def _use_run(self, path: Path | None) -> None:
+        info = self.query_one("#gen-info", Static)
+        if path is None:
+            self.run_info = ""
+            info.update(Text("no model yet: train one (F2) or open a saved run (F4)", style="yellow"))
+            self.query_one(ProbBars).set_bars([], note="no model")
+            return
+        try:
+            run = open_run(path)
+            summary = run.summary()
+        except RnnlabError as exc:
+            info.update(Text(str(exc), style="red"))
+            return
+        kind = run.config.get("tokenizer", {}).get("kind", "?")
+        ppl = "–" if summary.val_ppl is None else f"{summary.val_ppl:.2f}"
+        self.run_info = f"{summary.model} · {summary.corpus}/{kind} · val ppl {ppl} · {run.name}"
+        info.update(Text(self.run_info))
+        self._update_bars()
+
+    def _load_model(self) -> tuple[Any, Any]:
+        """The session's model and tokenizer, loaded once per run (called from workers)."""
+        path = self.app.session.run_path  # type: ignore[attr-defined]
+        if path is None:
+            raise RnnlabError("no model yet: train one (F2) or open a saved run (F4)")
+        with self._lock:
+            if self._model is None or self._model[0] != path:
+                run = open_run(path)
+                self._model = (path, run.load_model("cpu"), run.tokenizer)
+            return self._model[1], self._model[2]
+
+    # -- next-token bars ----------------------------------------------------------------
+    @on(Input.Changed, "#gen-prompt")
+    def _prompt_changed(self, event: Input.Changed) -> None:
+        self.workers.cancel_group(self, "generate")
+        self.query_one("#gen-output", TextArea).text = event.value
+        self._update_bars()
+
+    def _update_bars(self) -> None:
+        if self.app.session.run_path is None:  # type: ignore[attr-defined]
+            return
+        self._distribution(self.query_one("#gen-output", TextArea).text, self.alpha, self.top_k)
+
+    @work(thread=True, exclusive=True, group="dist", exit_on_error=False)
+    def _distribution(self, context: str, alpha: float, top_k: int | None) -> None:
+        model, tokenizer = self._load_model()
+        dist = next_token_distribution(model, tokenizer, context, alpha=alpha, top_k=top_k, n=N_BARS)
+        if not get_current_worker().is_cancelled:
+            self.post_message(self.Distribution(context, list(dist), list(getattr(dist, "warnings", []))))
+
+    def on_generate_screen_distribution(self, message: Distribution) -> None:
+        shown = sum(p for _, p in message.bars)
+        note = f"top {len(message.bars)}: {shown:.0%} of q"
+        if message.warnings:
+            note += "\n" + "\n".join(message.warnings)
+        self.query_one(ProbBars).set_bars(message.bars, note=note)
+
+    # -- generation ------------------------------------------------------------------
+    @on(Input.Submitted, "#gen-prompt")
+    def _prompt_submitted(self) -> None:
+        self.action_generate()
+
+    def action_generate(self) -> None:
+        if self.app.session.run_path is None:  # type: ignore[attr-defined]
+            self.notify("No model yet: train one (F2) or open a saved run (F4).", severity="warning")
+            return
+        context = self.query_one("#gen-output", TextArea).text
+        self._generate(context, self.alpha, self.top_k, self.seed)
+
+    def action_stop(self) -> None:
+        self.workers.cancel_group(self, "generate")
+
+    @work(thread=True, exclusive=True, group="generate", exit_on_error=False)
+    def _generate(self, context: str, alpha: float, top_k: int | None, seed: int) -> None:
+        worker = get_current_worker()
+        model, tokenizer = self._load_model()
+        for piece in generate(model, tokenizer, context, GEN_TOKENS, alpha=alpha, top_k=top_k, seed=seed):
+            if worker.is_cancelled:
+                return
+            self.post_message(self.Piece(piece))
+
+    def on_generate_screen_piece(self, message: Piece) -> None:
+        output = self.query_one("#gen-output", TextArea)
+        output.insert(message.text, output.document.end)
+        output.scroll_end(animate=False)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == "generate" and event.state == WorkerState.SUCCESS:
+            self._update_bars()
+        if event.worker.group in ("generate", "dist") and event.state == WorkerState.ERROR:
+            error = event.worker.error
+            text = str(error) if isinstance(error, RnnlabError) else f"{type(error).__name__}: {error}"
+            self.notify(text, title="Generation failed", severity="error")

@@ -1,0 +1,165 @@
+"""The Runs screen: saved runs in a table, their perplexity curves overlaid.
+
+``space`` marks runs to overlay (e.g. clipping on vs off); with none marked
+the highlighted run is drawn. ``m`` switches between validation and training
+perplexity. ``g`` (or ``enter``) opens the highlighted run in Generate; ``d``
+deletes it after a confirmation.
+
+Left out: renaming, resuming (``rnnlab train --resume``) and exporting runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Header, Static
+
+from engine.errors import RnnlabError
+from engine.runs import RunSummary, delete_run, list_runs, open_run
+from tui.screens.base import PlaygroundScreen
+from tui.messages import OpenRun
+from tui.screens.confirm import ConfirmScreen
+from tui.widgets.plot import SeriesPlot
+
+METRICS = ("val_ppl", "train_ppl")
+
+
+def fmt(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3g}"
+
+
+def curve(path: Path, metric: str) -> tuple[list[float], list[float]]:
+    """(epoch, perplexity) at each epoch end of a run's metrics log."""
+    xs, ys = [], []
+    for m in open_run(path).metrics():
+        value = m.get(metric)
+        if m.get("epoch_end") and isinstance(value, (int, float)):
+            xs.append(float(m["epoch"]))
+            ys.append(float(value))
+    return xs, ys
+
+
+class RunsScreen(PlaygroundScreen):
+    """Saved runs: list, overlay, open, delete."""
+
+    BINDINGS = [
+        Binding("space", "toggle", "Select"),
+        Binding("g", "open", "Generate"),
+        Binding("m", "metric", "Train/val"),
+        Binding("d,delete", "delete", "Delete"),
+        Binding("r", "refresh", "Refresh", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs: list[RunSummary] = []
+        self.selected: set[str] = set()  # run paths marked for the overlay
+        self.metric = METRICS[0]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="runs-note")
+        yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        yield SeriesPlot("", xlabel="epoch", id="runs-plot")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.title, self.sub_title = "rnnlab", "Runs"
+        self.query_one(DataTable).add_columns("", "#", "model", "corpus", "epochs", "train", "val",
+                                              "status", "run")
+
+    def on_screen_resume(self) -> None:
+        self.action_refresh()
+        self.query_one(DataTable).focus()
+
+    def action_refresh(self) -> None:
+        self.runs = list_runs()
+        paths = {r.path for r in self.runs}
+        self.selected &= paths
+        table = self.query_one(DataTable)
+        row = table.cursor_row
+        table.clear()
+        for i, r in enumerate(self.runs, 1):
+            table.add_row("✓" if r.path in self.selected else " ", str(i), r.model, r.corpus,
+                          f"{r.epochs_done}/{r.epochs}", fmt(r.train_ppl), fmt(r.val_ppl), r.status, r.name,
+                          key=r.path)
+        if self.runs:
+            table.move_cursor(row=min(row, len(self.runs) - 1))
+        self.query_one("#runs-note", Static).update(
+            f"{len(self.runs)} saved runs · space marks runs to overlay · g opens one in Generate"
+            if self.runs else "no saved runs yet: train one on the Train screen (F2)")
+        self.replot()
+
+    def _current(self) -> RunSummary | None:
+        table = self.query_one(DataTable)
+        if not self.runs or table.cursor_row < 0 or table.cursor_row >= len(self.runs):
+            return None
+        return self.runs[table.cursor_row]
+
+    def replot(self) -> None:
+        plot = self.query_one(SeriesPlot)
+        plot.clear()
+        chosen = [r for r in self.runs if r.path in self.selected]
+        current = self._current()
+        if not chosen and current is not None:
+            chosen = [current]
+        label = "validation" if self.metric == "val_ppl" else "training"
+        plot.plot_title = f"{label} perplexity" + (" (m: switch)" if chosen else "")
+        plot.empty_message = "no runs to draw"
+        for r in chosen:
+            number = self.runs.index(r) + 1
+            try:
+                xs, ys = curve(Path(r.path), self.metric)
+            except RnnlabError:
+                continue
+            plot.set_series(f"#{number} {r.model}", xs, ys)
+        plot.replot()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if not self.selected:
+            self.replot()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_open()
+
+    def action_toggle(self) -> None:
+        run = self._current()
+        if run is None:
+            return
+        self.selected ^= {run.path}
+        table = self.query_one(DataTable)
+        table.update_cell(run.path, table.ordered_columns[0].key, "✓" if run.path in self.selected else " ")
+        self.replot()
+
+    def action_metric(self) -> None:
+        self.metric = METRICS[(METRICS.index(self.metric) + 1) % len(METRICS)]
+        self.replot()
+
+    def action_open(self) -> None:
+        run = self._current()
+        if run is not None and run.status != "corrupt":
+            self.app.post_message(OpenRun(Path(run.path)))
+
+    def action_delete(self) -> None:
+        run = self._current()
+        if run is None:
+            return
+
+        def answer(yes: bool | None) -> None:
+            if not yes:
+                return
+            try:
+                delete_run(run.path)
+            except (RnnlabError, OSError) as exc:
+                self.notify(str(exc), title="Not deleted", severity="error")
+                return
+            self.notify(f"Deleted {run.name}")
+            session = self.app.session  # type: ignore[attr-defined]
+            if session.run_path is not None and str(session.run_path.resolve()) == run.path:
+                session.set_run(None)
+            self.action_refresh()
+
+        self.app.push_screen(ConfirmScreen(f"Delete run {run.name}?\n{run.model} · {run.corpus} · "
+                                           f"{run.epochs_done} epochs. This cannot be undone."), answer)

@@ -1,0 +1,263 @@
+"""The Train screen: every model and trainer option, a live run, its curves.
+
+The form (``ConfigForm``) has one row per field of ``ModelConfig`` and
+``TrainConfig`` and shows the configs' own ``ConfigError`` text under the field
+it names. ``ctrl+s`` starts a run on the Corpus screen's pipeline in a thread
+worker that hands the worker's ``cancelled_event`` to ``engine.trainer.train``
+as ``stop``; ``ctrl+g`` stops it (the trainer saves a checkpoint first).
+Progress events are posted as messages; the plots redraw at most twice a
+second and keep a downsampled history, so the UI costs training little.
+
+Left out: resuming runs (the CLI does that) and editing a run's config.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.reactive import reactive
+from textual.widgets import Footer, Header, ProgressBar, Static
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from engine.errors import RnnlabError
+from engine.events import Checkpoint, Diverged, Finished, Progress, Sample, Spike
+from engine.models import ACTIVATIONS, ENCODINGS, MODEL_KINDS, ModelConfig
+from engine.runs import create_run
+from engine.trainer import train
+from engine.training import CLIPS, DEVICES, OPTIMIZERS, SAMPLERS, TrainConfig
+from tui.screens.base import PlaygroundScreen
+from tui.messages import RunSaved
+from tui.widgets.form import ConfigForm, specs_for
+from tui.widgets.plot import SeriesPlot
+
+REPLOT_INTERVAL_S = 1.0  # the plots redraw at most this often while training
+
+
+def form_specs() -> list:
+    """Rows for every model option (but vocab_size, set by the corpus) and every trainer option."""
+    model = specs_for(ModelConfig, "model", {"kind": MODEL_KINDS, "encoding": ENCODINGS,
+                                             "activation": ACTIVATIONS}, skip=("vocab_size",))
+    trainer = specs_for(TrainConfig, "train", {"optimizer": OPTIMIZERS, "clip": CLIPS,
+                                               "sampler": SAMPLERS, "device": DEVICES})
+    return model + trainer
+
+
+def clock(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "–"
+    m, s = divmod(int(seconds), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
+
+
+class TrainScreen(PlaygroundScreen):
+    """Configure, start and watch a training run."""
+
+    BINDINGS = [
+        Binding("ctrl+s", "start", "Start"),
+        Binding("ctrl+g", "stop", "Stop"),
+    ]
+
+    training: reactive[bool] = reactive(False, bindings=True)
+
+    @dataclass
+    class Started(Message):
+        path: Path
+
+    @dataclass
+    class TrainingEvent(Message):
+        """One event from ``engine.trainer.train`` (Progress, Sample, Diverged, ...)."""
+
+        event: Any
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.run_path: Path | None = None
+        self._dirty = False
+        self._steps_per_epoch: float | None = None
+        self.events_seen = 0
+        self.last_progress: Progress | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="train-body"):
+            yield ConfigForm(form_specs(), id="train-form")
+            with Vertical(id="train-main"):
+                yield Static("", id="train-status")
+                yield Static("", id="train-stats")
+                yield ProgressBar(total=1, id="train-progress", show_eta=False)
+                yield SeriesPlot("perplexity", xlabel="epoch", id="train-ppl")
+                yield SeriesPlot("gradient norm (before clipping)", xlabel="epoch", id="train-grad")
+                yield Static("", id="train-sample")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.title, self.sub_title = "rnnlab", "Train"
+        self.set_interval(REPLOT_INTERVAL_S, self._flush)
+        self.query_one("#train-ppl", SeriesPlot).empty_message = "ctrl+s starts training; curves appear here"
+        self._validate()
+        self._show_status()
+
+    def on_resize(self) -> None:
+        # Below 30 rows the gradient-norm plot would be unreadable; ‖g‖ stays in the stats line.
+        self.query_one("#train-main").set_class(self.size.height < 30, "-short")
+
+    def on_screen_resume(self) -> None:
+        self._validate()
+        self._show_status()
+
+    # -- form and bindings ----------------------------------------------------
+    def _vocab_size(self) -> int:
+        pipeline = self.app.session.pipeline  # type: ignore[attr-defined]
+        return len(pipeline.tokenizer.vocab) if pipeline is not None else 28
+
+    def _build(self, values: dict[str, dict[str, Any]]) -> tuple[ModelConfig, TrainConfig]:
+        return ModelConfig(**values["model"], vocab_size=self._vocab_size()), TrainConfig(**values["train"])
+
+    def _validate(self) -> tuple[ModelConfig, TrainConfig] | None:
+        return self.query_one(ConfigForm).validate(self._build)
+
+    def on_config_form_changed(self, message: ConfigForm.Changed) -> None:
+        self._validate()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "start":
+            return None if self.training else True  # None: shown greyed out
+        if action == "stop":
+            return True if self.training else None
+        return True
+
+    def _show_status(self) -> None:
+        pipeline = self.app.session.pipeline  # type: ignore[attr-defined]
+        status = Text()
+        if self.training:
+            status.append("training ", style="bold green")
+        elif pipeline is None:
+            status.append("no corpus yet: load one on the Corpus screen (F1)", style="yellow")
+        if pipeline is not None:
+            status.append(f"{pipeline.corpus.name} · {pipeline.tokenizer.kind} · vocab {len(pipeline.tokenizer.vocab)}")
+        if self.run_path is not None:
+            status.append(f" · run {self.run_path.name}", style="dim")
+        self.query_one("#train-status", Static).update(status, layout=False)
+
+    # -- start / stop -----------------------------------------------------------
+    def action_start(self) -> None:
+        if self.training:
+            return
+        pipeline = self.app.session.pipeline  # type: ignore[attr-defined]
+        if pipeline is None:
+            self.notify("Load a corpus first (F1).", severity="warning")
+            return
+        configs = self._validate()
+        if configs is None:
+            self.notify("Fix the highlighted options first.", severity="warning")
+            return
+        for name in ("train-ppl", "train-grad"):
+            self.query_one(f"#{name}", SeriesPlot).clear()
+        self.query_one("#train-sample", Static).update("")
+        self.query_one("#train-progress", ProgressBar).update(total=configs[1].epochs, progress=0)
+        self._steps_per_epoch = None
+        self.events_seen = 0
+        self.training = True
+        self._train(pipeline, *configs)
+        self._show_status()
+
+    def action_stop(self) -> None:
+        if self.training:
+            # Set the stop event the trainer polls, without cancelling the worker: the
+            # trainer then saves a checkpoint and ends with Finished (worker SUCCESS).
+            # Quitting cancels the worker instead, which sets the same event.
+            for worker in self.workers:
+                if worker.group == "train" and worker.node is self:
+                    worker.cancelled_event.set()
+            self.query_one("#train-status", Static).update("stopping: saving the run…")
+
+    @work(thread=True, exclusive=True, group="train", exit_on_error=False)
+    def _train(self, pipeline: Any, model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
+        worker = get_current_worker()
+        choice = self.app.session.choice  # type: ignore[attr-defined]
+        run = create_run(None, model_cfg, train_cfg, pipeline,
+                         tokenizer_settings={"vocab_size": choice.vocab_size, "min_freq": choice.min_freq})
+        self.post_message(self.Started(run.path))
+        for event in train(pipeline, model_cfg, train_cfg, run=run, stop=worker.cancelled_event):
+            self.post_message(self.TrainingEvent(event))
+
+    def on_train_screen_started(self, message: Started) -> None:
+        self.run_path = message.path
+        self._show_status()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "train" or event.state not in (WorkerState.ERROR, WorkerState.SUCCESS,
+                                                                WorkerState.CANCELLED):
+            return
+        if event.state == WorkerState.ERROR:
+            error = event.worker.error
+            text = str(error) if isinstance(error, RnnlabError) else f"{type(error).__name__}: {error}"
+            self.notify(text, title="Training failed", severity="error", timeout=10)
+        self.training = False
+        self._show_status()
+
+    # -- events -------------------------------------------------------------------
+    def on_train_screen_training_event(self, message: TrainingEvent) -> None:
+        event = message.event
+        self.events_seen += 1
+        if isinstance(event, Progress):
+            self._on_progress(event)
+        elif isinstance(event, Sample):
+            sample = Text()
+            sample.append(f"epoch {event.epoch}: ", style="dim")
+            sample.append(event.prefix, style="bold")
+            sample.append(event.text[len(event.prefix):] if event.text.startswith(event.prefix) else event.text)
+            self.query_one("#train-sample", Static).update(sample, layout=False)
+        elif isinstance(event, Diverged):
+            self.notify(event.message, title=f"Diverged at step {event.step}", severity="error", timeout=12)
+        elif isinstance(event, Spike):
+            self.notify(f"epoch {event.epoch}: {event.metric} perplexity {event.val_ppl:.3g} "
+                        f"(best {event.best_val_ppl:.3g})", title="Perplexity spike", severity="warning")
+        elif isinstance(event, Checkpoint):
+            pass
+        elif isinstance(event, Finished):
+            self._flush(force=True)
+            self.training = False
+            self._show_status()
+            if self.run_path is not None:
+                self.app.post_message(RunSaved(self.run_path, stopped_early=event.stopped_early))
+
+    def _on_progress(self, p: Progress) -> None:
+        self.last_progress = p
+        if p.epoch_end and self._steps_per_epoch is None and p.epoch > 0:
+            self._steps_per_epoch = p.step / p.epoch
+        x = p.epoch if p.epoch_end else (p.step / self._steps_per_epoch if self._steps_per_epoch else None)
+        ppl = self.query_one("#train-ppl", SeriesPlot)
+        if x is not None:
+            ppl.append("train", x, p.train_ppl, color="cyan")
+            self.query_one("#train-grad", SeriesPlot).append("‖g‖", x, p.grad_norm, color="green")
+        if p.epoch_end and p.val_ppl is not None:
+            ppl.append("validation", p.epoch, p.val_ppl, color="orange")
+        self._dirty = True
+        done = p.epoch if p.epoch_end else p.epoch - 1
+        self.query_one("#train-progress", ProgressBar).update(total=p.epochs, progress=done)
+        stats = Text()
+        for label, value in (("epoch", f"{p.epoch}/{p.epochs}"), ("train ppl", f"{p.train_ppl:.3f}"),
+                             ("val ppl", "–" if p.val_ppl is None else f"{p.val_ppl:.3f}"),
+                             ("‖g‖", f"{p.grad_norm:.3g}"), ("tok/s", f"{p.tokens_per_s:,.0f}"),
+                             ("elapsed", clock(p.elapsed_s)), ("ETA", clock(p.eta_s))):
+            stats.append(f"{label} ", style="dim")
+            stats.append(f"{value}  ", style="bold")
+        self.query_one("#train-stats", Static).update(stats, layout=False)  # fixed height: no re-layout
+
+    def _flush(self, force: bool = False) -> None:
+        """Redraw the plots if new points came in (called by the interval timer)."""
+        if not (self._dirty or force):
+            return
+        self._dirty = False
+        for name in ("train-ppl", "train-grad"):
+            self.query_one(f"#{name}", SeriesPlot).replot()

@@ -1,0 +1,93 @@
+"""Screenshots of every screen, taken from the real app driven by the Pilot.
+
+``python -m tui.screenshots [--out screenshots] [--size 120x36]`` loads The
+Time Machine, shows the Corpus screen (char and BPE), trains a small GRU for a
+few seconds on the Train screen, generates on the Generate screen and lists
+the runs — pressing the keys a person would — and writes one SVG per screen.
+Runs go to a temporary ``RNNLAB_HOME`` unless one is set.
+
+Left out: PNG conversion (``rsvg-convert -o shot.png shot.svg``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+from pathlib import Path
+
+from tui.app import RnnlabApp
+from tui.widgets.form import ConfigForm
+
+EPOCHS = 40  # a short real run: a few seconds on a laptop CPU
+
+
+async def capture(out: Path, size: tuple[int, int]) -> list[Path]:
+    """Drive the app through all screens; return the SVGs written."""
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    app = RnnlabApp()
+
+    def shot(name: str) -> None:
+        written.append(Path(app.save_screenshot(f"{name}.svg", path=str(out))))
+
+    async with app.run_test(size=size) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        shot("corpus")
+        await pilot.press("ctrl+t", "ctrl+t")  # char -> word -> bpe
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        shot("corpus_bpe")
+        await pilot.press("ctrl+t", "ctrl+t", "ctrl+t")  # -> wordpiece -> unigram -> char
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+
+        await pilot.press("f2")
+        await pilot.pause()
+        form = app.screen.query_one(ConfigForm)
+        form.set_value("train", "epochs", EPOCHS)
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await app.workers.wait_for_complete()
+        await pilot.pause(0.6)  # let the last throttled replot happen
+        shot("train")
+
+        await pilot.press("f3")
+        await pilot.pause()
+        await pilot.press(*"time traveller")
+        await app.workers.wait_for_complete()
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.press("up", "up")  # α 1 -> 2
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        shot("generate")
+
+        await pilot.press("f4")
+        await pilot.pause()
+        await pilot.press("space")
+        await pilot.pause()
+        shot("runs")
+        await pilot.press("question_mark")
+        await pilot.pause()
+        shot("keys")
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("screenshots"))
+    parser.add_argument("--size", default="120x36", help="COLSxROWS (default 120x36)")
+    args = parser.parse_args(argv)
+    cols, rows = (int(v) for v in args.size.lower().split("x"))
+    if not os.environ.get("RNNLAB_HOME"):
+        os.environ["RNNLAB_HOME"] = tempfile.mkdtemp(prefix="rnnlab-shots-")
+    for path in asyncio.run(capture(args.out, (cols, rows))):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,43 @@
+"""The playground's shared state: the current corpus pipeline and model run.
+
+The app owns one ``Session``; screens read it when they are shown (each keeps
+the version it last saw, so it only rebuilds what changed). Cross-screen
+messages (``tui.messages``) are the only writers, through the app.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class CorpusChoice:
+    """What the Corpus screen's form asks for (the pipeline's recipe)."""
+
+    source: str = "timemachine"  # catalog name or file path
+    mode: str = "d2l"  # preprocessing: d2l | raw
+    tokenizer: str = "char"  # char | word | bpe | wordpiece | unigram
+    vocab_size: int = 1000  # target size for subword tokenizers
+    min_freq: int = 0  # tokens rarer than this map to <unk>
+
+
+@dataclass
+class Session:
+    """Shared, mutable state of one playground session."""
+
+    choice: CorpusChoice = field(default_factory=CorpusChoice)
+    pipeline: Any = None  # engine.tokenizers.TextPipeline | None
+    pipeline_version: int = 0  # bumped on every new pipeline
+    run_path: Path | None = None  # the run Generate uses (last trained or opened)
+    run_version: int = 0  # bumped whenever run_path changes
+    runs_version: int = 0  # bumped when runs are saved or deleted
+
+    def set_pipeline(self, pipeline: Any) -> None:
+        self.pipeline = pipeline
+        self.pipeline_version += 1
+
+    def set_run(self, path: Path | None) -> None:
+        self.run_path = path
+        self.run_version += 1

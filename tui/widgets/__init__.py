@@ -1,0 +1,1 @@
+"""Reusable widgets: the series plot, probability bars, the config form."""

@@ -1,0 +1,165 @@
+"""A line plot of named series: ``append`` points, then ``replot`` when you like.
+
+Wraps ``textual_plotext.PlotextPlot``. Each series keeps a downsampled history
+(``History``): once it holds ``2 * max_points`` points every other one is
+dropped and later points are kept at the coarser stride, so a long training
+run costs the same to draw as a short one (plotext's build time grows
+linearly with the number of points). Non-finite values (a diverged loss) are
+never drawn. Log axes are drawn by plotting log10 values, never with plotext's
+``yscale("log")``, which breaks on rebuild.
+
+Left out: throttling — the caller decides when to ``replot``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.widget import Widget
+from textual_plotext import PlotextPlot
+
+class CachedPlot(PlotextPlot):
+    """A PlotextPlot that rebuilds its figure only after ``invalidate()`` or a resize.
+
+    Textual re-renders widgets for many reasons (layout, focus, a neighbour's
+    update); plotext's ``build()`` costs tens of milliseconds, which a training
+    thread would feel. Caching the built text keeps those renders free.
+    """
+
+    _cache: tuple[object, Text] | None = None
+
+    def invalidate(self) -> None:
+        self._cache = None
+        self.refresh()
+
+    def render(self) -> Text:
+        key = (self.size, self.app.theme, self.theme)
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, super().render())  # type: ignore[arg-type]
+        return self._cache[1]
+
+
+COLORS = ("cyan", "orange", "green", "magenta", "yellow", "blue", "red", "white")
+
+
+@dataclass
+class History:
+    """Points of one series, thinned to between ``max_points`` and twice that."""
+
+    max_points: int = 1500
+    xs: list[float] = field(default_factory=list)
+    ys: list[float] = field(default_factory=list)
+    stride: int = 1  # keep one point in `stride` of those appended
+    _seen: int = 0
+    last: tuple[float, float] | None = None  # always drawn, even between strides
+
+    def append(self, x: float, y: float) -> None:
+        self.last = (x, y)
+        self._seen += 1
+        if (self._seen - 1) % self.stride:
+            return
+        self.xs.append(x)
+        self.ys.append(y)
+        if len(self.xs) >= 2 * self.max_points:
+            # Halve the resolution of the whole history; keep the first point.
+            self.xs, self.ys = self.xs[::2], self.ys[::2]
+            self.stride *= 2
+
+    def points(self) -> tuple[list[float], list[float]]:
+        """Finite points to draw, ending with the latest one appended."""
+        xs, ys = list(self.xs), list(self.ys)
+        if self.last is not None and (not xs or xs[-1] != self.last[0]):
+            xs.append(self.last[0])
+            ys.append(self.last[1])
+        keep = [i for i, y in enumerate(ys) if math.isfinite(y)]
+        return [xs[i] for i in keep], [ys[i] for i in keep]
+
+    def __len__(self) -> int:
+        return len(self.points()[0])
+
+
+class SeriesPlot(Widget):
+    """Named line series over a shared x axis, drawn with plotext."""
+
+    DEFAULT_CSS = """
+    SeriesPlot { height: 1fr; min-height: 6; }
+    SeriesPlot > CachedPlot { height: 1fr; }
+    """
+
+    def __init__(
+        self,
+        title: str = "",
+        *,
+        xlabel: str = "",
+        ylabel: str = "",
+        max_points: int = 1500,
+        marker: str = "braille",
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(id=id, classes=classes)
+        self.plot_title = title
+        self.xlabel = xlabel
+        self.ylabel = ylabel
+        self.max_points = max_points
+        self.marker = marker
+        self.series: dict[str, History] = {}
+        self.series_colors: dict[str, str] = {}
+        self.empty_message = ""  # drawn as the title when there is nothing to plot
+
+    def compose(self) -> ComposeResult:
+        yield CachedPlot()
+
+    def on_mount(self) -> None:
+        self.replot()
+
+    def append(self, name: str, x: float, y: float, *, color: str | None = None) -> None:
+        """Add one point to series ``name`` (created on first use)."""
+        if name not in self.series:
+            self.series[name] = History(self.max_points)
+            self.series_colors[name] = color or COLORS[(len(self.series) - 1) % len(COLORS)]
+        self.series[name].append(float(x), float(y))
+
+    def set_series(
+        self, name: str, xs: Iterable[float], ys: Iterable[float], *, color: str | None = None
+    ) -> None:
+        """Replace series ``name`` with the given points (downsampled as needed)."""
+        self.series.pop(name, None)
+        for x, y in zip(xs, ys):
+            self.append(name, x, y, color=color)
+        if name not in self.series:  # no points: keep an empty entry for the legend order
+            self.series[name] = History(self.max_points)
+            self.series_colors[name] = color or COLORS[(len(self.series) - 1) % len(COLORS)]
+
+    def clear(self) -> None:
+        self.series.clear()
+        self.series_colors.clear()
+
+    def point_count(self, name: str | None = None) -> int:
+        """Points drawn for one series, or for all of them."""
+        names: Sequence[str] = [name] if name else list(self.series)
+        return sum(len(self.series[n]) for n in names if n in self.series)
+
+    def replot(self) -> None:
+        """Rebuild the plotext figure from the histories and redraw."""
+        try:
+            plot = self.query_one(CachedPlot)
+        except Exception:  # not composed yet
+            return
+        plt = plot.plt
+        plt.clear_data()
+        drawn = 0
+        for name, hist in self.series.items():
+            xs, ys = hist.points()
+            if not xs:
+                continue
+            plt.plot(xs, ys, label=name, color=self.series_colors[name], marker=self.marker)
+            drawn += 1
+        plt.title(self.plot_title if drawn or not self.empty_message else self.empty_message)
+        plt.xlabel(self.xlabel)
+        plt.ylabel(self.ylabel)
+        plot.invalidate()
