@@ -1,0 +1,46 @@
+"""Corpus screen: the tokenizer key changes the shown vocab size to the engine's
+figure; a bad path shows an error in place and keeps the loaded corpus."""
+
+from __future__ import annotations
+
+from engine.corpus import load_corpus
+from engine.tokenizers import build_pipeline
+from textual.widgets import Static
+from tui_helpers import run_app
+
+
+def stats_text(app) -> str:
+    return str(app.screen.query_one("#corpus-stats", Static).render())
+
+
+def test_tokenizer_key_shows_engine_vocab_size(corpus_dir) -> None:
+    word_vocab = len(build_pipeline(load_corpus("timemachine"), tokenizer="word").tokenizer.vocab)
+
+    async def body(app, pilot):
+        before = stats_text(app)
+        await pilot.press("ctrl+t")  # char -> word
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        return before, stats_text(app), app.session.pipeline.tokenizer.kind
+
+    before, after, kind = run_app(body)
+    assert "vocab 28 " in before and "tokens 170,580" in before  # D2L's char figures
+    assert kind == "word"
+    assert f"vocab {word_vocab:,} " in after and "tokens 32,775" in after
+
+
+def test_bad_path_shows_error_and_keeps_corpus(corpus_dir, tmp_path) -> None:
+    missing = tmp_path / "no-such-book.txt"
+
+    async def body(app, pilot):
+        pipeline = app.session.pipeline
+        await pilot.press("ctrl+o", *str(missing), "enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        error = app.screen.query_one("#corpus-error", Static)
+        return pipeline, app.session.pipeline, error.display, str(error.render()), stats_text(app)
+
+    old, now, shown, error, stats = run_app(body)
+    assert now is old  # the previous corpus stays
+    assert shown and "no-such-book.txt" in error
+    assert "The Time Machine" in stats and "vocab 28 " in stats

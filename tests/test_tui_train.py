@@ -1,0 +1,66 @@
+"""Train screen: a tiny run started with ctrl+s plots points and is saved; the UI
+handles keys while training; ctrl+g stops the run and keeps it saved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.runs import open_run
+from textual.worker import WorkerState
+from tui.widgets.form import ConfigForm
+from tui.widgets.plot import SeriesPlot
+from tui_helpers import TINY, run_app
+
+
+async def open_train(app, pilot, overrides: dict | None = None) -> None:
+    await pilot.press("f2")
+    await pilot.pause()
+    form = app.screen.query_one(ConfigForm)
+    for (group, name), value in {**TINY, **(overrides or {})}.items():
+        form.set_value(group, name, value)
+    await pilot.pause()
+
+
+def test_tiny_run_plots_and_saves(corpus_dir) -> None:
+    async def body(app, pilot):
+        await open_train(app, pilot)
+        assert app.screen.check_action("start", ()) is True
+        await pilot.press("ctrl+s")
+        greyed = app.screen.check_action("start", ())  # Start is greyed out while training
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        screen = app.screen
+        return (greyed, screen.training, screen.query_one("#train-ppl", SeriesPlot).point_count("validation"),
+                screen.query_one("#train-ppl", SeriesPlot).point_count("train"), app.session.run_path)
+
+    greyed, training, val_points, train_points, run_path = run_app(body)
+    assert greyed is None and training is False
+    assert val_points == 2 and train_points >= 2  # one validation point per epoch
+    run = open_run(run_path)
+    summary = run.summary()
+    assert summary.status == "completed" and summary.epochs_done == 2
+    assert run.load_model() is not None
+    assert any(m.get("epoch_end") for m in run.metrics())
+
+
+def test_keys_work_while_training_and_stop_keeps_run(corpus_dir) -> None:
+    async def body(app, pilot):
+        await open_train(app, pilot, {("train", "epochs"): 10_000})
+        await pilot.press("ctrl+s")
+        screen = app.screen
+        worker = next(w for w in app.workers if w.group == "train")
+        while not screen.events_seen:  # wait for the first event (no fixed sleep)
+            await pilot.pause(0.05)
+        await pilot.press("f4")  # another screen while training runs
+        mode_during = app.current_mode
+        running_during = worker.state == WorkerState.RUNNING
+        await pilot.press("f2", "ctrl+g")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        return mode_during, running_during, worker.state, screen.training, app.session.run_path
+
+    mode, running, state, training, run_path = run_app(body)
+    assert mode == "runs" and running
+    assert state == WorkerState.SUCCESS and training is False
+    summary = open_run(Path(run_path)).summary()
+    assert summary.status == "stopped" and summary.epochs_done < 10_000

@@ -1,0 +1,62 @@
+"""Shared bits of the TUI tests: a tiny config, a headless tiny run, an app runner.
+
+The tests are plain functions that drive the app with ``asyncio.run`` (no
+pytest-asyncio needed) and press the keys a person would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from textual.pilot import Pilot
+
+from engine.corpus import load_corpus
+from engine.models import ModelConfig
+from engine.runs import create_run
+from engine.tokenizers import build_pipeline
+from engine.trainer import train
+from engine.training import TrainConfig
+from tui.app import RnnlabApp
+
+SIZE = (100, 30)
+# A run that takes about a second even on a busy 2-core machine.
+TINY = {
+    ("model", "kind"): "rnn",
+    ("model", "num_hiddens"): 16,
+    ("train", "epochs"): 2,
+    ("train", "max_tokens"): 2000,
+    ("train", "batch_size"): 8,
+    ("train", "num_steps"): 8,
+    ("train", "sample_len"): 5,
+    ("train", "threads"): 1,
+    ("train", "device"): "cpu",
+}
+
+
+def run_app(body: Callable[[RnnlabApp, Pilot], Awaitable[Any]], size: tuple[int, int] = SIZE) -> Any:
+    """Start the app, wait for the default corpus, run ``body(app, pilot)``."""
+
+    async def main() -> Any:
+        app = RnnlabApp()
+        async with app.run_test(size=size) as pilot:
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            return await body(app, pilot)
+
+    return asyncio.run(main())
+
+
+def tiny_run(**train_overrides: Any) -> Path:
+    """Train a tiny model headless (engine only) and return its run folder."""
+    pipeline = build_pipeline(load_corpus("timemachine"))
+    model_cfg = ModelConfig(kind="rnn", num_hiddens=16, vocab_size=len(pipeline.tokenizer.vocab))
+    settings = {"epochs": 2, "max_tokens": 2000, "batch_size": 8, "num_steps": 8, "sample_len": 5,
+                "threads": 1, "device": "cpu", **train_overrides}
+    train_cfg = TrainConfig(**settings)
+    run = create_run(None, model_cfg, train_cfg, pipeline)
+    for _ in train(pipeline, model_cfg, train_cfg, run=run):
+        pass
+    return run.path
