@@ -125,7 +125,10 @@ class Generation(Iterator[str]):
         self._logits: torch.Tensor | None = None
         self._ids: list[int] = []
         self._started = False
-        self._char = getattr(tokenizer, "kind", "") == "char"
+        # Characters decode to themselves: a list lookup instead of a decode call per token.
+        self._itos: list[str] | None = (
+            list(tokenizer.vocab.idx_to_token) if getattr(tokenizer, "kind", "") == "char" else None
+        )
 
     def _pick(self, logits: torch.Tensor) -> torch.Tensor:
         """The next token as a (1,) long tensor on the model's device."""
@@ -135,8 +138,8 @@ class Generation(Iterator[str]):
         return torch.multinomial(q, 1, generator=self.generator).to(self._device)
 
     def _piece(self, idx: int) -> str:
-        if self._char:
-            return self.tokenizer.decode([idx])
+        if self._itos is not None:
+            return self._itos[idx]
         # Word and subword tokens: decode with a little context so spacing between tokens comes out right.
         tail = self._ids[-4:]
         before = self.tokenizer.decode(tail) if tail else ""
