@@ -26,15 +26,14 @@ def test_tiny_run_plots_and_saves(corpus_dir) -> None:
         await open_train(app, pilot)
         assert app.screen.check_action("start", ()) is True
         await pilot.press("ctrl+s")
-        greyed = app.screen.check_action("start", ())  # Start is greyed out while training
         await app.workers.wait_for_complete()
         await pilot.pause()
         screen = app.screen
-        return (greyed, screen.training, screen.query_one("#train-ppl", SeriesPlot).point_count("validation"),
+        return (screen.training, screen.query_one("#train-ppl", SeriesPlot).point_count("validation"),
                 screen.query_one("#train-ppl", SeriesPlot).point_count("train"), app.session.run_path)
 
-    greyed, training, val_points, train_points, run_path = run_app(body)
-    assert greyed is None and training is False
+    training, val_points, train_points, run_path = run_app(body)
+    assert training is False
     assert val_points == 2 and train_points >= 2  # one validation point per epoch
     run = open_run(run_path)
     summary = run.summary()
@@ -51,15 +50,17 @@ def test_keys_work_while_training_and_stop_keeps_run(corpus_dir) -> None:
         worker = next(w for w in app.workers if w.group == "train")
         while not screen.events_seen:  # wait for the first event (no fixed sleep)
             await pilot.pause(0.05)
+        greyed = (screen.check_action("start", ()), screen.check_action("stop", ()))
         await pilot.press("f4")  # another screen while training runs
         mode_during = app.current_mode
         running_during = worker.state == WorkerState.RUNNING
         await pilot.press("f2", "ctrl+g")
         await app.workers.wait_for_complete()
         await pilot.pause()
-        return mode_during, running_during, worker.state, screen.training, app.session.run_path
+        return greyed, mode_during, running_during, worker.state, screen.training, app.session.run_path
 
-    mode, running, state, training, run_path = run_app(body)
+    greyed, mode, running, state, training, run_path = run_app(body)
+    assert greyed == (None, True)  # Start is greyed out while training, Stop is live
     assert mode == "runs" and running
     assert state == WorkerState.SUCCESS and training is False
     summary = open_run(Path(run_path)).summary()

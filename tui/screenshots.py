@@ -20,7 +20,8 @@ from pathlib import Path
 from tui.app import RnnlabApp
 from tui.widgets.form import ConfigForm
 
-EPOCHS = 40  # a short real run: a few seconds on a laptop CPU
+# A short real run: a few seconds on a laptop CPU (a GRU learns words within ~30 epochs).
+TRAIN = {("model", "num_hiddens"): 128, ("train", "epochs"): 30, ("train", "lr"): 2.0}
 
 
 async def capture(out: Path, size: tuple[int, int]) -> list[Path]:
@@ -47,7 +48,8 @@ async def capture(out: Path, size: tuple[int, int]) -> list[Path]:
         await pilot.press("f2")
         await pilot.pause()
         form = app.screen.query_one(ConfigForm)
-        form.set_value("train", "epochs", EPOCHS)
+        for (group, name), value in TRAIN.items():
+            form.set_value(group, name, value)
         await pilot.pause()
         await pilot.press("ctrl+s")
         await app.workers.wait_for_complete()

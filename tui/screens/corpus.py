@@ -201,11 +201,12 @@ class CorpusScreen(PlaygroundScreen):
     def show(self, view: CorpusView) -> None:
         stats = Text()
         stats.append(view.title, style="bold")
-        stats.append(f"  ·  {view.pipeline.mode} · {view.pipeline.tokenizer.kind}\n")
+        stats.append(f" · {view.pipeline.mode} · {view.pipeline.tokenizer.kind}\n")
         for label, value in (("lines", f"{view.lines:,}"), ("tokens", f"{view.tokens:,}"),
                              ("vocab", f"{view.vocab_size:,}"), ("<unk>", f"{view.unk_rate:.2%}")):
             stats.append(f"{label} ", style="dim")
-            stats.append(f"{value}  ", style="bold")
+            stats.append(value, style="bold")
+            stats.append(" ")
         for warning in view.warnings:
             stats.append(f"\n⚠ {warning}", style="yellow")
         self.query_one("#corpus-stats", Static).update(stats)

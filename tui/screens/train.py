@@ -28,6 +28,7 @@ from textual.reactive import reactive
 from textual.widgets import Footer, Header, ProgressBar, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from engine.data import batches_per_epoch
 from engine.errors import RnnlabError
 from engine.events import Checkpoint, Diverged, Finished, Progress, Sample, Spike
 from engine.models import ACTIVATIONS, ENCODINGS, MODEL_KINDS, ModelConfig
@@ -83,6 +84,7 @@ class TrainScreen(PlaygroundScreen):
         self.run_path: Path | None = None
         self._dirty = False
         self._steps_per_epoch: float | None = None
+        self._exact_spe = False  # True once measured at an epoch end
         self.events_seen = 0
         self.last_progress: Progress | None = None
 
@@ -164,11 +166,26 @@ class TrainScreen(PlaygroundScreen):
             self.query_one(f"#{name}", SeriesPlot).clear()
         self.query_one("#train-sample", Static).update("")
         self.query_one("#train-progress", ProgressBar).update(total=configs[1].epochs, progress=0)
-        self._steps_per_epoch = None
+        self._steps_per_epoch = self._estimate_steps_per_epoch(pipeline, configs[1])
+        self._exact_spe = False
+        self.query_one("#train-ppl", SeriesPlot).empty_message = "training: the curves start after a few steps"
         self.events_seen = 0
         self.training = True
         self._train(pipeline, *configs)
         self._show_status()
+
+    @staticmethod
+    def _estimate_steps_per_epoch(pipeline: Any, cfg: TrainConfig) -> float | None:
+        """Minibatches per epoch, to place progress within the first epoch on the x axis.
+
+        Replaced by the exact figure (step / epoch) at the first epoch end.
+        """
+        n = len(pipeline.ids) if cfg.max_tokens == 0 else min(len(pipeline.ids), cfg.max_tokens)
+        try:
+            return float(batches_per_epoch(int(n * (1 - cfg.val_fraction)), cfg.batch_size, cfg.num_steps,
+                                           cfg.sampler)) or None
+        except RnnlabError:  # too few tokens for one batch: the trainer will say so
+            return None
 
     def action_stop(self) -> None:
         if self.training:
@@ -233,15 +250,16 @@ class TrainScreen(PlaygroundScreen):
 
     def _on_progress(self, p: Progress) -> None:
         self.last_progress = p
-        if p.epoch_end and self._steps_per_epoch is None and p.epoch > 0:
-            self._steps_per_epoch = p.step / p.epoch
+        if p.epoch_end and not self._exact_spe and p.epoch > 0:
+            self._steps_per_epoch, self._exact_spe = p.step / p.epoch, True
         x = p.epoch if p.epoch_end else (p.step / self._steps_per_epoch if self._steps_per_epoch else None)
         ppl = self.query_one("#train-ppl", SeriesPlot)
         if x is not None:
             ppl.append("train", x, p.train_ppl, color="cyan")
             self.query_one("#train-grad", SeriesPlot).append("‖g‖", x, p.grad_norm, color="green")
         if p.epoch_end and p.val_ppl is not None:
-            ppl.append("validation", p.epoch, p.val_ppl, color="orange")
+            # Bullets, not braille: close curves share braille cells, and a cell takes one colour.
+            ppl.append("validation", p.epoch, p.val_ppl, color="orange", marker="•")
         self._dirty = True
         done = p.epoch if p.epoch_end else p.epoch - 1
         self.query_one("#train-progress", ProgressBar).update(total=p.epochs, progress=done)

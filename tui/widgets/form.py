@@ -108,7 +108,9 @@ class ConfigForm(VerticalScroll):
     def compose(self) -> ComposeResult:
         for spec in self.specs:
             with Horizontal(classes="field-row"):
-                yield Label(spec.name, classes="field-label")
+                label = Label(spec.name, classes="field-label")
+                label.tooltip = spec.name
+                yield label
                 if spec.kind in ("choice", "bool"):
                     options = [("yes", True), ("no", False)] if spec.kind == "bool" else [
                         (str(c), c) for c in spec.choices

@@ -109,6 +109,7 @@ class SeriesPlot(Widget):
         self.marker = marker
         self.series: dict[str, History] = {}
         self.series_colors: dict[str, str] = {}
+        self.series_markers: dict[str, str] = {}  # e.g. "•" for per-epoch points over a braille line
         self.empty_message = ""  # drawn as the title when there is nothing to plot
 
     def compose(self) -> ComposeResult:
@@ -117,8 +118,11 @@ class SeriesPlot(Widget):
     def on_mount(self) -> None:
         self.replot()
 
-    def append(self, name: str, x: float, y: float, *, color: str | None = None) -> None:
-        """Add one point to series ``name`` (created on first use)."""
+    def append(self, name: str, x: float, y: float, *, color: str | None = None,
+               marker: str | None = None) -> None:
+        """Add one point to series ``name`` (created on first use; ``marker`` overrides the plot's)."""
+        if marker is not None:
+            self.series_markers[name] = marker
         if name not in self.series:
             self.series[name] = History(self.max_points)
             self.series_colors[name] = color or COLORS[(len(self.series) - 1) % len(COLORS)]
@@ -138,6 +142,7 @@ class SeriesPlot(Widget):
     def clear(self) -> None:
         self.series.clear()
         self.series_colors.clear()
+        self.series_markers.clear()
 
     def point_count(self, name: str | None = None) -> int:
         """Points drawn for one series, or for all of them."""
@@ -157,7 +162,8 @@ class SeriesPlot(Widget):
             xs, ys = hist.points()
             if not xs:
                 continue
-            plt.plot(xs, ys, label=name, color=self.series_colors[name], marker=self.marker)
+            marker = self.series_markers.get(name, self.marker)
+            plt.plot(xs, ys, label=name, color=self.series_colors[name], marker=marker)
             drawn += 1
         plt.title(self.plot_title if drawn or not self.empty_message else self.empty_message)
         plt.xlabel(self.xlabel)
