@@ -14,6 +14,7 @@ Left out: resuming runs (the CLI does that) and editing a run's config.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from tui.widgets.form import ConfigForm, specs_for
 from tui.widgets.plot import SeriesPlot
 
 REPLOT_INTERVAL_S = 1.0  # the plots redraw at most this often while training
+STATS_INTERVAL_S = 0.5  # the stats line and progress bar update this often
 
 
 def form_specs() -> list:
@@ -85,6 +87,7 @@ class TrainScreen(PlaygroundScreen):
         self._dirty = False
         self._steps_per_epoch: float | None = None
         self._exact_spe = False  # True once measured at an epoch end
+        self._next_replot = 0.0  # perf_counter time before which the plots are not redrawn
         self.events_seen = 0
         self.last_progress: Progress | None = None
 
@@ -103,7 +106,7 @@ class TrainScreen(PlaygroundScreen):
 
     def on_mount(self) -> None:
         self.title, self.sub_title = "rnnlab", "Train"
-        self.set_interval(REPLOT_INTERVAL_S, self._flush)
+        self.set_interval(STATS_INTERVAL_S, self._flush)
         self.query_one("#train-ppl", SeriesPlot).empty_message = "ctrl+s starts training; curves appear here"
         self._validate()
         self._show_status()
@@ -261,6 +264,8 @@ class TrainScreen(PlaygroundScreen):
             # Bullets, not braille: close curves share braille cells, and a cell takes one colour.
             ppl.append("validation", p.epoch, p.val_ppl, color="orange", marker="•")
         self._dirty = True
+
+    def _show_progress(self, p: Progress) -> None:
         done = p.epoch if p.epoch_end else p.epoch - 1
         self.query_one("#train-progress", ProgressBar).update(total=p.epochs, progress=done)
         stats = Text()
@@ -273,9 +278,22 @@ class TrainScreen(PlaygroundScreen):
         self.query_one("#train-stats", Static).update(stats, layout=False)  # fixed height: no re-layout
 
     def _flush(self, force: bool = False) -> None:
-        """Redraw the plots if new points came in (called by the interval timer)."""
+        """Show what came in since the last tick: stats every tick, plots less often.
+
+        Events are only stored when they arrive; drawing happens here, on a timer,
+        so the UI's share of the CPU stays small however fast events come. The
+        plots wait at least REPLOT_INTERVAL_S and 30× their last build time, which
+        caps them near 3% of a core on a slow terminal or a huge window.
+        """
         if not (self._dirty or force):
+            return
+        if self.last_progress is not None:
+            self._show_progress(self.last_progress)
+        now = time.perf_counter()
+        if not force and now < self._next_replot:
             return
         self._dirty = False
         for name in ("train-ppl", "train-grad"):
             self.query_one(f"#{name}", SeriesPlot).replot()
+        built = time.perf_counter() - now
+        self._next_replot = now + max(REPLOT_INTERVAL_S, 30 * built)
