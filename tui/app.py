@@ -14,10 +14,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import partial
 
+from pathlib import Path
+
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
+from engine.errors import RnnlabError
+from engine.runs import list_runs
 from tui.messages import OpenRun, PipelineChanged, RunSaved
 from tui.screens.base import SCREENS
 from tui.screens.corpus import CorpusScreen
@@ -43,6 +47,15 @@ class RnnlabApp(App[int]):
     def __init__(self) -> None:
         super().__init__()
         self.session = Session()
+
+    def on_mount(self) -> None:
+        # Generate starts with the newest saved run that has weights, if any.
+        try:
+            latest = next((r for r in list_runs() if r.epochs_done > 0 and r.status != "corrupt"), None)
+        except (RnnlabError, OSError):
+            latest = None
+        if latest is not None:
+            self.session.set_run(Path(latest.path))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # Hide the key of the screen you are on: the footer has little room at 80 columns.
