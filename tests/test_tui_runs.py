@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from textual.widgets import DataTable
-from tui.widgets.plot import SeriesPlot
+from textual.widgets import DataTable, Footer
+from tui.widgets.plot import CachedPlot, SeriesPlot
 from tui_helpers import run_app, tiny_run
 
 
@@ -24,3 +24,32 @@ def test_runs_listed_and_two_overlaid(corpus_dir) -> None:
     rows, series = run_app(body)
     assert len(rows) == 2 and all(r[7] == "completed" for r in rows)
     assert len(series) == 2 and all(n == 2 for n in series.values())  # 2 epochs each
+
+
+def screen_lines(app) -> list[str]:
+    return ["".join(seg.text for seg in strip) for strip in app.screen._compositor.render_strips()]
+
+
+def test_keys_panel_redraws_plot_and_footer_fits(corpus_dir) -> None:
+    tiny_run()
+
+    async def body(app, pilot):
+        await pilot.press("f4")
+        await pilot.pause()
+        plot = app.screen.query_one("#runs-plot", SeriesPlot).query_one(CachedPlot)
+        wide = plot.size.width
+        await pilot.press("question_mark")  # the keys panel docks right: the plot narrows
+        await pilot.pause()
+        lines = [plot.render_line(y).text for y in range(plot.size.height)]
+        footer = app.screen.query_one(Footer)
+        return wide, plot.size.width, lines, screen_lines(app)[-1][: footer.size.width]
+
+    wide, narrow, lines, footer = run_app(body)
+    assert narrow < wide
+    # The figure was rebuilt for the new width: its frame closes on one column.
+    top = next(line for line in lines if "┌" in line)
+    right = top.index("┐")
+    frame = [line for line in lines[lines.index(top) + 1:] if "└" not in line][:5]
+    assert all(len(line.rstrip()) <= right + 1 and line[right] in "│┤" for line in frame)
+    # The footer's palette key covers the last column (no stray letter after it).
+    assert footer.endswith("▏^p palette")

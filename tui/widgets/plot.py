@@ -22,12 +22,16 @@ from textual.app import ComposeResult
 from textual.widget import Widget
 from textual_plotext import PlotextPlot
 
+
 class CachedPlot(PlotextPlot):
     """A PlotextPlot that rebuilds its figure only after ``invalidate()`` or a resize.
 
     Textual re-renders widgets for many reasons (layout, focus, a neighbour's
     update); plotext's ``build()`` costs tens of milliseconds, which a training
-    thread would feel. Caching the built text keeps those renders free.
+    thread would feel. Caching the built text keeps those renders free. The
+    cache is dropped on every resize (e.g. the ``?`` keys panel narrowing the
+    screen) and is also keyed on the size it was built for, so a figure built
+    for one width is never drawn at another.
     """
 
     _cache: tuple[object, Text] | None = None
@@ -35,6 +39,9 @@ class CachedPlot(PlotextPlot):
     def invalidate(self) -> None:
         self._cache = None
         self.refresh()
+
+    def on_resize(self) -> None:
+        self.invalidate()
 
     def render(self) -> Text:
         key = (self.size, self.app.theme, self.theme)
