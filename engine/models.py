@@ -13,10 +13,16 @@ Same numbers as the book's code, fewer and larger operations:
 * the input term and the output layer ``O = H W_hq + b_q`` run once over all
   time steps, only ``H_{t-1} W_hh`` stays inside the time loop;
 * the plain RNN (``scratch`` and ``rnn``) runs its recurrence through
-  :mod:`engine.recurrence`, a hand-written BPTT backward.
+  :mod:`engine.recurrence`, the GRU through :mod:`engine.gated`: each a
+  hand-written BPTT backward with the weight gradient as one matmul over all
+  steps; ``nn.RNN``/``nn.GRU`` only hold the weights (their state dict keys).
+  The LSTM runs ``nn.LSTM`` itself where that is oneDNN's fused kernel
+  (float32 on the CPU, the usual case; faster than :mod:`engine.gated`'s
+  LSTM here) and otherwise :mod:`engine.gated` too. On CUDA, cuDNN's GRU and
+  LSTM run instead.
 
-GRU and LSTM use ``torch.nn``'s own kernels. Left out: bidirectional RNNs,
-packed sequences, anything but greedy/sampled decoding (``engine.generate``).
+Left out: bidirectional RNNs, packed sequences, anything but greedy/sampled
+decoding (``engine.generate``).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from engine.errors import ConfigError
+from engine.gated import gru_recurrence, lstm_recurrence
 from engine.recurrence import rnn_recurrence
 
 MODEL_KINDS = ("scratch", "rnn", "gru", "lstm")
@@ -79,6 +86,12 @@ class ModelConfig:
         return self.vocab_size if self.encoding == "onehot" else self.embed_size
 
 
+def _onednn_lstm(weight: torch.Tensor) -> bool:
+    """Whether ``nn.LSTM`` on this weight runs oneDNN's fused kernel (float32 on the CPU)."""
+    mkldnn = torch.backends.mkldnn
+    return weight.device.type == "cpu" and weight.dtype == torch.float32 and mkldnn.is_available() and mkldnn.enabled
+
+
 def detach_state(state: State) -> State:
     """Cut the graph between batches (D2L's truncated BPTT for sequential sampling)."""
     if isinstance(state, tuple):
@@ -111,7 +124,9 @@ class RNNLM(nn.Module):
         if X.dim() == 2:
             X = X.T
         if self.embedding is None:
-            return F.embedding(X, W) + b
+            # Gather from W + b: the same single rounding as W[x] + b, but the sum is
+            # V rows instead of (num_steps · batch) and b's gradient a V-row sum.
+            return F.embedding(X, W + b)
         E = self.embedding(X)
         return torch.addmm(b, E.reshape(-1, E.shape[-1]), W).view(*E.shape[:-1], W.shape[1])
 
@@ -159,10 +174,12 @@ class ScratchRNN(RNNLM):
 class TorchRNN(RNNLM):
     """``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM`` with a linear output layer (D2L 8.6).
 
-    The ``rnn`` kind keeps ``nn.RNN`` as the holder of its weights (so state
-    dicts match ``nn.RNN``'s) but runs them through :mod:`engine.recurrence`:
-    ``H_t = φ(x_t W_ihᵀ + b_ih + b_hh + H_{t-1} W_hhᵀ)`` layer by layer, with
-    dropout on every layer's outputs but the last, as ``nn.RNN`` does.
+    The ``nn`` module is the holder of the weights (so state dicts match
+    ``nn.RNN``/``GRU``/``LSTM``'s) but off CUDA they run through
+    :mod:`engine.recurrence` (``H_t = φ(x_t W_ihᵀ + b_ih + b_hh + H_{t-1} W_hhᵀ)``)
+    or :mod:`engine.gated` (the LSTM only without oneDNN), layer by layer, with
+    dropout on every layer's outputs but the last (training mode only), as
+    ``torch.nn`` does.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -188,39 +205,53 @@ class TorchRNN(RNNLM):
             return h, torch.zeros(shape, device=device)
         return h
 
-    def _layer_weights(self, layer: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(W_ihᵀ, b_ih + b_hh, W_hhᵀ) of one layer, oriented for ``x @ W``."""
+    def _layer_weights(self, layer: int, fold_b_hh: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(W_ihᵀ, b_ih + b_hh, W_hh) of one layer, W_ihᵀ oriented for ``x @ W``.
+
+        ``W_hh`` comes transposed (for ``H @ W_hh``) for the rnn kind and as nn
+        holds it for GRU/LSTM (``engine.gated`` takes that shape); with
+        ``fold_b_hh`` False the bias is ``b_ih`` alone.
+        """
         r = self.rnn
         W_ih, W_hh = getattr(r, f"weight_ih_l{layer}"), getattr(r, f"weight_hh_l{layer}")
-        b = getattr(r, f"bias_ih_l{layer}") + getattr(r, f"bias_hh_l{layer}")
-        return W_ih.t(), b, W_hh.t()
+        b = getattr(r, f"bias_ih_l{layer}")
+        if fold_b_hh:
+            b = b + getattr(r, f"bias_hh_l{layer}")
+        return W_ih.t(), b, (W_hh.t() if self.cfg.kind == "rnn" else W_hh)
 
     def forward(self, X: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        if self.cfg.kind != "rnn":
-            if self.embedding is None:
-                # Layer 0's input term as a gather of W_ihᵀ rows would need a GRU/LSTM loop of
-                # our own; torch.nn's kernels take the one-hot input instead (small: V = 28).
-                Y, state = self.rnn(self.encode(X), state)
-            else:
-                Y, state = self.rnn(self.embedding(X.T), state)
+        kind = self.cfg.kind
+        if kind != "rnn" and (X.is_cuda or (kind == "lstm" and _onednn_lstm(self.rnn.weight_hh_l0))):
+            # cuDNN's GRU/LSTM on a GPU, and oneDNN's fused LSTM on the CPU, beat a Python
+            # loop over time steps (oneDNN: ~1.25× engine.gated's LSTM at 1 thread, ~1.5× at 2).
+            inputs = self.encode(X) if self.embedding is None else self.embedding(X.T)
+            Y, state = self.rnn(inputs, state)
             return self.linear(Y), state
-        assert isinstance(state, torch.Tensor)
         relu = self.cfg.activation == "relu"
-        finals = []
+        h0, c0 = state if isinstance(state, tuple) else (state, None)
+        finals, cells = [], []
         Hs = torch.empty(0)
         for layer in range(self.cfg.num_layers):
-            W_ih, b, W_hh = self._layer_weights(layer)
+            # GRU keeps b_hh inside the recurrence (its n part is scaled by the reset gate).
+            W_ih, b, W_hh = self._layer_weights(layer, fold_b_hh=kind != "gru")
             if layer == 0:
-                # W_ihᵀ made contiguous: the gather reads whole rows (tiny: V × h).
-                A_in = self.input_term(X, W_ih.contiguous(), b)
+                A_in = self.input_term(X, W_ih, b)
             else:
                 if self.training and self.cfg.dropout > 0:
                     Hs = F.dropout(Hs, self.cfg.dropout, training=True)
                 T, B, h = Hs.shape
                 A_in = torch.addmm(b, Hs.reshape(T * B, h), W_ih).view(T, B, -1)
-            Hs = rnn_recurrence(A_in, state[layer], W_hh, relu)
+            if kind == "rnn":
+                Hs = rnn_recurrence(A_in, h0[layer], W_hh, relu)
+            elif kind == "gru":
+                Hs = gru_recurrence(A_in, h0[layer], W_hh, getattr(self.rnn, f"bias_hh_l{layer}"))
+            else:
+                assert c0 is not None
+                Hs, Cs = lstm_recurrence(A_in, h0[layer], c0[layer], W_hh)
+                cells.append(Cs[-1])
             finals.append(Hs[-1])
-        return self.linear(Hs), torch.stack(finals)
+        new_h = torch.stack(finals)
+        return self.linear(Hs), ((new_h, torch.stack(cells)) if kind == "lstm" else new_h)
 
     def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         # One token: torch's fused cells (``torch.gru_cell``/``lstm_cell``, C++ composites of
