@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from engine.corpus import load_corpus
 from engine.tokenizers import build_pipeline
-from textual.widgets import Static
+from textual.widgets import DataTable, Static
 from tui_helpers import run_app
 
 
@@ -44,3 +44,28 @@ def test_bad_path_shows_error_and_keeps_corpus(corpus_dir, tmp_path) -> None:
     assert now is old  # the previous corpus stays
     assert shown and "no-such-book.txt" in error
     assert "The Time Machine" in stats and "vocab 28 " in stats
+
+
+def test_bpe_tokens_shown_through_display_token(corpus_dir) -> None:
+    tok = build_pipeline(load_corpus("timemachine"), tokenizer="bpe").tokenizer
+    show = tok.display_token
+
+    async def body(app, pilot):
+        await pilot.press("ctrl+t", "ctrl+t")  # char -> word -> bpe
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        table = app.screen.query_one("#corpus-top-tokens", DataTable)
+        top = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+        merges = str(app.screen.query_one("#corpus-subword", Static).render())
+        preview = str(app.screen.query_one("#corpus-preview", Static).render())
+        return app.session.pipeline.tokenizer.kind, top, merges, preview
+
+    kind, top, merges, preview = run_app(body)
+    assert kind == "bpe"
+    assert top == [show(t) for t, _ in tok.vocab.token_freqs[: len(top)]]
+    assert any(t.startswith("␣") for t in top)  # a leading space is shown as ␣, never as Ġ
+    a, b = tok.merges[0]
+    assert merges.splitlines()[0].split() == ["1", show(a), "+", show(b), "→", show(a + b)]
+    for text in (" ".join(top), merges, preview):
+        assert "Ġ" not in text and "Ċ" not in text
+    assert preview.startswith("the␣time␣machine")  # d2l preprocessing, byte pieces decoded

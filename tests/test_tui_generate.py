@@ -30,9 +30,11 @@ def test_prompt_bars_alpha_and_generation(corpus_dir) -> None:
         await app.workers.wait_for_complete()
         await pilot.pause()
         after = app.screen.query_one("#gen-output", TextArea).text
-        return app.screen.alpha, bars_alpha1, bars_alpha3, before, after
+        tokenizer = app.screen._load_model()[1]
+        shown = {tokenizer.display_token(t) for t in tokenizer.vocab.idx_to_token}
+        return app.screen.alpha, bars_alpha1, bars_alpha3, before, after, shown
 
-    alpha, bars1, bars3, before, after = run_app(body)
+    alpha, bars1, bars3, before, after, shown = run_app(body)
     assert alpha == 3.0
     for bars in (bars1, bars3):
         total = sum(p for _, p in bars)
@@ -40,5 +42,7 @@ def test_prompt_bars_alpha_and_generation(corpus_dir) -> None:
         assert [p for _, p in bars] == sorted((p for _, p in bars), reverse=True)
     # q ∝ P^α sharpens as α grows: the most likely token gains probability.
     assert bars3[0][1] > bars1[0][1]
+    # Labels are the tokenizer's displayed tokens: a space shows as ␣, never blank.
+    assert {t for t, _ in bars1} <= shown and not any(t.strip() != t or not t for t, _ in bars1)
     assert before == "time traveller"
     assert after.startswith(before) and len(after) > len(before)

@@ -5,6 +5,9 @@ line, the top tokens, the Zipf curves (log10 rank vs log10 frequency for 1-,
 2- and 3-grams, thinned to log-spaced ranks so the plot stays cheap) with the
 exponents fitted by ``engine.stats``, the tokens of the first few hundred
 characters and, for subword tokenizers, the merges or pieces in learned order.
+Every token is shown through the tokenizer's own ``display_token`` (byte-level
+pieces decoded, ``␣`` for a space, ``↵`` for a newline, ``##`` for a WordPiece
+continuation), so the UI has no mapping of its own.
 
 Left out: drawing (the screen does that) and any statistic the engine lacks.
 """
@@ -42,11 +45,11 @@ class CorpusView:
     tokens: int
     vocab_size: int
     unk_rate: float
-    top: list[tuple[str, int]]
+    top: list[tuple[str, int]]  # (displayed token, count), most frequent first
     zipf: list[ZipfCurve]
-    preview: list[list[str]]  # tokens per shown line
+    preview: list[list[str]]  # tokens per shown line, as displayed
     subword_title: str = ""  # "BPE merges (learned order)" or "pieces" or ""
-    subword: list[str] = field(default_factory=list)
+    subword: list[str] = field(default_factory=list)  # displayed merges or pieces
     warnings: tuple[str, ...] = ()
 
 
@@ -72,7 +75,7 @@ def zipf_curve(tokens: list[str], n: int) -> ZipfCurve:
 
 
 def _preview(pipeline: Any) -> list[list[str]]:
-    """Token strings of the first lines, up to about PREVIEW_CHARS characters."""
+    """Displayed tokens of the first lines, up to about PREVIEW_CHARS characters."""
     lines, chars = [], 0
     for line in pipeline.lines:
         if chars >= PREVIEW_CHARS:
@@ -80,16 +83,18 @@ def _preview(pipeline: Any) -> list[list[str]]:
         if line:
             lines.append(line[: PREVIEW_CHARS - chars])
             chars += len(lines[-1])
-    return pipeline.tokenizer.tokenize(lines)
+    show = pipeline.tokenizer.display_token
+    return [[show(t) for t in line] for line in pipeline.tokenizer.tokenize(lines)]
 
 
 def _subword(tokenizer: Any) -> tuple[str, list[str]]:
+    show = tokenizer.display_token
     merges = list(getattr(tokenizer, "merges", []) or [])
-    if merges:
-        return "BPE merges (learned order)", [f"{a}+{b}→{a}{b}" for a, b in merges]
+    if merges:  # ("Ġ", "t") -> "␣ + t → ␣t"
+        return "BPE merges (learned order)", [f"{show(a)} + {show(b)} → {show(a + b)}" for a, b in merges]
     pieces = list(getattr(tokenizer, "pieces", []) or [])
     if pieces:
-        return f"{tokenizer.kind} pieces (learned order)", pieces
+        return f"{tokenizer.kind} pieces (learned order)", [show(p) for p in pieces]
     return "", []
 
 
@@ -117,7 +122,7 @@ def build_view(pipeline: Any, top_k: int = 40) -> CorpusView:
         tokens=int(len(ids)),
         vocab_size=len(vocab),
         unk_rate=unk,
-        top=list(vocab.token_freqs[:top_k]),
+        top=[(pipeline.tokenizer.display_token(t), c) for t, c in vocab.token_freqs[:top_k]],
         zipf=[zipf_curve(tokens, n) for n in ZIPF_NS],
         preview=_preview(pipeline),
         subword_title=title_sub,

@@ -32,23 +32,20 @@ from tui.screens.base import PlaygroundScreen
 from tui.corpus_view import CorpusView, build_view, format_exponent
 from tui.messages import PipelineChanged
 from tui.session import CorpusChoice
-from tui.widgets.bars import show_token
 from tui.widgets.plot import SeriesPlot
 
 TOKEN_STYLES = ("black on #7fb3d5", "black on #f5cba7")  # alternating token backgrounds
-FILE = "(file)"
-# Byte-level BPE writes a leading space as "Ġ" (newline "Ċ"); SentencePiece-style pieces as "▁".
-_SPACE_MARKS = str.maketrans({"Ġ": " ", "▁": " ", "Ċ": "⏎"})  # corpus picker entry shown while a file path is in use
+FILE = "(file)"  # corpus picker entry shown while a file path is in use
 
 
 def token_text(lines: list[list[str]]) -> Text:
-    """Tokens of each line on alternating backgrounds; one text line per corpus line."""
+    """Displayed tokens of each line on alternating backgrounds; one text line per corpus line."""
     text = Text(no_wrap=False)
     for n, tokens in enumerate(lines):
         if n:
             text.append("\n")
         for i, tok in enumerate(tokens):
-            text.append(tok.replace("\n", "⏎").translate(_SPACE_MARKS), style=TOKEN_STYLES[i % 2])
+            text.append(tok, style=TOKEN_STYLES[i % 2])
     return text
 
 
@@ -215,7 +212,7 @@ class CorpusScreen(PlaygroundScreen):
         table.clear()
         total = max(1, view.tokens)
         for token, count in view.top:
-            table.add_row(show_token(token.translate(_SPACE_MARKS)), f"{count:,}", f"{count / total:.1%}")
+            table.add_row(token, f"{count:,}", f"{count / total:.1%}")
 
         plot = self.query_one("#corpus-zipf", SeriesPlot)
         plot.clear()

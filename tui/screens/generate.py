@@ -199,8 +199,9 @@ class GenerateScreen(PlaygroundScreen):
     def _distribution(self, context: str, alpha: float, top_k: int | None) -> None:
         model, tokenizer = self._load_model()
         dist = next_token_distribution(model, tokenizer, context, alpha=alpha, top_k=top_k, n=N_BARS)
+        bars = [(tokenizer.display_token(token), p) for token, p in dist]  # "Ġthe" -> "␣the"
         if not get_current_worker().is_cancelled:
-            self.post_message(self.Distribution(context, list(dist), list(getattr(dist, "warnings", []))))
+            self.post_message(self.Distribution(context, bars, list(getattr(dist, "warnings", []))))
 
     def on_generate_screen_distribution(self, message: Distribution) -> None:
         shown = sum(p for _, p in message.bars)

@@ -1,9 +1,10 @@
 """Horizontal probability bars for the next-token distribution.
 
-Drawn as Rich text rather than a plotext bar chart: tokens such as a space or
-a newline need visible stand-ins (``␣``, ``⏎``), and eighth-block characters
-give a bar resolution of 1/8 cell. ``bars`` holds exactly what is shown, so
-tests can check the probabilities.
+Drawn as Rich text rather than a plotext bar chart: eighth-block characters
+give a bar resolution of 1/8 cell. Labels arrive already displayed (the
+caller passes tokens through ``Tokenizer.display_token``: ``␣`` for a space,
+``↵`` for a newline). ``bars`` holds exactly what is shown, so tests can check
+the probabilities.
 """
 
 from __future__ import annotations
@@ -15,15 +16,6 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 _EIGHTHS = " ▏▎▍▌▋▊▉█"
-
-
-def show_token(token: str) -> str:
-    """A printable stand-in for a token (space, newline, tab become visible)."""
-    return (
-        token.replace(" ", "␣").replace("\n", "⏎").replace("\t", "⇥")
-        if token.strip() != token or not token
-        else token
-    ) or "∅"
 
 
 def bar(fraction: float, width: int) -> str:
@@ -50,14 +42,14 @@ class ProbBars(Widget):
         if not self.bars:
             text.append(self.note or "no distribution yet", style="dim")
             return text
-        label_w = min(10, max(len(show_token(t)) for t, _ in self.bars))
+        label_w = min(10, max(len(t) for t, _ in self.bars))
         bar_w = max(4, self.size.width - label_w - 8)
         colors = self.app.theme_variables
         first, rest = colors.get("accent", "yellow"), colors.get("primary", "blue")
         for i, (token, p) in enumerate(self.bars):
             if i:
                 text.append("\n")
-            text.append(f"{show_token(token)[:label_w]:>{label_w}} ", style="bold")
+            text.append(f"{(token or '∅')[:label_w]:>{label_w}} ", style="bold")
             text.append(f"{bar(p, bar_w):<{bar_w}}", style=first if i == 0 else rest)
             text.append(f" {p:5.1%}"[:7])
         if self.note:
