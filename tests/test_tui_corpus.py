@@ -4,6 +4,7 @@ figure; a bad path shows an error in place and keeps the loaded corpus."""
 from __future__ import annotations
 
 from engine.corpus import load_corpus
+from engine.stats import corpus_summary
 from engine.tokenizers import build_pipeline
 from textual.widgets import DataTable, Static
 from tui_helpers import run_app
@@ -14,7 +15,9 @@ def stats_text(app) -> str:
 
 
 def test_tokenizer_key_shows_engine_vocab_size(corpus_dir) -> None:
-    word_vocab = len(build_pipeline(load_corpus("timemachine"), tokenizer="word").tokenizer.vocab)
+    word = build_pipeline(load_corpus("timemachine"), tokenizer="word")
+    word_vocab = len(word.tokenizer.vocab)
+    at = {d["min_freq"]: d["vocab_size"] for d in corpus_summary(word)["vocab_size_at_min_freq"]}
 
     async def body(app, pilot):
         before = stats_text(app)
@@ -27,6 +30,9 @@ def test_tokenizer_key_shows_engine_vocab_size(corpus_dir) -> None:
     assert "vocab 28 " in before and "tokens 170,580" in before  # D2L's char figures
     assert kind == "word"
     assert f"vocab {word_vocab:,} " in after and "tokens 32,775" in after
+    # Vocabulary size at D2L's min_freq 0 and 10, the engine's figures (4580 and 400 for words).
+    assert "vocab at min_freq 0: 28 · 10: 28" in before
+    assert f"vocab at min_freq 0: {at[0]:,} · 10: {at[10]:,}" in after and at[10] < at[0]
 
 
 def test_bad_path_shows_error_and_keeps_corpus(corpus_dir, tmp_path) -> None:

@@ -51,6 +51,9 @@ class CorpusView:
     subword_title: str = ""  # "BPE merges (learned order)" or "pieces" or ""
     subword: list[str] = field(default_factory=list)  # displayed merges or pieces
     warnings: tuple[str, ...] = ()
+    # engine.stats.corpus_summary: n-gram table (n = 1..4) and, for char/word, the
+    # vocabulary size at min_freq 0 and 10 (D2L's cut-off) under "vocab_size_at_min_freq".
+    summary: dict[str, Any] = field(default_factory=dict)
 
 
 def _log_spaced_ranks(n: int, points: int = ZIPF_POINTS) -> np.ndarray:
@@ -128,6 +131,7 @@ def build_view(pipeline: Any, top_k: int = 40) -> CorpusView:
         subword_title=title_sub,
         subword=subword,
         warnings=tuple(getattr(corpus, "warnings", ()) or ()),
+        summary=stats.corpus_summary(pipeline, max_n=4),
     )
 
 

@@ -204,6 +204,10 @@ class CorpusScreen(PlaygroundScreen):
             stats.append(f"{label} ", style="dim")
             stats.append(value, style="bold")
             stats.append(" ")
+        at_min_freq = view.summary.get("vocab_size_at_min_freq")
+        if at_min_freq:  # char / word only: subword vocabularies are sized by training
+            stats.append("\nvocab at min_freq ", style="dim")
+            stats.append(" · ".join(f"{d['min_freq']}: {d['vocab_size']:,}" for d in at_min_freq), style="bold")
         for warning in view.warnings:
             stats.append(f"\n⚠ {warning}", style="yellow")
         self.query_one("#corpus-stats", Static).update(stats)
