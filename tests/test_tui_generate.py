@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from textual.widgets import TextArea
+from engine.generate import next_token_distribution
+from textual.widgets import Static, TextArea
 from tui.widgets.bars import ProbBars
 from tui_helpers import run_app, tiny_run
 
@@ -46,3 +47,36 @@ def test_prompt_bars_alpha_and_generation(corpus_dir) -> None:
     assert {t for t, _ in bars1} <= shown and not any(t.strip() != t or not t for t, _ in bars1)
     assert before == "time traveller"
     assert after.startswith(before) and len(after) > len(before)
+
+
+
+def test_top_p_key_cycles_and_bars_match_engine(corpus_dir) -> None:
+    tiny_run()
+
+    async def body(app, pilot):
+        await pilot.press("f3")  # the newest saved run is already loaded
+        await pilot.pause()
+        await pilot.press(*"the time")
+        seen = []
+        for _ in range(4):  # off -> 0.9 -> 0.8 -> 0.5 -> off
+            await pilot.press("ctrl+t")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            seen.append((app.screen.top_p, str(app.screen.query_one("#gen-sampling", Static).render()),
+                         app.screen.query_one(ProbBars).bars))
+        model, tokenizer = app.screen._load_model()
+
+        def engine(top_p):
+            dist = next_token_distribution(model, tokenizer, "the time", top_p=top_p, n=10)
+            return tuple((tokenizer.display_token(t), p) for t, p in dist)
+
+        return seen, engine(0.5), engine(None)
+
+    seen, nucleus, full = run_app(body)
+    assert [p for p, _, _ in seen] == [0.9, 0.8, 0.5, None]
+    assert "top-p 0.9" in seen[0][1] and "top-p 0.5" in seen[2][1] and "top-p off" in seen[3][1]
+    # The bars are the engine's distribution under the shown top-p.
+    assert seen[2][2] == nucleus and seen[3][2] == full
+    # The nucleus keeps the fewest tokens whose q reaches 0.5, renormalised: fewer, larger bars.
+    nonzero = [p for _, p in nucleus if p > 0]
+    assert len(nonzero) < len(full) and nonzero[0] > full[0][1]

@@ -4,11 +4,12 @@ The model is the run in the session (the one just trained, or one opened from
 the Runs screen). Typing a prompt resets the text to the prompt; ``enter`` or
 ``ctrl+s`` streams a continuation onto the end of the text, so pressing it
 again keeps going. Beside it, bars show the next-token distribution
-q ∝ P^α for the current text (after top-k), recomputed as you type and as α
-changes — α = 1 samples from the model, α → ∞ is greedy, α = 0 is uniform;
-the temperature 1/α is shown next to α.
+q ∝ P^α for the current text (after top-k and top-p), recomputed as you type
+and as α changes — α = 1 samples from the model, α → ∞ is greedy, α = 0 is
+uniform; the temperature 1/α is shown next to α. Top-k keeps the k likeliest
+tokens; top-p (nucleus) keeps the fewest whose q adds up to p; both renormalise.
 
-Left out: top-p (the CLI has it), editing the generated text by hand.
+Left out: editing the generated text by hand.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from tui.widgets.bars import ProbBars
 
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)  # the α steps ↑/↓ walk through
 TOP_KS = (None, 50, 20, 10, 5, 3, 1)  # ctrl+n cycles through these
+TOP_PS = (None, 0.9, 0.8, 0.5)  # ctrl+t cycles through these (the CLI's --top-p)
 GEN_TOKENS = 200  # tokens per press of enter
 N_BARS = 10
 
@@ -56,6 +58,7 @@ class GenerateScreen(PlaygroundScreen):
         Binding("up", "alpha(1)", "α up", priority=True),
         Binding("down", "alpha(-1)", "α down", priority=True),
         Binding("ctrl+n", "top_k", "Top-k"),
+        Binding("ctrl+t", "top_p", "Top-p"),
         Binding("ctrl+y", "greedy", "Greedy"),
         Binding("ctrl+r", "reseed", "Reseed"),
         Binding("ctrl+g", "stop", "Stop", show=False),
@@ -64,6 +67,7 @@ class GenerateScreen(PlaygroundScreen):
 
     alpha_index: reactive[int] = reactive(ALPHAS.index(1.0))
     top_k_index: reactive[int] = reactive(0)
+    top_p_index: reactive[int] = reactive(0)
     greedy: reactive[bool] = reactive(False)
     seed: reactive[int] = reactive(0)
 
@@ -118,13 +122,18 @@ class GenerateScreen(PlaygroundScreen):
     def top_k(self) -> int | None:
         return TOP_KS[self.top_k_index]
 
+    @property
+    def top_p(self) -> float | None:
+        return TOP_PS[self.top_p_index]
+
     def _show_sampling(self) -> None:
         text = Text()
         for label, value in (("α", "∞" if self.greedy else f"{self.alpha:g}"), ("T=1/α", temperature(self.alpha)),
-                             ("top-k", str(self.top_k or "off")), ("greedy", "on" if self.greedy else "off"),
+                             ("top-k", str(self.top_k or "off")), ("top-p", f"{self.top_p:g}" if self.top_p else "off"),
+                             ("greedy", "on" if self.greedy else "off"),
                              ("seed", str(self.seed))):
             text.append(f"{label} ", style="dim")
-            text.append(f"{value}   ", style="bold")
+            text.append(f"{value}  ", style="bold")
         self.query_one("#gen-sampling", Static).update(text)
 
     def _settings_changed(self) -> None:
@@ -138,6 +147,10 @@ class GenerateScreen(PlaygroundScreen):
 
     def action_top_k(self) -> None:
         self.top_k_index = (self.top_k_index + 1) % len(TOP_KS)
+        self._settings_changed()
+
+    def action_top_p(self) -> None:
+        self.top_p_index = (self.top_p_index + 1) % len(TOP_PS)
         self._settings_changed()
 
     def action_greedy(self) -> None:
@@ -193,12 +206,12 @@ class GenerateScreen(PlaygroundScreen):
     def _update_bars(self) -> None:
         if self.app.session.run_path is None:  # type: ignore[attr-defined]
             return
-        self._distribution(self.query_one("#gen-output", TextArea).text, self.alpha, self.top_k)
+        self._distribution(self.query_one("#gen-output", TextArea).text, self.alpha, self.top_k, self.top_p)
 
     @work(thread=True, exclusive=True, group="dist", exit_on_error=False)
-    def _distribution(self, context: str, alpha: float, top_k: int | None) -> None:
+    def _distribution(self, context: str, alpha: float, top_k: int | None, top_p: float | None) -> None:
         model, tokenizer = self._load_model()
-        dist = next_token_distribution(model, tokenizer, context, alpha=alpha, top_k=top_k, n=N_BARS)
+        dist = next_token_distribution(model, tokenizer, context, alpha=alpha, top_k=top_k, top_p=top_p, n=N_BARS)
         bars = [(tokenizer.display_token(token), p) for token, p in dist]  # "Ġthe" -> "␣the"
         if not get_current_worker().is_cancelled:
             self.post_message(self.Distribution(context, bars, list(getattr(dist, "warnings", []))))
@@ -220,16 +233,17 @@ class GenerateScreen(PlaygroundScreen):
             self.notify("No model yet: train one (F2) or open a saved run (F4).", severity="warning")
             return
         context = self.query_one("#gen-output", TextArea).text
-        self._generate(context, self.alpha, self.top_k, self.seed)
+        self._generate(context, self.alpha, self.top_k, self.top_p, self.seed)
 
     def action_stop(self) -> None:
         self.workers.cancel_group(self, "generate")
 
     @work(thread=True, exclusive=True, group="generate", exit_on_error=False)
-    def _generate(self, context: str, alpha: float, top_k: int | None, seed: int) -> None:
+    def _generate(self, context: str, alpha: float, top_k: int | None, top_p: float | None, seed: int) -> None:
         worker = get_current_worker()
         model, tokenizer = self._load_model()
-        for piece in generate(model, tokenizer, context, GEN_TOKENS, alpha=alpha, top_k=top_k, seed=seed):
+        for piece in generate(model, tokenizer, context, GEN_TOKENS, alpha=alpha, top_k=top_k, top_p=top_p,
+                              seed=seed):
             if worker.is_cancelled:
                 return
             self.post_message(self.Piece(piece))
