@@ -3,9 +3,13 @@ handles keys while training; ctrl+g stops the run and keeps it saved."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+from engine.models import ModelConfig
 from engine.runs import open_run
+from engine.training import TrainConfig
+from textual.widgets import Static
 from textual.worker import WorkerState
 from tui.widgets.form import ConfigForm
 from tui.widgets.plot import SeriesPlot
@@ -65,3 +69,31 @@ def test_keys_work_while_training_and_stop_keeps_run(corpus_dir) -> None:
     assert state == WorkerState.SUCCESS and training is False
     summary = open_run(Path(run_path)).summary()
     assert summary.status == "stopped" and summary.epochs_done < 10_000
+
+
+def test_form_sections_and_dropout_needs_layers(corpus_dir) -> None:
+    async def body(app, pilot):
+        await open_train(app, pilot, {("model", "dropout"): "0.5"})
+        screen, form = app.screen, app.screen.query_one(ConfigForm)
+        headings = [str(h.render()) for h in form.query(".form-heading")]
+        names = [spec.name for spec in form.specs]
+        error = form.query_one("#e-model-dropout", Static)
+        shown = (error.display, str(error.render()))
+        await pilot.press("ctrl+s")  # refused: no worker, a notification says why
+        await pilot.pause()
+        started = any(w.group == "train" for w in app.workers)
+        notes = [(n.title, n.message) for n in app._notifications]
+        form.set_value("model", "num_layers", 2)
+        await pilot.pause()
+        return headings, names, shown, started, notes, screen.training, error.display, form.errors
+
+    headings, names, shown, started, notes, training, still_shown, errors = run_app(body)
+    assert headings == ["model", "optimisation", "data", "device", "sampling & logging"]
+    model_fields = [f.name for f in dataclasses.fields(ModelConfig) if f.name != "vocab_size"]
+    train_fields = [f.name for f in dataclasses.fields(TrainConfig)]
+    assert sorted(names) == sorted(model_fields + train_fields)  # every option, once
+    assert names[:3] == ["kind", "num_hiddens", "num_layers"]
+    assert shown[0] and shown[1].startswith("dropout must be 0 when num_layers is 1")
+    assert not started and not training
+    assert any(title == "Not started" and "dropout must be 0" in message for title, message in notes)
+    assert not still_shown and errors == {}  # two layers: dropout acts between them, the error goes

@@ -45,13 +45,37 @@ REPLOT_INTERVAL_S = 1.0  # the plots redraw at most this often while training
 STATS_INTERVAL_S = 0.5  # the stats line and progress bar update this often
 
 
-def form_specs() -> list:
-    """Rows for every model option (but vocab_size, set by the corpus) and every trainer option."""
+# The form's sections, in order: (heading, [(config group, field), ...]). Every field of
+# ModelConfig (but vocab_size, set by the corpus) and TrainConfig appears once; a field
+# missing here goes to the end of the last section, so a new engine option still shows.
+SECTIONS = (
+    ("model", [("model", n) for n in ("kind", "num_hiddens", "num_layers", "dropout", "encoding",
+                                      "embed_size", "activation")]),
+    ("optimisation", [("train", n) for n in ("optimizer", "lr", "epochs", "clip", "clip_theta", "detach",
+                                             "bptt_limit_mb")]),
+    ("data", [("train", n) for n in ("batch_size", "num_steps", "sampler", "val_fraction", "max_tokens",
+                                     "seed")]),
+    ("device", [("train", n) for n in ("device", "threads")]),
+    ("sampling & logging", [("train", n) for n in ("sample_every", "sample_prefix", "sample_len",
+                                                   "sample_alpha", "log_interval_s", "log_every_steps",
+                                                   "checkpoint_interval_s", "spike_factor")]),
+)
+
+
+def form_specs() -> tuple[list, dict[str, str]]:
+    """Rows for every model and trainer option in SECTIONS order, and the section headings."""
     model = specs_for(ModelConfig, "model", {"kind": MODEL_KINDS, "encoding": ENCODINGS,
                                              "activation": ACTIVATIONS}, skip=("vocab_size",))
     trainer = specs_for(TrainConfig, "train", {"optimizer": OPTIMIZERS, "clip": CLIPS,
                                                "sampler": SAMPLERS, "device": DEVICES})
-    return model + trainer
+    by_key = {spec.key: spec for spec in model + trainer}
+    ordered, headings = [], {}
+    for heading, fields in SECTIONS:
+        present = [by_key.pop(f"{group}-{name}") for group, name in fields if f"{group}-{name}" in by_key]
+        if present:
+            headings[present[0].key] = heading
+            ordered += present
+    return ordered + list(by_key.values()), headings
 
 
 def clock(seconds: float | None) -> str:
@@ -94,7 +118,8 @@ class TrainScreen(PlaygroundScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="train-body"):
-            yield ConfigForm(form_specs(), id="train-form")
+            specs, headings = form_specs()
+            yield ConfigForm(specs, headings=headings, id="train-form")
             with Vertical(id="train-main"):
                 yield Static("", id="train-status")
                 yield Static("", id="train-stats")
@@ -163,7 +188,8 @@ class TrainScreen(PlaygroundScreen):
             return
         configs = self._validate()
         if configs is None:
-            self.notify("Fix the highlighted options first.", severity="warning")
+            self.notify(f"{self.query_one(ConfigForm).first_error()}. Fix it in the form, then ctrl+s.",
+                        title="Not started", severity="warning")
             return
         for name in ("train-ppl", "train-grad"):
             self.query_one(f"#{name}", SeriesPlot).clear()

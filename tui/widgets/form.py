@@ -8,7 +8,9 @@ here ("lr must be a number (got 'x')"); range checks are the configs' own
 name, is shown under that field. So the form never duplicates the engine's
 rules and always offers every option the engine has.
 
-Left out: layout beyond one column, and any knowledge of what the fields mean.
+Rows can be grouped under small headings (``headings`` maps the key of a
+section's first field to its heading). Left out: layout beyond one column, and
+any knowledge of what the fields mean.
 """
 
 from __future__ import annotations
@@ -99,14 +101,18 @@ class ConfigForm(VerticalScroll):
 
         form: ConfigForm
 
-    def __init__(self, specs: Sequence[FieldSpec], *, id: str | None = None) -> None:
+    def __init__(self, specs: Sequence[FieldSpec], *, headings: dict[str, str] | None = None,
+                 id: str | None = None) -> None:
         super().__init__(id=id)
         self.specs = list(specs)
+        self.headings = dict(headings or {})  # field key -> heading shown above that row
         self.errors: dict[str, str] = {}  # field key -> message shown
         self.general_error = ""
 
     def compose(self) -> ComposeResult:
         for spec in self.specs:
+            if spec.key in self.headings:
+                yield Static(self.headings[spec.key], classes="form-heading")
             with Horizontal(classes="field-row"):
                 label = Label(spec.name, classes="field-label")
                 label.tooltip = spec.name
@@ -150,7 +156,7 @@ class ConfigForm(VerticalScroll):
         if not errors:
             try:
                 built = build(values)
-            except ConfigError as exc:
+            except ValueError as exc:  # ConfigError is a ValueError; a stray one is shown, not raised
                 message = str(exc)
                 field = message.split(" ", 1)[0]
                 keys = [s.key for s in self.specs if s.name == field]
@@ -168,6 +174,13 @@ class ConfigForm(VerticalScroll):
                 line.display = bool(message)
         self.errors, self.general_error = errors, general
         return built
+
+    def first_error(self) -> str:
+        """The first message shown, in form order ("" when the form is valid)."""
+        for spec in self.specs:
+            if spec.key in self.errors:
+                return self.errors[spec.key]
+        return self.general_error
 
     def on_mount(self) -> None:
         for line in self.query(".field-error"):
