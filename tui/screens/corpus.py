@@ -49,13 +49,25 @@ def token_text(lines: list[list[str]]) -> Text:
     return text
 
 
+def howto(source: str, error: str) -> Text:
+    """What to do when no corpus could be loaded (the first run without a network)."""
+    text = Text()
+    text.append(f"No corpus loaded: {source} could not be read or downloaded.\n", style="bold yellow")
+    text.append(f"{error}\n\n", style="dim")
+    text.append("To use a local copy: ", style="bold")
+    text.append("press ctrl+o, type the path of a plain-text file (e.g. timemachine.txt), then enter; "
+                "or quit (ctrl+q) and start with RNNLAB_CORPUS_DIR set to the folder that holds it. "
+                "Online again? ctrl+r retries the download.")
+    return text
+
+
 class CorpusScreen(PlaygroundScreen):
     """Corpus, preprocessing and tokenizer, with the statistics they give."""
 
     BINDINGS = [
         Binding("ctrl+t", "next_tokenizer", "Tokenizer"),
         Binding("ctrl+o", "focus_path", "Open file"),
-        Binding("ctrl+r", "reload", "Reload", show=False),
+        Binding("ctrl+r", "reload", "Reload / retry", show=False),
     ]
 
     @dataclass
@@ -164,8 +176,9 @@ class CorpusScreen(PlaygroundScreen):
         bar = self.query_one("#corpus-download", ProgressBar)
         bar.display = True
         bar.update(total=message.total, progress=message.done)
+        of = f" of {message.total / 1e3:,.0f}" if message.total else ""
         self.query_one("#corpus-status", Static).update(
-            f"downloading {self.choice.source}: {message.done / 1e3:,.0f} kB"
+            f"downloading {self.choice.source}: {message.done / 1e3:,.0f}{of} kB"
         )
 
     def on_corpus_screen_loaded(self, message: Loaded) -> None:
@@ -173,6 +186,7 @@ class CorpusScreen(PlaygroundScreen):
         self.query_one("#corpus-download").display = False
         self.query_one("#corpus-error").display = False
         self.query_one("#corpus-status", Static).update("")
+        self.query_one("#corpus-main").remove_class("-howto")
         self.show(message.view)
         self.app.post_message(PipelineChanged(message.view.pipeline))
 
@@ -183,11 +197,10 @@ class CorpusScreen(PlaygroundScreen):
         )
         error = self.query_one("#corpus-error", Static)
         error.update(message.error)
-        error.display = True
-        if self.view is None:
-            self.query_one("#corpus-stats", Static).update(
-                Text("No corpus loaded: see the message on the left. Type a file path (ctrl+o) "
-                     "or pick another corpus.", style="yellow"))
+        if self.view is None:  # nothing to show yet (e.g. offline on a first run): say how to get one
+            self.query_one("#corpus-main").add_class("-howto")
+            self.query_one("#corpus-stats", Static).update(howto(message.choice.source, message.error))
+        error.display = self.view is not None  # else the how-to on the right says it all
         self._sync_form(self.choice)  # the form goes back to what is shown
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
