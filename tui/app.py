@@ -1,7 +1,7 @@
-"""The playground app: wires the four screens together and holds the session.
+"""The playground app: wires the five screens together and holds the session.
 
 Screens are Textual *modes* (each keeps its own state while you switch):
-Corpus, Train, Generate and Runs, switched with F1–F4 (or 1–4 outside a text
+Corpus, Train, Generate, Runs and Labs, switched with F1–F5 (or 1–5 outside a text
 field; see ``tui.screens.base``) and from the command palette. Cross-screen messages
 (``tui.messages``) update the shared ``Session``. Quitting cancels running
 workers first, so a training run stops at its next batch and is saved.
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import partial
-
 from pathlib import Path
 
 from textual.app import App, SystemCommand
@@ -26,10 +25,10 @@ from tui.messages import OpenRun, PipelineChanged, RunSaved
 from tui.screens.base import SCREENS
 from tui.screens.corpus import CorpusScreen
 from tui.screens.generate import GenerateScreen
+from tui.screens.labs import LabsScreen
 from tui.screens.runs import RunsScreen
 from tui.screens.train import TrainScreen
 from tui.session import Session
-
 
 
 class RnnlabApp(App[int]):
@@ -37,7 +36,8 @@ class RnnlabApp(App[int]):
 
     TITLE = "rnnlab"
     CSS_PATH = "app.tcss"
-    MODES = {"corpus": CorpusScreen, "train": TrainScreen, "generate": GenerateScreen, "runs": RunsScreen}
+    MODES = {"corpus": CorpusScreen, "train": TrainScreen, "generate": GenerateScreen, "runs": RunsScreen,
+             "labs": LabsScreen}
     DEFAULT_MODE = "corpus"
     BINDINGS = [
         Binding("question_mark", "toggle_keys", "Keys"),

@@ -2,7 +2,7 @@
 
 They are declared here rather than on the app so that the footer lists them
 first (it lists the focused widget's, then the screen's, then the app's
-bindings). F1–F4 work everywhere, even while typing in a field; 1–4 do the
+bindings). F1–F5 work everywhere, even while typing in a field; 1–5 do the
 same outside text fields. The app hides the key of the screen you are on.
 """
 
@@ -16,6 +16,7 @@ SCREENS = (
     ("train", "Train", "Configure and train an RNN with live perplexity"),
     ("generate", "Generate", "Generate text; watch the next-token distribution under α"),
     ("runs", "Runs", "Saved runs: compare curves, open or delete"),
+    ("labs", "Labs", "Exercises: sampler coverage (8.3.5), n-gram table (8.3.1, 8.3.3)"),
 )
 
 

@@ -1,0 +1,65 @@
+"""Labs screen: the coverage table (exercise 8.3.5) and the n-gram table
+(8.3.1, 8.3.3) show the engine's figures for the current corpus; new settings
+typed in the form recompute them; ctrl+t cycles the plot's views."""
+
+from __future__ import annotations
+
+import numpy as np
+from textual.widgets import DataTable, Input
+
+from engine.corpus import load_corpus
+from engine.data import coverage
+from engine.stats import corpus_summary
+from engine.tokenizers import build_pipeline
+from tui.widgets.plot import SeriesPlot
+from tui_helpers import run_app
+
+
+def rows(app, table_id: str) -> list[list[str]]:
+    table = app.screen.query_one(table_id, DataTable)
+    return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+def expected_coverage(n: int, batch_size: int, num_steps: int, epochs: int, seed: int) -> list[list[str]]:
+    out = []
+    for sampler in ("random", "sequential"):
+        c = coverage(n, batch_size, num_steps, sampler, epochs, seed)
+        out.append([sampler, f"{c.min():,}", f"{c.max():,}", f"{c.mean():.3f}", f"{c.std():.3f}",
+                    f"{np.count_nonzero(c == 0):,}"])
+    return out
+
+
+def test_labs_figures_equal_engine_figures(corpus_dir) -> None:
+    pipeline = build_pipeline(load_corpus("timemachine"))
+    summary = corpus_summary(pipeline, max_n=4, top_k=1)
+
+    async def body(app, pilot):
+        await pilot.press("5")  # the Labs screen (F5 too)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        mode, first, ngrams = app.current_mode, rows(app, "#labs-coverage"), rows(app, "#labs-ngrams")
+        plot = app.screen.query_one("#labs-plot", SeriesPlot)
+        views = [(plot.xlabel, plot.point_count("random"))]
+        for _ in range(2):
+            await pilot.press("ctrl+t")
+            await pilot.pause()
+            views.append((plot.xlabel, plot.point_count("random")))
+        epochs = app.screen.query_one("#labs-epochs", Input)
+        epochs.focus()
+        await pilot.press("ctrl+a", "ctrl+k", "3", "enter")  # three epochs instead of ten
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        return mode, first, ngrams, views, rows(app, "#labs-coverage")
+
+    mode, first, ngrams, views, three = run_app(body)
+    assert mode == "labs"
+    assert first == expected_coverage(10_000, 32, 35, 10, 0)  # D2L's batch_size / num_steps
+    assert three == expected_coverage(10_000, 32, 35, 3, 0)
+    assert first != three
+    assert [r[:3] for r in ngrams] == [
+        [str(g["n"]), f"{g['distinct']:,}", f"{g['zipf_exponent']:.2f}"] for g in summary["ngrams"]]
+    assert [r[1] for r in ngrams] == ["27", "533", "4,610", "17,813"]  # char n-grams of The Time Machine
+    assert ngrams[3][3] == "".join(pipeline.tokenizer.display_token(t) for t in summary["ngrams"][3]["top"][0][0])
+    # Views: bins over all positions, the first 4 × num_steps positions, the histogram over k = 0..10.
+    assert [x for x, _ in views] == ["position", "position", "k"]
+    assert views[1][1] == 4 * 35 and views[2][1] == 11

@@ -1,0 +1,246 @@
+"""The Labs screen: the chapter's exercises the other screens don't cover.
+
+Exercise 8.3.5 — does the random offset make coverage uniform? For the
+current corpus, ``engine.data.coverage`` counts how often each token position
+is seen as input over E epochs, for random sampling and for sequential
+partitioning, with the same batch_size / num_steps / seed. The plot shows the
+counts per position (averaged over bins of positions so a whole novel fits the
+width); ``ctrl+t`` switches to the first few subsequences position by position
+(where the random offset shows) and to the histogram (how many positions were
+seen k times); the table gives min / max / mean / std and the positions never seen.
+What to look for: random sampling spreads the counts (some positions are
+skipped in an epoch, others not), both samplers see the first positions less
+(the offset passes them), and more epochs bring the counts closer to E.
+
+Exercises 8.3.1 / 8.3.3 — the n-gram table: distinct n-grams for n = 1..4,
+the most frequent one and the Zipf exponent a of ``n_i ∝ 1 / i^a``, from
+``engine.stats.corpus_summary``.
+
+Left out: the other exercises (perplexity, α, clipping, BPTT: the Train and
+Generate screens are the lab for those).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import DataTable, Footer, Header, Input, Label, Static
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from engine.data import SAMPLERS, coverage
+from engine.errors import RnnlabError
+from engine.stats import corpus_summary
+from tui.screens.base import PlaygroundScreen
+from tui.widgets.plot import SeriesPlot
+
+FIELDS = (  # (name, default, hint): the coverage experiment's settings, D2L's defaults
+    ("tokens", 10000, "0 = the whole corpus; 10000 = the trainer's max_tokens"),
+    ("batch_size", 32, ""),
+    ("num_steps", 35, ""),
+    ("epochs", 10, ""),
+    ("seed", 0, ""),
+)
+BINS = 300  # positions are averaged over this many bins for the per-position plot
+VIEWS = ("per position", "first positions", "histogram")
+TITLES = {
+    "per position": ("mean count per bin of positions", "position"),
+    "first positions": ("count at each of the first 4 × num_steps positions", "position"),
+    "histogram": ("log10(1 + positions seen k times)", "k"),
+}
+COLORS = {"random": "cyan", "sequential": "orange"}
+
+
+@dataclass
+class CoverageStats:
+    """Summary of one sampler's per-position counts (what the table shows)."""
+
+    sampler: str
+    min: int
+    max: int
+    mean: float
+    std: float
+    unseen: int  # positions never seen as input
+
+    @classmethod
+    def of(cls, sampler: str, counts: np.ndarray) -> CoverageStats:
+        return cls(sampler, int(counts.min()), int(counts.max()), float(counts.mean()), float(counts.std()),
+                   int(np.count_nonzero(counts == 0)))
+
+
+def binned(counts: np.ndarray, bins: int = BINS) -> tuple[list[float], list[float]]:
+    """(first position of each bin, mean count in the bin): ``[1, 1, 3, 3], 2 -> ([0, 2], [1, 3])``."""
+    starts = np.unique(np.linspace(0, len(counts), min(bins, len(counts)), endpoint=False).astype(np.int64))
+    means = np.add.reduceat(counts.astype(np.float64), starts) / np.diff(np.append(starts, len(counts)))
+    return starts.astype(float).tolist(), means.tolist()
+
+
+class LabsScreen(PlaygroundScreen):
+    """Sampler coverage (8.3.5) and the n-gram table (8.3.1, 8.3.3)."""
+
+    BINDINGS = [
+        Binding("ctrl+t", "toggle_view", "Plot view"),
+        Binding("ctrl+r", "recompute", "Recompute"),
+    ]
+
+    @dataclass
+    class Computed(Message):
+        settings: dict[str, int]
+        counts: dict[str, np.ndarray]  # sampler -> count per position
+
+    @dataclass
+    class Ngrams(Message):
+        summary: dict[str, Any]
+        tokenizer: Any  # for display_token and kind
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pipeline_version = -1
+        self.view = VIEWS[0]
+        self.counts: dict[str, np.ndarray] = {}
+        self.settings: dict[str, int] = {}
+        self.stats: list[CoverageStats] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="labs-body"):
+            with VerticalScroll(id="labs-form", classes="form"):
+                yield Static("coverage (8.3.5)", classes="form-heading")
+                for name, default, hint in FIELDS:
+                    with Horizontal(classes="field-row"):
+                        yield Label(name, classes="field-label")
+                        yield Input(str(default), compact=True, id=f"labs-{name}", select_on_focus=True,
+                                    tooltip=hint or None)
+                yield Static("", id="labs-error", classes="error")
+                yield Static("n-grams (8.3.1, 8.3.3)", classes="form-heading")
+                yield DataTable(id="labs-ngrams", cursor_type="none", zebra_stripes=True)
+            with Vertical(id="labs-main"):
+                yield Static("", id="labs-note")
+                yield DataTable(id="labs-coverage", cursor_type="none", zebra_stripes=True)
+                yield SeriesPlot("", id="labs-plot")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.title, self.sub_title = "rnnlab", "Labs"
+        self.query_one("#labs-ngrams", DataTable).add_columns("n", "distinct", "Zipf a", "top")
+        self.query_one("#labs-coverage", DataTable).add_columns("sampler", "min", "max", "mean", "std",
+                                                               "unseen")
+        self.query_one("#labs-error").display = False
+
+    def on_screen_resume(self) -> None:
+        session = self.app.session  # type: ignore[attr-defined]
+        if session.pipeline_version != self._pipeline_version:
+            self._pipeline_version = session.pipeline_version
+            self.action_recompute()
+            if session.pipeline is not None:
+                self._ngrams(session.pipeline)
+
+    # -- settings -------------------------------------------------------------
+    def _settings(self) -> dict[str, int] | None:
+        values, error = {}, ""
+        for name, _, _ in FIELDS:
+            raw = self.query_one(f"#labs-{name}", Input).value.strip()
+            try:
+                values[name] = int(raw)
+            except ValueError:
+                error = error or f"{name} must be a whole number (got {raw!r})"
+        self._show_error(error)
+        return None if error else values
+
+    def _show_error(self, message: str) -> None:
+        error = self.query_one("#labs-error", Static)
+        error.update(message)
+        error.display = bool(message)
+
+    @on(Input.Submitted)
+    def _submitted(self) -> None:
+        self.action_recompute()
+
+    def action_recompute(self) -> None:
+        pipeline = self.app.session.pipeline  # type: ignore[attr-defined]
+        note = self.query_one("#labs-note", Static)
+        if pipeline is None:
+            note.update("no corpus yet: load one on the Corpus screen (F1)")
+            return
+        settings = self._settings()
+        if settings is not None:
+            n = len(pipeline.ids) if settings["tokens"] <= 0 else min(settings["tokens"], len(pipeline.ids))
+            self._coverage({**settings, "tokens": n})
+
+    def action_toggle_view(self) -> None:
+        self.view = VIEWS[(VIEWS.index(self.view) + 1) % len(VIEWS)]
+        self._replot()
+
+    # -- workers ----------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="labs", exit_on_error=False)
+    def _coverage(self, settings: dict[str, int]) -> None:
+        counts = {s: coverage(settings["tokens"], settings["batch_size"], settings["num_steps"], s,
+                              settings["epochs"], settings["seed"]) for s in SAMPLERS}
+        if not get_current_worker().is_cancelled:
+            self.post_message(self.Computed(settings, counts))
+
+    @work(thread=True, exclusive=True, group="labs-ngrams", exit_on_error=False)
+    def _ngrams(self, pipeline: Any) -> None:
+        summary = corpus_summary(pipeline, max_n=4, top_k=1)
+        if not get_current_worker().is_cancelled:
+            self.post_message(self.Ngrams(summary, pipeline.tokenizer))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group.startswith("labs") and event.state == WorkerState.ERROR:
+            error = event.worker.error
+            self._show_error(str(error) if isinstance(error, RnnlabError) else f"{type(error).__name__}: {error}")
+
+    # -- display ----------------------------------------------------------------
+    def on_labs_screen_computed(self, message: Computed) -> None:
+        self._show_error("")
+        self.settings, self.counts = message.settings, message.counts
+        self.stats = [CoverageStats.of(s, c) for s, c in message.counts.items()]
+        table = self.query_one("#labs-coverage", DataTable)
+        table.clear()
+        for st in self.stats:
+            table.add_row(st.sampler, f"{st.min:,}", f"{st.max:,}", f"{st.mean:.3f}", f"{st.std:.3f}",
+                          f"{st.unseen:,}")
+        s = message.settings
+        self.query_one("#labs-note", Static).update(
+            f"times each position is seen as input: {s['tokens']:,} tokens · {s['epochs']} epochs · "
+            f"batch_size {s['batch_size']} · num_steps {s['num_steps']} · seed {s['seed']}")
+        self._replot()
+
+    def _replot(self) -> None:
+        plot = self.query_one("#labs-plot", SeriesPlot)
+        plot.clear()
+        marker = None
+        for sampler, counts in self.counts.items():
+            if self.view == "per position":
+                xs, ys = binned(counts)
+            elif self.view == "first positions":
+                ys = counts[: 4 * self.settings["num_steps"]].astype(float).tolist()
+                xs = list(map(float, range(len(ys))))
+            else:  # histogram: positions seen k times, for k = 0..max
+                hist = np.bincount(counts)
+                xs, ys = list(map(float, range(len(hist)))), np.log10(1 + hist).tolist()
+                marker = "•"
+            plot.set_series(sampler, xs, ys, color=COLORS.get(sampler))
+            if marker:
+                plot.series_markers[sampler] = marker
+        plot.plot_title, plot.xlabel = TITLES[self.view]
+        plot.plot_title += " (ctrl+t: next view)"
+        plot.replot()
+
+    def on_labs_screen_ngrams(self, message: Ngrams) -> None:
+        table = self.query_one("#labs-ngrams", DataTable)
+        table.clear()
+        tok = message.tokenizer
+        join = "" if tok.kind == "char" else " "  # char n-grams read as text: "the␣"
+        for g in message.summary["ngrams"]:
+            a = g["zipf_exponent"]
+            top = join.join(tok.display_token(t) for t in g["top"][0][0]) if g["top"] else ""
+            table.add_row(str(g["n"]), f"{g['distinct']:,}", "–" if a is None or not math.isfinite(a) else f"{a:.2f}",
+                          top)
