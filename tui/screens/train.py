@@ -132,7 +132,12 @@ class TrainScreen(PlaygroundScreen):
     def on_mount(self) -> None:
         self.title, self.sub_title = "rnnlab", "Train"
         self.set_interval(STATS_INTERVAL_S, self._flush)
-        self.query_one("#train-ppl", SeriesPlot).empty_message = "ctrl+s starts training; curves appear here"
+        # Widgets touched per event or per tick, looked up once: a DOM query per event is not O(1).
+        self._ppl = self.query_one("#train-ppl", SeriesPlot)
+        self._grad = self.query_one("#train-grad", SeriesPlot)
+        self._bar = self.query_one("#train-progress", ProgressBar)
+        self._stats = self.query_one("#train-stats", Static)
+        self._ppl.empty_message = "ctrl+s starts training; curves appear here"
         self._validate()
         self._show_status()
 
@@ -282,10 +287,10 @@ class TrainScreen(PlaygroundScreen):
         if p.epoch_end and not self._exact_spe and p.epoch > 0:
             self._steps_per_epoch, self._exact_spe = p.step / p.epoch, True
         x = p.epoch if p.epoch_end else (p.step / self._steps_per_epoch if self._steps_per_epoch else None)
-        ppl = self.query_one("#train-ppl", SeriesPlot)
+        ppl = self._ppl
         if x is not None:
             ppl.append("train", x, p.train_ppl, color="cyan")
-            self.query_one("#train-grad", SeriesPlot).append("‖g‖", x, p.grad_norm, color="green")
+            self._grad.append("‖g‖", x, p.grad_norm, color="green")
         if p.epoch_end and p.val_ppl is not None:
             # Bullets, not braille: close curves share braille cells, and a cell takes one colour.
             ppl.append("validation", p.epoch, p.val_ppl, color="orange", marker="•")
@@ -293,7 +298,7 @@ class TrainScreen(PlaygroundScreen):
 
     def _show_progress(self, p: Progress) -> None:
         done = p.epoch if p.epoch_end else p.epoch - 1
-        self.query_one("#train-progress", ProgressBar).update(total=p.epochs, progress=done)
+        self._bar.update(total=p.epochs, progress=done)
         stats = Text()
         for label, value in (("epoch", f"{p.epoch}/{p.epochs}"), ("train ppl", f"{p.train_ppl:.3f}"),
                              ("val ppl", "–" if p.val_ppl is None else f"{p.val_ppl:.3f}"),
@@ -301,7 +306,7 @@ class TrainScreen(PlaygroundScreen):
                              ("elapsed", clock(p.elapsed_s)), ("ETA", clock(p.eta_s))):
             stats.append(f"{label} ", style="dim")
             stats.append(f"{value}  ", style="bold")
-        self.query_one("#train-stats", Static).update(stats, layout=False)  # fixed height: no re-layout
+        self._stats.update(stats, layout=False)  # fixed height: no re-layout
 
     def _flush(self, force: bool = False) -> None:
         """Show what came in since the last tick: stats every tick, plots less often.
@@ -319,7 +324,7 @@ class TrainScreen(PlaygroundScreen):
         if not force and now < self._next_replot:
             return
         self._dirty = False
-        for name in ("train-ppl", "train-grad"):
-            self.query_one(f"#{name}", SeriesPlot).replot()
+        for plot in (self._ppl, self._grad):
+            plot.replot()
         built = time.perf_counter() - now
         self._next_replot = now + max(REPLOT_INTERVAL_S, 30 * built)
