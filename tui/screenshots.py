@@ -3,7 +3,8 @@
 ``python -m tui.screenshots [--out screenshots] [--size 120x36]`` loads The
 Time Machine, shows the Corpus screen (char and BPE), trains a small GRU for a
 few seconds on the Train screen, generates on the Generate screen and lists
-the runs — pressing the keys a person would — and writes one SVG per screen.
+the runs, opens the keys panel and the Labs screen — pressing the keys a person
+would — and writes one SVG per screen.
 Runs go to a temporary ``RNNLAB_HOME`` unless one is set.
 
 Left out: PNG conversion (``rsvg-convert -o shot.png shot.svg``).
@@ -75,6 +76,12 @@ async def capture(out: Path, size: tuple[int, int]) -> list[Path]:
         await pilot.press("question_mark")
         await pilot.pause()
         shot("keys")
+        await pilot.press("question_mark")  # close the keys panel
+
+        await pilot.press("f5")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        shot("labs")
     return written
 
 

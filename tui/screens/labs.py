@@ -48,7 +48,7 @@ FIELDS = (  # (name, default, hint): the coverage experiment's settings, D2L's d
     ("epochs", 10, ""),
     ("seed", 0, ""),
 )
-BINS = 300  # positions are averaged over this many bins for the per-position plot
+BINS_PER_CELL = 2  # per-position plot: two bins per column (a braille cell is two dots wide)
 VIEWS = ("per position", "first positions", "histogram")
 TITLES = {
     "per position": ("mean count per bin of positions", "position"),
@@ -75,7 +75,7 @@ class CoverageStats:
                    int(np.count_nonzero(counts == 0)))
 
 
-def binned(counts: np.ndarray, bins: int = BINS) -> tuple[list[float], list[float]]:
+def binned(counts: np.ndarray, bins: int) -> tuple[list[float], list[float]]:
     """(first position of each bin, mean count in the bin): ``[1, 1, 3, 3], 2 -> ([0, 2], [1, 3])``."""
     starts = np.unique(np.linspace(0, len(counts), min(bins, len(counts)), endpoint=False).astype(np.int64))
     means = np.add.reduceat(counts.astype(np.float64), starts) / np.diff(np.append(starts, len(counts)))
@@ -209,17 +209,18 @@ class LabsScreen(PlaygroundScreen):
                           f"{st.unseen:,}")
         s = message.settings
         self.query_one("#labs-note", Static).update(
-            f"times each position is seen as input: {s['tokens']:,} tokens · {s['epochs']} epochs · "
-            f"batch_size {s['batch_size']} · num_steps {s['num_steps']} · seed {s['seed']}")
+            f"{s['tokens']:,} tokens · {s['epochs']} epochs · batch_size {s['batch_size']} · "
+            f"num_steps {s['num_steps']} · seed {s['seed']}")
         self._replot()
 
     def _replot(self) -> None:
         plot = self.query_one("#labs-plot", SeriesPlot)
         plot.clear()
         marker = None
-        for sampler, counts in self.counts.items():
+        # Random last: a braille cell takes one colour, so the later series wins where both fall.
+        for sampler, counts in sorted(self.counts.items(), key=lambda item: item[0] == "random"):
             if self.view == "per position":
-                xs, ys = binned(counts)
+                xs, ys = binned(counts, max(20, BINS_PER_CELL * plot.size.width))
             elif self.view == "first positions":
                 ys = counts[: 4 * self.settings["num_steps"]].astype(float).tolist()
                 xs = list(map(float, range(len(ys))))

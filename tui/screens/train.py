@@ -300,12 +300,17 @@ class TrainScreen(PlaygroundScreen):
         done = p.epoch if p.epoch_end else p.epoch - 1
         self._bar.update(total=p.epochs, progress=done)
         stats = Text()
-        for label, value in (("epoch", f"{p.epoch}/{p.epochs}"), ("train ppl", f"{p.train_ppl:.3f}"),
-                             ("val ppl", "–" if p.val_ppl is None else f"{p.val_ppl:.3f}"),
-                             ("‖g‖", f"{p.grad_norm:.3g}"), ("tok/s", f"{p.tokens_per_s:,.0f}"),
-                             ("elapsed", clock(p.elapsed_s)), ("ETA", clock(p.eta_s))):
-            stats.append(f"{label} ", style="dim")
-            stats.append(f"{value}  ", style="bold")
+        # Two fixed lines (perplexities, then speed) that fit the 43 columns left at 80×24.
+        lines = ((("epoch", f"{p.epoch}/{p.epochs}"), ("train ppl", f"{p.train_ppl:.4g}"),
+                  ("val ppl", "–" if p.val_ppl is None else f"{p.val_ppl:.4g}")),
+                 (("‖g‖", f"{p.grad_norm:.3g}"), ("tok/s", f"{p.tokens_per_s:,.0f}"),
+                  ("time", clock(p.elapsed_s)), ("ETA", clock(p.eta_s))))
+        for i, line in enumerate(lines):
+            if i:
+                stats.append("\n")
+            for j, (label, value) in enumerate(line):
+                stats.append(f"{'  ' if j else ''}{label} ", style="dim")
+                stats.append(value, style="bold")
         self._stats.update(stats, layout=False)  # fixed height: no re-layout
 
     def _flush(self, force: bool = False) -> None:
