@@ -126,7 +126,8 @@ class RNNLM(nn.Module):
         if self.embedding is None:
             # Gather from W + b: the same single rounding as W[x] + b, but the sum is
             # V rows instead of (num_steps · batch) and b's gradient a V-row sum.
-            return F.embedding(X, W + b)
+            # A few ids (one generated token) are cheaper gathered first.
+            return F.embedding(X, W) + b if X.numel() < W.shape[0] else F.embedding(X, W + b)
         E = self.embedding(X)
         return torch.addmm(b, E.reshape(-1, E.shape[-1]), W).view(*E.shape[:-1], W.shape[1])
 
