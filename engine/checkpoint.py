@@ -9,9 +9,12 @@ in the same folder, then ``os.replace``):
   (``state.<param index>.<name>``, e.g. Adam's ``exp_avg``) and the torch RNG
   state (``rng.torch``, for dropout continuity on resume).
 - ``checkpoint.json``: epoch, step, the trainer's counters, the optimizer's
-  ``param_groups`` and its non-tensor state, written last. Loading checks that
-  its epoch/step agree with the weights' metadata, which catches a checkpoint
-  torn by a crash between the files.
+  ``param_groups`` and its non-tensor state.
+
+All three are written to fsync'd temp files before any is renamed into place
+(``checkpoint.json`` last), so a failed save leaves the previous checkpoint
+whole. Loading checks that the json's epoch/step agree with the weights'
+metadata, which catches a crash in the instant between the renames.
 
 Nothing is ever unpickled: no ``torch.load``. Deliberately absent: keeping
 several checkpoints (a run keeps its latest).
@@ -37,36 +40,49 @@ OPTIMIZER_FILE = "optimizer.safetensors"
 CHECKPOINT_FILE = "checkpoint.json"
 
 
+def _write_temp(path: Path, write: Any) -> str:
+    """Write a sibling temp file of ``path`` with ``write(tmp_path)``, fsync it, return its name."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # not every platform opens folders
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _commit(pairs: list[tuple[str, Path]]) -> None:
+    """Rename each temp file onto its target, in order, then make the renames durable."""
+    for tmp, path in pairs:
+        os.replace(tmp, path)
+    if pairs:
+        _fsync_dir(pairs[-1][1].parent)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so readers see the old file or the new one, never half."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    _commit([(_write_temp(path, lambda tmp: Path(tmp).write_bytes(data)), path)])
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode("utf-8"))
-
-
-def _atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _cpu(t: torch.Tensor) -> torch.Tensor:
@@ -80,10 +96,16 @@ def save_checkpoint(
     trainer_state: dict[str, Any],
     rng_state: torch.Tensor | None = None,
 ) -> None:
-    """Write a checkpoint; ``trainer_state`` must be JSON-safe and hold ``epoch`` and ``step``."""
+    """Write a checkpoint; ``trainer_state`` must be JSON-safe and hold ``epoch`` and ``step``.
+
+    All three files are written to temp files first; only when every one is on
+    disk are they renamed into place (``checkpoint.json`` last). A failure while
+    writing — a full disk, a kill — leaves the previous checkpoint untouched and
+    raises ``RunError``.
+    """
     folder = Path(folder)
     tag = {"epoch": str(trainer_state["epoch"]), "step": str(trainer_state["step"])}
-    _atomic_save_tensors(folder / MODEL_FILE, {k: _cpu(v) for k, v in model_state.items()}, tag)
+    model_tensors = {k: _cpu(v) for k, v in model_state.items()}
     tensors: dict[str, torch.Tensor] = {}
     plain_state: dict[str, dict[str, Any]] = {}
     for idx, per_param in optimizer_state.get("state", {}).items():
@@ -94,10 +116,31 @@ def save_checkpoint(
                 plain_state.setdefault(str(idx), {})[name] = value
     if rng_state is not None:
         tensors["rng.torch"] = _cpu(rng_state)
-    _atomic_save_tensors(folder / OPTIMIZER_FILE, tensors, tag)
     doc = dict(trainer_state)
     doc["optimizer"] = {"param_groups": optimizer_state.get("param_groups", []), "state": plain_state}
-    atomic_write_json(folder / CHECKPOINT_FILE, doc)
+    body = (json.dumps(doc, indent=2) + "\n").encode("utf-8")
+    temps: list[tuple[str, Path]] = []
+    try:
+        for path, write in (
+            (folder / MODEL_FILE, lambda tmp: save_file(model_tensors, tmp, metadata=tag)),
+            (folder / OPTIMIZER_FILE, lambda tmp: save_file(tensors, tmp, metadata=tag)),
+            (folder / CHECKPOINT_FILE, lambda tmp: Path(tmp).write_bytes(body)),
+        ):
+            temps.append((_write_temp(path, write), path))
+        _commit(temps)
+    except OSError as exc:
+        for tmp, _ in temps:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        raise RunError(
+            f"could not save the checkpoint in {folder} ({exc.strerror or exc}); "
+            "the previous checkpoint is kept — free some disk space and resume the run"
+        ) from None
+    except BaseException:
+        for tmp, _ in temps:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        raise
 
 
 def has_checkpoint(folder: Path) -> bool:

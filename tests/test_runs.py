@@ -140,3 +140,30 @@ def test_save_moves_tensors_to_cpu(tmp_path):
     checkpoint.save_checkpoint(tmp_path, state, {"state": {}, "param_groups": []}, {"epoch": 1, "step": 3})
     loaded = checkpoint.load_model_state(tmp_path)
     assert all(t.device.type == "cpu" and torch.equal(t, state[k]) for k, t in loaded.items())
+
+
+def test_failed_checkpoint_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import safetensors.torch as st_torch
+    import torch
+
+    from engine import checkpoint
+    from engine.errors import RunError
+
+    good = {"w": torch.ones(3)}
+    checkpoint.save_checkpoint(tmp_path, good, {"state": {}, "param_groups": []}, {"epoch": 1, "step": 10})
+    calls = []
+
+    def full_disk(tensors, path, metadata=None):
+        calls.append(path)
+        if len(calls) == 2:  # the optimizer file: the model's temp file is already written
+            raise OSError(28, "No space left on device")
+        return st_torch.save_file(tensors, path, metadata=metadata)
+
+    monkeypatch.setattr(checkpoint, "save_file", full_disk)
+    with pytest.raises(RunError, match="No space left on device.*previous checkpoint is kept"):
+        checkpoint.save_checkpoint(tmp_path, {"w": torch.zeros(3)}, {"state": {}, "param_groups": []},
+                                   {"epoch": 2, "step": 20})
+    assert checkpoint.load_trainer_state(tmp_path)["step"] == 10
+    assert torch.equal(checkpoint.load_model_state(tmp_path)["w"], torch.ones(3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [checkpoint.MODEL_FILE, checkpoint.OPTIMIZER_FILE, checkpoint.CHECKPOINT_FILE])  # no temp files left
