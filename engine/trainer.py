@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, RunError
 from engine.events import Checkpoint, Diverged, Event, Finished, Progress, Sample, Spike
 from engine.models import ModelConfig, RNNLM, build_model, detach_state
 from engine.training import (TrainConfig, clip_gradients, evaluate, make_optimizer, perplexity, prepare_ids,
@@ -84,10 +84,12 @@ class _Loop:
         self.best, self.spiking = math.inf, False
         self.train_ppl: float | None = None
         self.val_ppl: float | None = None
+        if run is not None and run.has_checkpoint():
+            # Resume before recording the new options: config.json must keep describing
+            # the checkpoint until the checkpoint has loaded into this configuration.
+            self._resume(same_optimizer=run.train_config.optimizer == cfg.optimizer)
         if run is not None and run.train_config != cfg:
             run.save_train_config(cfg)
-        if run is not None and run.has_checkpoint():
-            self._resume()
         self.snapshot = self._take_snapshot()
         self.t0 = time.perf_counter()
         self.last_ckpt = self.t0
@@ -105,10 +107,18 @@ class _Loop:
                 "optimizer": copy.deepcopy(self.optimizer.state_dict()),
                 "counters": self._counters(), "rng": torch.get_rng_state()}
 
-    def _resume(self) -> None:
+    def _resume(self, same_optimizer: bool) -> None:
+        """Continue from the run's checkpoint. A different optimizer (say SGD, then
+        Adam) starts with fresh state on the saved weights: its moments can't be
+        made from another optimizer's."""
         model_state, opt_state, st, rng = self.run.load_checkpoint()
-        self.model.load_state_dict(model_state)
-        self.optimizer.load_state_dict(opt_state)
+        try:
+            self.model.load_state_dict(model_state)
+            if same_optimizer:
+                self.optimizer.load_state_dict(opt_state)
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise RunError(f"{self.run.path}: the checkpoint does not fit this configuration ({exc}); "
+                           "resume with the run's own model options, or start a new run") from None
         for group in self.optimizer.param_groups:
             group["lr"] = self.cfg.lr  # a resumed run may change the learning rate
         self.epoch, self.step = int(st["epoch"]), int(st["step"])

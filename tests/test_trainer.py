@@ -210,3 +210,35 @@ def test_events_round_trip_through_json():
     d = json.loads(json.dumps(ev.to_dict()))
     assert d["type"] == "Diverged" and d["loss"] == "inf"
     assert event_from_dict(d) == ev
+
+
+def test_resume_with_another_optimizer_keeps_the_weights_and_starts_fresh_state(pipeline, tmp_path):
+    from engine.runs import create_run, open_run
+
+    mc, sgd = configs(pipeline, epochs=1, sampler="sequential")
+    run = create_run(tmp_path, mc, sgd, pipeline)
+    list(train(pipeline, mc, sgd, run=run))
+    weights = {k: v.clone() for k, v in open_run(run.name, tmp_path).load_model().state_dict().items()}
+    adam = TrainConfig(**{**TINY, "epochs": 2, "sampler": "sequential", "optimizer": "adam", "lr": 0.01})
+    events = list(train(pipeline, mc, adam, run=open_run(run.name, tmp_path)))
+    finished = events[-1]
+    assert isinstance(finished, Finished) and finished.reason == "completed" and finished.epoch == 2
+    resumed = open_run(run.name, tmp_path)
+    assert resumed.train_config.optimizer == "adam"
+    assert not all(torch.equal(weights[k], v) for k, v in resumed.load_model().state_dict().items())
+    # and it resumes again from its own (Adam) checkpoint
+    more = list(train(pipeline, mc, TrainConfig(**{**adam.__dict__, "epochs": 3}), run=resumed))
+    assert more[-1].epoch == 3 and more[-1].reason == "completed"
+
+
+def test_resume_that_does_not_fit_leaves_config_untouched(pipeline, tmp_path):
+    from engine.errors import RunError
+    from engine.runs import create_run, open_run
+
+    mc, tc = configs(pipeline, epochs=1)
+    run = create_run(tmp_path, mc, tc, pipeline)
+    list(train(pipeline, mc, tc, run=run))
+    bigger = ModelConfig(**{**mc.__dict__, "num_hiddens": mc.num_hiddens * 2})
+    with pytest.raises(RunError, match="does not fit this configuration"):
+        list(train(pipeline, bigger, TrainConfig(**{**TINY, "epochs": 2}), run=open_run(run.name, tmp_path)))
+    assert open_run(run.name, tmp_path).train_config == tc
