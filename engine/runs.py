@@ -33,7 +33,7 @@ from engine import checkpoint, paths
 from engine.errors import ConfigError, RunError
 from engine.events import Event, Progress, Sample
 from engine.models import ModelConfig, RNNLM, build_model
-from engine.training import TrainConfig
+from engine.training import TrainConfig, prepare_ids, resolve_device
 
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.json"
@@ -200,7 +200,13 @@ def _slug(s: str) -> str:
 
 def create_run(runs_dir: Path | str | None, model_cfg: ModelConfig, train_cfg: TrainConfig, pipeline: Any,
                *, tokenizer_settings: dict[str, Any] | None = None) -> Run:
-    """A new folder ``YYYYmmdd-HHMMSS-<model>-<corpus>`` (``-2``, ``-3`` … if taken) with config and tokenizer."""
+    """A new folder ``YYYYmmdd-HHMMSS-<model>-<corpus>`` (``-2``, ``-3`` … if taken) with config and tokenizer.
+
+    The configuration is checked against the corpus and the machine first
+    (sizes, device), so a run that could not train leaves no folder behind.
+    """
+    prepare_ids(pipeline, model_cfg, train_cfg)
+    resolve_device(train_cfg.device)
     root = Path(runs_dir) if runs_dir is not None else paths.runs_dir()
     root.mkdir(parents=True, exist_ok=True)
     corpus = pipeline.corpus
@@ -220,8 +226,9 @@ def create_run(runs_dir: Path | str | None, model_cfg: ModelConfig, train_cfg: T
         "train": train_cfg.to_dict(),
         "corpus": {"name": corpus.name, "path": str(Path(corpus.path).resolve())},
         "mode": pipeline.mode,
-        "tokenizer": {"kind": tok.kind, "vocab_len": len(tok.vocab), "vocab_size": getattr(tok, "vocab_size", None),
-                      "min_freq": getattr(tok, "min_freq", None), **(tokenizer_settings or {})},
+        # The fitted tokenizer's own settings win over what a caller believes they were.
+        "tokenizer": {**(tokenizer_settings or {}), "kind": tok.kind, "vocab_len": len(tok.vocab),
+                      "vocab_size": getattr(tok, "vocab_size", None), "min_freq": getattr(tok, "min_freq", None)},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     checkpoint.atomic_write_json(path / TOKENIZER_FILE, tok.to_dict())

@@ -167,3 +167,24 @@ def test_failed_checkpoint_save_keeps_the_previous_checkpoint(tmp_path, monkeypa
     assert torch.equal(checkpoint.load_model_state(tmp_path)["w"], torch.ones(3))
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [checkpoint.MODEL_FILE, checkpoint.OPTIMIZER_FILE, checkpoint.CHECKPOINT_FILE])  # no temp files left
+
+
+def test_create_run_refuses_a_config_that_cannot_train_and_leaves_no_folder(tmp_path, corpus_dir):
+    from engine.corpus import load_corpus
+    from engine.errors import ConfigError
+    from engine.models import ModelConfig
+    from engine.runs import create_run, list_runs
+    from engine.tokenizers import build_pipeline
+    from engine.training import TrainConfig
+
+    pipe = build_pipeline(load_corpus(str(corpus_dir / "timemachine.txt")), tokenizer="word", min_freq=10)
+    mc = ModelConfig(kind="gru", vocab_size=len(pipe.vocab), num_hiddens=8)
+    with pytest.raises(ConfigError, match="batch_size"):
+        create_run(tmp_path, mc, TrainConfig(batch_size=900, max_tokens=2000), pipe)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="cuda"):
+            create_run(tmp_path, mc, TrainConfig(device="cuda"), pipe)
+    assert list_runs(tmp_path) == [] and not any(tmp_path.iterdir())
+    # the fitted tokenizer's settings are recorded, whatever a caller passes
+    run = create_run(tmp_path, mc, TrainConfig(max_tokens=0), pipe, tokenizer_settings={"min_freq": 0, "vocab_size": 1000})
+    assert run.config["tokenizer"]["min_freq"] == 10 and run.config["tokenizer"]["kind"] == "word"
