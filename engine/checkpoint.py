@@ -171,7 +171,20 @@ def load_trainer_state(folder: Path) -> dict[str, Any]:
         raise RunError(f"{path} is not valid JSON ({exc}); the run is corrupt") from None
     if not isinstance(doc, dict) or "epoch" not in doc or "step" not in doc:
         raise RunError(f"{path} lacks epoch/step; the run is corrupt")
+    for key, kinds in _FIELD_TYPES.items():
+        value = doc.get(key)
+        if key in doc and not (isinstance(value, kinds) and not isinstance(value, bool)) and value is not None:
+            raise RunError(f"{path}: {key} is {value!r}, not a {kinds[0].__name__}; the run is corrupt")
+    if not isinstance(doc["epoch"], int) or not isinstance(doc["step"], int):
+        raise RunError(f"{path}: epoch and step must be whole numbers; the run is corrupt")
     return doc
+
+
+# checkpoint.json fields readers rely on, and the types they must have (or null)
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "epoch": (int,), "step": (int,), "epochs": (int,), "train_ppl": (float, int), "val_ppl": (float, int),
+    "best_ppl": (float, int), "elapsed_s": (float, int), "status": (str,), "device": (str,),
+}
 
 
 def load_model_state(folder: Path) -> dict[str, torch.Tensor]:

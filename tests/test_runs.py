@@ -188,3 +188,17 @@ def test_create_run_refuses_a_config_that_cannot_train_and_leaves_no_folder(tmp_
     # the fitted tokenizer's settings are recorded, whatever a caller passes
     run = create_run(tmp_path, mc, TrainConfig(max_tokens=0), pipe, tokenizer_settings={"min_freq": 0, "vocab_size": 1000})
     assert run.config["tokenizer"]["min_freq"] == 10 and run.config["tokenizer"]["kind"] == "word"
+
+
+@pytest.mark.parametrize("field, value", [("epoch", None), ("train_ppl", "x"), ("status", 3), ("step", 1.5)])
+def test_checkpoint_json_with_wrong_types_is_listed_as_corrupt(tmp_path, field, value):
+    from engine import checkpoint
+    from engine.errors import RunError
+
+    checkpoint.save_checkpoint(tmp_path, {"w": torch.ones(1)}, {"state": {}, "param_groups": []},
+                               {"epoch": 1, "step": 2, "train_ppl": 3.5, "status": "completed"})
+    doc = json.loads((tmp_path / checkpoint.CHECKPOINT_FILE).read_text())
+    doc[field] = value
+    (tmp_path / checkpoint.CHECKPOINT_FILE).write_text(json.dumps(doc))
+    with pytest.raises(RunError, match=f"{field}.*corrupt"):
+        checkpoint.load_trainer_state(tmp_path)
