@@ -165,22 +165,32 @@ class Run:
     def events(self) -> list[dict[str, Any]]:
         return self._read_jsonl(EVENTS_FILE)
 
-    def truncate_logs(self, step: int) -> None:
-        """Drop metric lines after ``step`` (written after the checkpoint a resume starts from)."""
+    def truncate_logs(self, step: int, epoch: int) -> None:
+        """Drop what was logged after the checkpoint a resume starts from: metric
+        lines past ``step``, events and samples of epochs past ``epoch``."""
         kept = [m for m in self.metrics() if m.get("step", 0) <= step]
         checkpoint.atomic_write_bytes(self.path / METRICS_FILE, "".join(json.dumps(m) + "\n" for m in kept).encode())
+        kept = [e for e in self.events() if e.get("epoch", 0) <= epoch]
+        checkpoint.atomic_write_bytes(self.path / EVENTS_FILE, "".join(json.dumps(e) + "\n" for e in kept).encode())
+        samples = self.path / SAMPLES_FILE
+        if samples.exists():
+            lines = samples.read_text(encoding="utf-8").splitlines(keepends=True)
+            keep = [ln for ln in lines if (m := re.match(r"epoch (\d+):", ln)) is None or int(m.group(1)) <= epoch]
+            checkpoint.atomic_write_bytes(samples, "".join(keep).encode("utf-8"))
 
     # --- data --------------------------------------------------------------
     def corpus_ids(self) -> np.ndarray:
         """Re-read the corpus and encode it with the saved tokenizer (to resume training)."""
-        from engine.corpus import load_corpus, preprocess
+        from engine.corpus import load_corpus
+        from engine.tokenizers import corpus_lines
 
         corpus = self.config.get("corpus", {})
         where = corpus.get("path") if corpus.get("path") and Path(corpus["path"]).is_file() else corpus.get("name")
         if not where:
             raise RunError(f"{self.path / CONFIG_FILE} names no corpus; cannot resume")
         text = load_corpus(where).text
-        return np.asarray(self.tokenizer.encode_corpus(preprocess(text, self.config.get("mode", "d2l"))))
+        lines = corpus_lines(text, self.config.get("mode", "d2l"), self.tokenizer.kind)
+        return np.asarray(self.tokenizer.encode_corpus(lines))
 
     def summary(self) -> RunSummary:
         st = self.trainer_state() or {}

@@ -230,6 +230,19 @@ class TextPipeline:
         return self.tokenizer.vocab
 
 
+def corpus_lines(text: str, mode: str, tokenizer: str) -> list[str]:
+    """The lines a tokenizer of kind ``tokenizer`` is fitted on and encodes."""
+    from engine.corpus import preprocess
+
+    lines = preprocess(text, mode)
+    if mode == "raw" and tokenizer != "word":
+        # D2L concatenates lines with no separator, which is right for its
+        # letters-only lines but would glue raw text's lines together: keep
+        # each line's "\n" so the model learns (and generates) line breaks.
+        lines = [line + "\n" for line in lines[:-1]] + lines[-1:]
+    return lines
+
+
 def build_pipeline(
     corpus: Any,
     *,
@@ -240,15 +253,9 @@ def build_pipeline(
 ) -> TextPipeline:
     """Preprocess ``corpus.text``, fit a tokenizer of kind ``tokenizer`` on the
     lines and encode them (D2L's ``load_corpus_time_machine``)."""
-    from engine.corpus import preprocess
 
     _check_params(tokenizer, vocab_size, min_freq)
-    lines = preprocess(corpus.text, mode)
-    if mode == "raw" and tokenizer != "word":
-        # D2L concatenates lines with no separator, which is right for its
-        # letters-only lines but would glue raw text's lines together: keep
-        # each line's "\n" so the model learns (and generates) line breaks.
-        lines = [line + "\n" for line in lines[:-1]] + lines[-1:]
+    lines = corpus_lines(corpus.text, mode, tokenizer)
     tok = make_tokenizer(tokenizer, vocab_size=vocab_size, min_freq=min_freq).fit(lines)
     return TextPipeline(corpus=corpus, mode=mode, lines=lines, tokenizer=tok, ids=tok.encode_corpus(lines))
 

@@ -128,7 +128,7 @@ class _Loop:
         self.train_ppl, self.val_ppl = st.get("train_ppl"), st.get("val_ppl")
         if rng is not None:
             torch.set_rng_state(rng)
-        self.run.truncate_logs(self.step)
+        self.run.truncate_logs(self.step, self.epoch)
 
     def elapsed(self) -> float:
         return self.elapsed_prev + (time.perf_counter() - self.t0) if hasattr(self, "t0") else self.elapsed_prev

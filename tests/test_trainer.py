@@ -242,3 +242,29 @@ def test_resume_that_does_not_fit_leaves_config_untouched(pipeline, tmp_path):
     with pytest.raises(RunError, match="does not fit this configuration"):
         list(train(pipeline, bigger, TrainConfig(**{**TINY, "epochs": 2}), run=open_run(run.name, tmp_path)))
     assert open_run(run.name, tmp_path).train_config == tc
+
+
+def test_resume_in_raw_mode_reencodes_the_corpus_like_the_pipeline_and_drops_stale_logs(corpus_dir, tmp_path):
+    import shutil
+
+    from engine.corpus import load_corpus
+    from engine.runs import create_run, open_run
+    from engine.tokenizers import build_pipeline
+
+    pipe = build_pipeline(load_corpus(str(corpus_dir / "war_of_the_worlds.txt")), mode="raw", tokenizer="char")
+    mc, tc = configs(pipe, epochs=2, sample_every=1, sample_len=5)
+    run = create_run(tmp_path, mc, TrainConfig(**{**tc.__dict__, "epochs": 1}), pipe)
+    list(train(pipe, mc, run.train_config, run=run))
+    saved = {f: (run.path / f).read_bytes() for f in ("model.safetensors", "optimizer.safetensors", "checkpoint.json")}
+    reopened = open_run(run.name, tmp_path)
+    assert np.array_equal(reopened.corpus_ids(), pipe.ids)  # raw mode keeps "\n": same ids as the pipeline
+    list(train(reopened.corpus_ids(), mc, tc, tokenizer=reopened.tokenizer, run=reopened))  # epoch 2 logged
+    for f, data in saved.items():  # roll the checkpoint back to epoch 1, as a crash would leave it
+        (run.path / f).write_bytes(data)
+    list(train(reopened.corpus_ids(), mc, tc, tokenizer=reopened.tokenizer, run=open_run(run.name, tmp_path)))
+    samples = (run.path / "samples.log").read_text().splitlines()
+    assert [ln.split(":")[0] for ln in samples] == ["epoch 1", "epoch 2"]  # no duplicate epoch 2
+    final = open_run(run.name, tmp_path)
+    # the first session's Finished (epoch 1) stays; the rolled-back epoch 2's is replaced by the rerun's
+    assert [e["epoch"] for e in final.events() if e["type"] == "Finished"] == [1, 2]
+    assert [m["step"] for m in final.metrics()] == sorted(m["step"] for m in final.metrics())
