@@ -52,7 +52,8 @@ def sampling_distribution(logits: torch.Tensor, alpha: float = 1.0, top_k: int |
     if top_k is not None and top_k < logits.numel():
         keep[order[top_k:]] = False
     # q ∝ P^α = softmax(α · logits); α = 0 gives equal weights.
-    q = torch.softmax(alpha * logits, dim=-1) if alpha > 0 else torch.ones_like(logits)
+    # (α = 0 keeps P's zeros: a token the model rules out, logit -inf, stays out.)
+    q = torch.softmax(alpha * logits, dim=-1) if alpha > 0 else torch.isfinite(logits).to(logits.dtype)
     q = torch.where(keep, q, torch.zeros_like(q))
     q = q / q.sum()
     if top_p is not None and top_p < 1:

@@ -156,3 +156,14 @@ def test_sampling_distribution_invariants(values, k, alpha, top_p):
     kth = torch.sort(logits, descending=True).values[min(k, len(values)) - 1]
     assert all(logits[i] >= kth for i in support)  # never outside the top k
     assert len(support) <= k
+
+
+def test_alpha_zero_is_uniform_over_tokens_the_model_allows():
+    import math
+
+    import torch
+
+    from engine.generate import sampling_distribution
+
+    logits = torch.tensor([-math.inf, 0.3, 2.0, -math.inf, -1.0])
+    assert sampling_distribution(logits, 0.0).tolist() == pytest.approx([0, 1 / 3, 1 / 3, 0, 1 / 3])
