@@ -138,3 +138,17 @@ def test_keyboard_interrupt_exits_130(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(engine.trainer, "train", interrupted)
     assert main(["train", *TINY, "--runs-dir", str(tmp_path)]) == 130
     assert "interrupted" in capsys.readouterr().err
+
+
+def test_resume_refuses_a_changed_model_option(tmp_path, capsys):
+    from tui.cli import main
+
+    base = ["train", "--runs-dir", str(tmp_path), "--model", "rnn", "--num-hiddens", "8", "--epochs", "1",
+            "--max-tokens", "1000", "--batch-size", "4", "--num-steps", "5", "--sample-every", "0"]
+    assert main(base) == 0
+    run = next(tmp_path.iterdir()).name
+    capsys.readouterr()
+    rc = main(["train", "--runs-dir", str(tmp_path), "--resume", run, "--num-hiddens", "64", "--epochs", "2"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--num-hiddens cannot change when resuming" in err and "num_hiddens 8" in err
+    assert main(["train", "--runs-dir", str(tmp_path), "--resume", run, "--model", "rnn", "--epochs", "2"]) == 0

@@ -21,6 +21,7 @@ import signal
 import threading
 from typing import Any
 
+from engine.errors import ConfigError
 from engine.events import Diverged, Finished, Progress, Sample, Spike
 
 _TRAIN_HELP = {
@@ -97,6 +98,12 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, Any]:
     train_kw = _given(args, args._train_fields)
     if args.resume:
         run = open_run(args.resume, args.runs_dir)
+        changed = [n for n, v in _given(args, args._model_fields).items() if getattr(run.model_config, n) != v]
+        if changed:
+            flags = ", ".join("--" + n.replace("_", "-") for n in changed)
+            m = run.model_config
+            raise ConfigError(f"{flags} cannot change when resuming: {run.name} is a {m.kind} model with "
+                              f"num_hiddens {m.num_hiddens}, num_layers {m.num_layers}; start a new run instead")
         train_cfg = dataclasses.replace(run.train_config, **train_kw)
         ids = run.corpus_ids()
         prepare_ids(ids, run.model_config, train_cfg)
