@@ -3,14 +3,16 @@ handles keys while training; ctrl+g stops the run and keeps it saved."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 
+import torch
 from engine.models import ModelConfig
-from engine.runs import open_run
+from engine.runs import list_runs, open_run
 from engine.training import TrainConfig
 from textual.widgets import Static
-from textual.worker import WorkerState
+from textual.worker import WorkerFailed, WorkerState
 from tui.widgets.form import ConfigForm
 from tui.widgets.plot import SeriesPlot
 from tui_helpers import TINY, run_app
@@ -97,3 +99,38 @@ def test_form_sections_and_dropout_needs_layers(corpus_dir) -> None:
     assert not started and not training
     assert any(title == "Not started" and "dropout must be 0" in message for title, message in notes)
     assert not still_shown and errors == {}  # two layers: dropout acts between them, the error goes
+
+
+def test_size_and_device_errors_inline_and_no_run_folder(corpus_dir) -> None:
+    """A config the trainer would refuse shows under its field and creates no run folder,
+    whether ctrl+s is pressed or the worker is handed the bad config directly."""
+
+    async def body(app, pilot):
+        await open_train(app, pilot, {("train", "batch_size"): 900})
+        screen, form = app.screen, app.screen.query_one(ConfigForm)
+        error = form.query_one("#e-train-batch_size", Static)
+        shown = (error.display, str(error.render()))
+        await pilot.press("ctrl+s")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        runs_after_key = list_runs()
+        # Past the form (as a race with an edit could): the worker checks before create_run.
+        model_cfg = ModelConfig(kind="rnn", num_hiddens=16, vocab_size=len(app.session.pipeline.tokenizer.vocab))
+        bad = (TrainConfig(max_tokens=2000, batch_size=900, num_steps=8, device="cpu"),
+               TrainConfig(max_tokens=2000, batch_size=8, num_steps=8,
+                           device="mps" if torch.cuda.is_available() else "cuda"))
+        for train_cfg in bad:
+            screen._train(app.session.pipeline, model_cfg, train_cfg)
+            with contextlib.suppress(WorkerFailed):  # the failure is shown as a notification
+                await app.workers.wait_for_complete()
+            await pilot.pause()
+        notes = [(n.title, n.message) for n in app._notifications]
+        return shown, runs_after_key, list_runs(), notes, screen.training
+
+    shown, runs_after_key, runs_after_worker, notes, training = run_app(body)
+    assert shown[0] and shown[1].startswith("batch_size must be at most")
+    assert runs_after_key == [] and runs_after_worker == []
+    failed = [message for title, message in notes if title == "Training failed"]
+    assert len(failed) == 2 and failed[0].startswith("batch_size must be at most")
+    assert not training
+

@@ -35,7 +35,7 @@ from engine.events import Checkpoint, Diverged, Finished, Progress, Sample, Spik
 from engine.models import ACTIVATIONS, ENCODINGS, MODEL_KINDS, ModelConfig
 from engine.runs import create_run
 from engine.trainer import train
-from engine.training import CLIPS, DEVICES, OPTIMIZERS, SAMPLERS, TrainConfig
+from engine.training import CLIPS, DEVICES, OPTIMIZERS, SAMPLERS, TrainConfig, prepare_ids, resolve_device
 from tui.screens.base import PlaygroundScreen
 from tui.messages import RunSaved
 from tui.widgets.form import ConfigForm, specs_for
@@ -155,7 +155,20 @@ class TrainScreen(PlaygroundScreen):
         return len(pipeline.tokenizer.vocab) if pipeline is not None else 28
 
     def _build(self, values: dict[str, dict[str, Any]]) -> tuple[ModelConfig, TrainConfig]:
-        return ModelConfig(**values["model"], vocab_size=self._vocab_size()), TrainConfig(**values["train"])
+        """The two configs, checked as the trainer will check them before a run folder exists.
+
+        Beyond each config's own checks: the device must be there, and the corpus
+        (cut to max_tokens, minus validation) must hold one minibatch of
+        batch_size × num_steps. Their ConfigErrors name the field, so the form
+        shows them under it.
+        """
+        model_cfg = ModelConfig(**values["model"], vocab_size=self._vocab_size())
+        train_cfg = TrainConfig(**values["train"])
+        resolve_device(train_cfg.device)
+        pipeline = self.app.session.pipeline  # type: ignore[attr-defined]
+        if pipeline is not None:
+            prepare_ids(pipeline, model_cfg, train_cfg)  # slices and a max(): cheap per keystroke
+        return model_cfg, train_cfg
 
     def _validate(self) -> tuple[ModelConfig, TrainConfig] | None:
         return self.query_one(ConfigForm).validate(self._build)
@@ -234,6 +247,9 @@ class TrainScreen(PlaygroundScreen):
     @work(thread=True, exclusive=True, group="train", exit_on_error=False)
     def _train(self, pipeline: Any, model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
         worker = get_current_worker()
+        # Check sizes and device first: a ConfigError here leaves no empty run folder behind.
+        prepare_ids(pipeline, model_cfg, train_cfg)
+        resolve_device(train_cfg.device)
         choice = self.app.session.choice  # type: ignore[attr-defined]
         run = create_run(None, model_cfg, train_cfg, pipeline,
                          tokenizer_settings={"vocab_size": choice.vocab_size, "min_freq": choice.min_freq})
