@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 from pathlib import Path
 
 import torch
+from engine.corpus import load_corpus
 from engine.models import ModelConfig
 from engine.runs import list_runs, open_run
+from engine.tokenizers import build_pipeline
 from engine.training import TrainConfig
-from textual.widgets import Static
+from textual.widgets import Input, Static
 from textual.worker import WorkerFailed, WorkerState
 from tui.widgets.form import ConfigForm
 from tui.widgets.plot import SeriesPlot
@@ -133,4 +136,32 @@ def test_size_and_device_errors_inline_and_no_run_folder(corpus_dir) -> None:
     failed = [message for title, message in notes if title == "Training failed"]
     assert len(failed) == 2 and failed[0].startswith("batch_size must be at most")
     assert not training
+
+
+def test_run_config_records_corpus_tokenizer_settings(corpus_dir) -> None:
+    """min_freq set on the Corpus screen is what the run's config.json records."""
+
+    async def body(app, pilot):
+        await pilot.press("ctrl+t")  # char -> word
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        min_freq = app.screen.query_one("#corpus-min-freq", Input)
+        min_freq.focus()
+        min_freq.value = "10"
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        tokenizer = app.session.pipeline.tokenizer
+        await open_train(app, pilot)
+        await pilot.press("ctrl+s")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        return tokenizer.kind, tokenizer.min_freq, app.session.choice.min_freq, app.session.run_path
+
+    kind, tok_min_freq, choice_min_freq, run_path = run_app(body)
+    assert (kind, tok_min_freq, choice_min_freq) == ("word", 10, 10)
+    config = json.loads((Path(run_path) / "config.json").read_text())
+    assert config["tokenizer"]["kind"] == "word" and config["tokenizer"]["min_freq"] == 10
+    expected = build_pipeline(load_corpus("timemachine"), tokenizer="word", min_freq=10).tokenizer
+    assert len(open_run(run_path).tokenizer.vocab) == len(expected.vocab)  # the saved tokenizer, too
 

@@ -84,7 +84,7 @@ class RnnlabApp(App[int]):
 
     # -- cross-screen messages ---------------------------------------------------
     def on_pipeline_changed(self, message: PipelineChanged) -> None:
-        self.session.set_pipeline(message.pipeline)
+        self.session.set_pipeline(message.pipeline, message.choice)
 
     def on_run_saved(self, message: RunSaved) -> None:
         self.session.set_run(message.path)

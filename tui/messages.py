@@ -20,6 +20,7 @@ class PipelineChanged(Message):
     """The Corpus screen built a new text pipeline (corpus + tokenizer + ids)."""
 
     pipeline: Any  # engine.tokenizers.TextPipeline
+    choice: Any = None  # tui.session.CorpusChoice it was built from (None: keep the session's)
 
 
 @dataclass

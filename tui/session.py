@@ -34,8 +34,10 @@ class Session:
     run_version: int = 0  # bumped whenever run_path changes
     runs_version: int = 0  # bumped when runs are saved or deleted
 
-    def set_pipeline(self, pipeline: Any) -> None:
+    def set_pipeline(self, pipeline: Any, choice: CorpusChoice | None = None) -> None:
         self.pipeline = pipeline
+        if choice is not None:
+            self.choice = choice
         self.pipeline_version += 1
 
     def set_run(self, path: Path | None) -> None:

@@ -188,7 +188,7 @@ class CorpusScreen(PlaygroundScreen):
         self.query_one("#corpus-status", Static).update("")
         self.query_one("#corpus-main").remove_class("-howto")
         self.show(message.view)
-        self.app.post_message(PipelineChanged(message.view.pipeline))
+        self.app.post_message(PipelineChanged(message.view.pipeline, message.choice))
 
     def on_corpus_screen_failed(self, message: Failed) -> None:
         self.query_one("#corpus-download").display = False

@@ -250,9 +250,9 @@ class TrainScreen(PlaygroundScreen):
         # Check sizes and device first: a ConfigError here leaves no empty run folder behind.
         prepare_ids(pipeline, model_cfg, train_cfg)
         resolve_device(train_cfg.device)
-        choice = self.app.session.choice  # type: ignore[attr-defined]
-        run = create_run(None, model_cfg, train_cfg, pipeline,
-                         tokenizer_settings={"vocab_size": choice.vocab_size, "min_freq": choice.min_freq})
+        # No tokenizer settings passed: create_run reads them off the fitted tokenizer, the one
+        # source that cannot go stale (the Corpus form may already show a newer choice).
+        run = create_run(None, model_cfg, train_cfg, pipeline)
         self.post_message(self.Started(run.path))
         for event in train(pipeline, model_cfg, train_cfg, run=run, stop=worker.cancelled_event):
             self.post_message(self.TrainingEvent(event))
