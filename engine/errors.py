@@ -23,3 +23,7 @@ class ConfigError(RnnlabError, ValueError):
 
 class RunError(RnnlabError):
     """A run folder is missing, incomplete or corrupt."""
+
+
+class RunNotFoundError(RunError, ConfigError):
+    """No run by that name or path: the caller's argument is wrong (a ConfigError too)."""

@@ -43,7 +43,7 @@ def sampling_distribution(logits: torch.Tensor, alpha: float = 1.0, top_k: int |
                           top_p: float | None = None) -> torch.Tensor:
     """q over the vocabulary for one position: logits (vocab,) → probabilities (vocab,) summing to 1."""
     logits = logits.float()
-    if math.isinf(alpha):  # greedy: all mass on the first argmax
+    if alpha > torch.finfo(logits.dtype).max:  # greedy (α = inf, or too big to scale by): the first argmax
         q = torch.zeros_like(logits)
         q[int(torch.argmax(logits))] = 1.0
         return q
@@ -53,7 +53,9 @@ def sampling_distribution(logits: torch.Tensor, alpha: float = 1.0, top_k: int |
         keep[order[top_k:]] = False
     # q ∝ P^α = softmax(α · logits); α = 0 gives equal weights.
     # (α = 0 keeps P's zeros: a token the model rules out, logit -inf, stays out.)
-    q = torch.softmax(alpha * logits, dim=-1) if alpha > 0 else torch.isfinite(logits).to(logits.dtype)
+    # Scale (logits - max) so a huge α gives exp(-inf) = 0, never inf - inf = nan.
+    q = (torch.softmax(alpha * (logits - logits.max()), dim=-1) if alpha > 0
+         else torch.isfinite(logits).to(logits.dtype))
     q = torch.where(keep, q, torch.zeros_like(q))
     q = q / q.sum()
     if top_p is not None and top_p < 1:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from engine import checkpoint, paths
-from engine.errors import ConfigError, RunError
+from engine.errors import ConfigError, RunError, RunNotFoundError
 from engine.events import Event, Progress, Sample
 from engine.models import ModelConfig, RNNLM, build_model
 from engine.training import TrainConfig, prepare_ids, resolve_device
@@ -67,7 +67,7 @@ class Run:
         self.path = Path(path)
         cfg_path = self.path / CONFIG_FILE
         if not self.path.is_dir():
-            raise RunError(f"run folder {self.path} does not exist; `rnnlab runs` lists the runs")
+            raise RunNotFoundError(f"run folder {self.path} does not exist; `rnnlab runs` lists the runs")
         try:
             self.config: dict[str, Any] = json.loads(cfg_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -252,7 +252,7 @@ def open_run(path_or_name: Path | str, runs_dir: Path | str | None = None) -> Ru
     p = Path(path_or_name)
     candidate = p if p.is_dir() else root / str(path_or_name)
     if not candidate.is_dir():
-        raise RunError(f"no run named {str(path_or_name)!r} in {root}; `rnnlab runs` lists the runs")
+        raise RunNotFoundError(f"no run named {str(path_or_name)!r} in {root}; `rnnlab runs` lists the runs")
     return Run(candidate)
 
 
@@ -275,6 +275,8 @@ def delete_run(path_or_name: Path | str, runs_dir: Path | str | None = None) -> 
     root = Path(runs_dir) if runs_dir is not None else paths.runs_dir()
     p = Path(path_or_name)
     path = p if p.is_dir() else root / str(path_or_name)
+    if not path.exists():
+        raise RunNotFoundError(f"no run named {str(path_or_name)!r} in {root}; `rnnlab runs` lists the runs")
     if not (path / CONFIG_FILE).is_file():
         raise RunError(f"{path} is not a run folder (no {CONFIG_FILE}); nothing deleted")
     shutil.rmtree(path)

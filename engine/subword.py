@@ -37,6 +37,7 @@ import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
+from engine.errors import ConfigError
 from engine.tokenizers import Tokenizer
 from engine.vocab import UNK, Vocab
 
@@ -83,7 +84,14 @@ class SubwordTokenizer(Tokenizer):
     # -- fitting ------------------------------------------------------------
     def fit(self, lines: list[str]) -> SubwordTokenizer:
         hf, trainer = self._new()
-        hf.train_from_iterator(lines, trainer=trainer, length=len(lines))
+        try:
+            hf.train_from_iterator(lines, trainer=trainer, length=len(lines))
+        except Exception as exc:  # the Rust trainer raises plain Exception
+            alphabet = len(set("".join(lines).encode("utf-8")))
+            raise ConfigError(
+                f"vocab_size {self.vocab_size} is too small for {self.kind} on this text ({exc}); "
+                f"it needs at least the {alphabet + 1} distinct bytes plus <unk>"
+            ) from None
         spec = json.loads(hf.to_str())
         spec["model"] = self._after_training(spec["model"])
         self._set(HFTokenizer.from_str(json.dumps(spec)))

@@ -127,3 +127,27 @@ def test_console_entry_point_subprocess(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip() == f"rnnlab corpus: error: {missing}: no such file; pass the path of a plain-text (.txt) file"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["corpus", "--tokenizer", "unigram", "--vocab-size", "5"], "vocab_size 5 is too small for unigram"),
+    (["train", "--corpus", "nosuch"], "unknown corpus 'nosuch'"),
+    (["generate", "nosuch"], "no run named 'nosuch'"),
+    (["train", "--resume", "nosuch"], "no run named 'nosuch'"),
+    (["runs", "--delete", "nosuch"], "no run named 'nosuch'"),
+])
+def test_bad_arguments_exit_2_with_one_line(argv, message, capsys):
+    from tui.cli import main
+
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_output_into_a_closed_pipe_ends_quietly():
+    import subprocess
+    import sys
+
+    proc = subprocess.run(f"{sys.executable} -m tui.cli corpus --max-n 4 --json | head -c 10",
+                          shell=True, capture_output=True, text=True)
+    assert proc.stdout == "{\n  \"corpu" and "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr

@@ -167,3 +167,12 @@ def test_alpha_zero_is_uniform_over_tokens_the_model_allows():
 
     logits = torch.tensor([-math.inf, 0.3, 2.0, -math.inf, -1.0])
     assert sampling_distribution(logits, 0.0).tolist() == pytest.approx([0, 1 / 3, 1 / 3, 0, 1 / 3])
+
+
+def test_a_huge_alpha_is_greedy_not_nan():
+    import torch
+
+    from engine.generate import sampling_distribution
+
+    logits = torch.tensor([0.1, 2.0, -1.0])
+    assert sampling_distribution(logits, 1e308).tolist() == [0.0, 1.0, 0.0]

@@ -23,7 +23,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from engine.corpus import PREPROCESS_MODES, catalog, load_corpus
+from engine.corpus import PREPROCESS_MODES, Corpus, catalog, load_corpus
 from engine.errors import ConfigError, CorpusError
 from engine.stats import DEFAULT_RANK_RANGE, corpus_summary
 from engine.tokenizers import TOKENIZER_KINDS, build_pipeline
@@ -80,16 +80,23 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def load_corpus_arg(source: str, *, offline: bool = False) -> Corpus:
+    """``load_corpus`` for a command-line argument, with a download bar on stderr.
+    A bad NAME|FILE is the user's argument (ConfigError: exit 2); download or
+    checksum trouble with a catalog corpus is not (CorpusError: exit 1)."""
     bar = _DownloadBar()
     try:
-        corpus = load_corpus(args.corpus, progress=bar, allow_download=not args.offline)
+        return load_corpus(source, progress=bar, allow_download=not offline)
     except CorpusError as exc:
-        if args.corpus in catalog():
-            raise  # download or checksum trouble: not the user's argument (exit 1)
-        raise ConfigError(str(exc)) from exc  # a bad NAME|FILE: exit 2
+        if source in catalog():
+            raise
+        raise ConfigError(str(exc)) from exc
     finally:
         bar.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    corpus = load_corpus_arg(args.corpus, offline=args.offline)
     for warning in corpus.warnings:
         print(f"rnnlab corpus: warning: {warning}", file=sys.stderr)
     pipeline = build_pipeline(corpus, mode=args.mode, tokenizer=args.tokenizer,

@@ -108,11 +108,11 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, Any]:
         ids = run.corpus_ids()
         prepare_ids(ids, run.model_config, train_cfg)
         return ids, run.model_config, train_cfg, run.tokenizer, run
-    from engine.corpus import load_corpus
+    from tui.cli.corpus import load_corpus_arg
     from engine.tokenizers import build_pipeline
 
     train_cfg = TrainConfig(**train_kw)
-    corpus = load_corpus(args.corpus)
+    corpus = load_corpus_arg(args.corpus)
     pipeline = build_pipeline(corpus, mode=args.mode, tokenizer=args.tokenizer, vocab_size=args.vocab_size,
                               min_freq=args.min_freq)
     model_cfg = ModelConfig(**{"kind": "gru", **_given(args, args._model_fields), "vocab_size": len(pipeline.vocab)})
