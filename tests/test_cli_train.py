@@ -96,11 +96,11 @@ def test_every_config_field_has_a_flag_and_the_parser_skips_torch():
     assert out.stdout.strip() == "False"  # `rnnlab --help` and `rnnlab corpus` stay quick
 
 
-def test_missing_run_exits_1(tmp_path, capsys):
-    assert main(["generate", "no-such-run", "--runs-dir", str(tmp_path)]) == 1
+def test_missing_run_is_a_bad_argument_exit_2(tmp_path, capsys):
+    assert main(["generate", "no-such-run", "--runs-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "no run named 'no-such-run'" in err and "Traceback" not in err
-    assert main(["train", "--resume", "no-such-run", "--runs-dir", str(tmp_path)]) == 1
+    assert main(["train", "--resume", "no-such-run", "--runs-dir", str(tmp_path)]) == 2
 
 
 def test_ctrl_c_stops_saves_and_exits_130(tmp_path, monkeypatch, capsys):
