@@ -7,7 +7,8 @@ held-out validation tail, and a seed that makes the curve reproducible.
 
 The hot loop keeps the loss and gradient-norm sums on the device and syncs
 only when it yields a Progress (every ``log_interval_s`` and at each epoch end).
-A non-finite loss or gradient norm stops the run with a ``Diverged`` event
+A non-finite gradient norm, or a loss beyond ln(vocab_size) + 20 nats per
+token (e^20 times worse than guessing), stops the run with a ``Diverged`` event
 naming the first bad step; the weights at the end of the last good epoch are
 restored and saved, never the NaN ones. ``detach=False`` (sequential only)
 keeps one graph over the whole epoch — one optimizer step per epoch — and is
@@ -41,7 +42,15 @@ from engine.training import (TrainConfig, clip_gradients, evaluate, make_optimiz
 __all__ = ["TrainConfig", "train", "prepare_ids"]
 
 
-MAX_LOSS = 700.0  # nats per token: beyond ~709 exp() overflows (perplexity inf); a model this wrong has diverged
+MAX_LOSS = 700.0  # nats per token: beyond ~709 exp() overflows (perplexity inf)
+# A model that guesses uniformly scores ln(vocab_size) nats per token; one that does
+# e^20 (≈ 5e8) times worse than guessing has not "spiked", it has diverged.
+DIVERGED_EXCESS = 20.0
+
+
+def loss_limit(vocab_size: int) -> float:
+    """The mean loss per token past which a run counts as diverged."""
+    return min(MAX_LOSS, math.log(max(vocab_size, 2)) + DIVERGED_EXCESS)
 
 
 def _sync(*values: torch.Tensor) -> list[float]:
@@ -49,9 +58,9 @@ def _sync(*values: torch.Tensor) -> list[float]:
     return torch.stack([v.to(torch.float64) for v in values]).tolist()
 
 
-def _bad(step: int, loss_max: float, norm_sum: float) -> tuple[int, float, str]:
+def _bad(step: int, loss_max: float, norm_sum: float, limit: float) -> tuple[int, float, str]:
     """(first bad step, the bad value, what it was) for a Diverged event."""
-    if not loss_max <= MAX_LOSS:
+    if not loss_max <= limit:
         return step, loss_max, "loss"
     return step, norm_sum, "gradient norm"
 
@@ -71,6 +80,7 @@ class _Loop:
         self.tokenizer = tokenizer if tokenizer is not None else getattr(data, "tokenizer", None)
         self.train_ids, self.val_ids = prepare_ids(data, model_cfg, cfg)
         self.device = resolve_device(cfg.device)
+        self.max_loss = loss_limit(model_cfg.vocab_size)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         if model is not None and getattr(model, "cfg", model_cfg) != model_cfg:
@@ -191,8 +201,8 @@ class _Loop:
         for X, Y in _data_iter(self.train_ids, cfg, rng):
             if self.stop is not None and self.stop.is_set():
                 ls, ns, lm, ok = _sync(loss_sum, norm_sum, loss_max, n_ok)
-                if not (math.isfinite(ns) and lm <= MAX_LOSS):  # never save NaN weights, even when stopped
-                    yield ("diverged", _bad(step0 + int(ok) + 1, lm, ns))
+                if not (math.isfinite(ns) and lm <= self.max_loss):  # never save NaN weights, even when stopped
+                    yield ("diverged", _bad(step0 + int(ok) + 1, lm, ns, self.max_loss))
                 else:
                     yield ("stopped", math.nan)
                 return
@@ -218,12 +228,12 @@ class _Loop:
             norm_sum += norm
             # NaN/inf stick in the sums and the max, so this counts the steps before the first bad one.
             loss_max = torch.maximum(loss_max, loss.detach())
-            n_ok += (loss_max <= MAX_LOSS) & torch.isfinite(norm_sum)
+            n_ok += (loss_max <= self.max_loss) & torch.isfinite(norm_sum)
             now = time.perf_counter()
             if now - t_last >= cfg.log_interval_s or (cfg.log_every_steps and self.step % cfg.log_every_steps == 0):
                 ls, ns, lm, ok = _sync(loss_sum, norm_sum, loss_max, n_ok)
-                if not (math.isfinite(ns) and lm <= MAX_LOSS):
-                    yield ("diverged", _bad(step0 + int(ok) + 1, lm, ns))
+                if not (math.isfinite(ns) and lm <= self.max_loss):
+                    yield ("diverged", _bad(step0 + int(ok) + 1, lm, ns, self.max_loss))
                     return
                 self.last_rate = (tokens / (now - t_last), (ns - last_norm) / (n_batches - last_batches))
                 yield self._progress(ls, n_batches, *self.last_rate, min(1.0, n_batches / self.batches_est), False)
@@ -242,8 +252,8 @@ class _Loop:
             loss_sum, norm_sum, loss_max, last_batches = epoch_loss.detach(), norm.detach(), loss.detach(), n_batches - 1
             n_ok = torch.zeros((), dtype=torch.long, device=device)
         ls, ns, lm, ok = _sync(loss_sum, norm_sum, loss_max, n_ok)
-        if not (math.isfinite(ns) and lm <= MAX_LOSS):
-            yield ("diverged", _bad(step0 + int(ok) + 1, lm, ns))
+        if not (math.isfinite(ns) and lm <= self.max_loss):
+            yield ("diverged", _bad(step0 + int(ok) + 1, lm, ns, self.max_loss))
             return
         dt = time.perf_counter() - t_last  # throughput of training only, before the validation pass
         self.train_ppl = perplexity(ls / n_batches)

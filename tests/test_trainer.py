@@ -268,3 +268,13 @@ def test_resume_in_raw_mode_reencodes_the_corpus_like_the_pipeline_and_drops_sta
     # the first session's Finished (epoch 1) stays; the rolled-back epoch 2's is replaced by the rerun's
     assert [e["epoch"] for e in final.events() if e["type"] == "Finished"] == [1, 2]
     assert [m["step"] for m in final.metrics()] == sorted(m["step"] for m in final.metrics())
+
+
+def test_a_loss_far_worse_than_guessing_counts_as_divergence(pipeline):
+    from engine.trainer import loss_limit
+
+    assert loss_limit(28) == pytest.approx(math.log(28) + 20) and loss_limit(2**60) <= 700
+    events = list(train(pipeline, *configs(pipeline, lr=100.0, clip="off", epochs=3)))
+    diverged = [e for e in events if isinstance(e, Diverged)]
+    assert diverged and diverged[0].loss > loss_limit(len(pipeline.vocab)) and math.isfinite(diverged[0].loss)
+    assert isinstance(events[-1], Finished) and events[-1].reason == "diverged"

@@ -122,7 +122,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, Any]:
 
 
 def _fmt(x: float | None) -> str:
-    return "-" if x is None else f"{x:.3f}" if math.isfinite(x) else str(x)
+    return "-" if x is None else str(x) if not math.isfinite(x) else f"{x:.3f}" if abs(x) < 1e6 else f"{x:.3g}"
 
 
 def run(args: argparse.Namespace) -> int:
