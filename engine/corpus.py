@@ -297,3 +297,13 @@ def preprocess(text: str, mode: str = "d2l") -> list[str]:
 
 
 _NON_LETTERS = re.compile("[^A-Za-z]+")
+
+
+def prompt_text(prefix: str, mode: str = "d2l") -> str:
+    """A typed prompt cleaned the way the training text was (``"Time-Machine, "``
+    → ``"time machine "`` in ``d2l`` mode), so a model trained on lower-cased
+    letters is not handed characters it never saw. Unlike ``preprocess`` it keeps
+    a trailing space: "the " and "the" ask for different next tokens."""
+    if mode not in PREPROCESS_MODES:
+        raise ConfigError(f"mode must be one of {', '.join(PREPROCESS_MODES)} (got {mode!r})")
+    return prefix if mode == "raw" else _NON_LETTERS.sub(" ", prefix).lower()

@@ -86,6 +86,12 @@ def _unigram_logits(tokenizer: Any, vocab_size: int) -> torch.Tensor:
     return torch.log(counts)  # log 0 = -inf: never-seen tokens are never drawn
 
 
+def _unseen(tokenizer: Any, vocab_size: int) -> torch.Tensor:
+    """Mask of the tokens with no occurrence in the training corpus (all False if unknown)."""
+    unseen = torch.isinf(_unigram_logits(tokenizer, vocab_size))
+    return unseen if not bool(unseen.all()) else torch.zeros_like(unseen)
+
+
 def _prefix_warnings(tokenizer: Any, prefix: str) -> list[str]:
     unknown = list(dict.fromkeys(tokenizer.unknown_chars(prefix))) if prefix else []
     if not unknown:
@@ -127,6 +133,8 @@ class Generation(Iterator[str]):
         else:
             self.generator.seed()
         self._device = _device(model)
+        # Tokens never seen in training (a char corpus's <unk>) are never generated.
+        self._unseen = _unseen(tokenizer, model.cfg.vocab_size).to(self._device)
         self._state: State | None = None
         self._logits: torch.Tensor | None = None
         self._ids: list[int] = []
@@ -139,6 +147,7 @@ class Generation(Iterator[str]):
 
     def _pick(self, logits: torch.Tensor) -> torch.Tensor:
         """The next token as a (1,) long tensor on the model's device."""
+        logits = logits.masked_fill(self._unseen, -math.inf)
         if math.isinf(self.alpha):
             return torch.argmax(logits).reshape(1)  # greedy: stays on the device, no sampling
         q = sampling_distribution(logits.cpu(), self.alpha, self.top_k, self.top_p)
@@ -217,7 +226,8 @@ def next_token_distribution(model: RNNLM, tokenizer: Any, prefix: str, *, alpha:
             _, logits, _ = _warm_up(model, tokenizer, prefix)
             if logits is None:
                 logits = _unigram_logits(tokenizer, model.cfg.vocab_size)
-            q = sampling_distribution(logits.cpu(), alpha, top_k, top_p)
+            logits = logits.cpu().masked_fill(_unseen(tokenizer, model.cfg.vocab_size), -math.inf)
+            q = sampling_distribution(logits, alpha, top_k, top_p)
     finally:
         model.train(was_training)
     probs, idx = torch.sort(q, descending=True, stable=True)

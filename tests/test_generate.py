@@ -40,8 +40,15 @@ def greedy_by_recomputation(model, tokenizer, prefix, n):
     with torch.no_grad():
         for _ in range(n):
             logits, _ = model(torch.tensor([ids]), model.begin_state(1))
-            ids.append(int(logits[-1, 0].argmax()))
+            ids.append(int(seen_only(logits[-1, 0], tokenizer).argmax()))
     return tokenizer.decode(ids[len(tokenizer.encode(prefix)):])
+
+
+def seen_only(logits, tokenizer):
+    """Logits with the tokens absent from the training corpus (<unk> here) ruled out, as generation does."""
+    freqs = dict(tokenizer.vocab.token_freqs)
+    unseen = torch.tensor([freqs.get(t, 0) == 0 for t in tokenizer.vocab.idx_to_token])
+    return logits.masked_fill(unseen, -math.inf)
 
 
 def test_greedy_keeps_state_and_equals_recomputation(model, tokenizer):
@@ -69,8 +76,10 @@ def test_huge_alpha_equals_greedy(model, tokenizer):
 
 def test_alpha_zero_is_uniform(model, tokenizer):
     V = len(tokenizer.vocab)
+    seen = sum(1 for _, f in tokenizer.vocab.token_freqs if f > 0)  # all but <unk>
     dist = next_token_distribution(model, tokenizer, "time", alpha=0, n=V)
-    assert len(dist) == V and all(p == pytest.approx(1 / V) for _, p in dist)
+    assert seen == V - 1 and dist[-1] == ("<unk>", 0.0)
+    assert len(dist) == V and all(p == pytest.approx(1 / seen) for _, p in dist[:seen])
     top5 = next_token_distribution(model, tokenizer, "time", alpha=0, top_k=5, n=V)
     assert [p for _, p in top5[:5]] == pytest.approx([0.2] * 5) and all(p == 0 for _, p in top5[5:])
     model_top5 = [t for t, _ in next_token_distribution(model, tokenizer, "time", alpha=1, n=5)]
@@ -83,7 +92,7 @@ def test_top_k_never_leaves_the_top_k(model, tokenizer):
     for piece in generate(model, tokenizer, "the", 30, alpha=1.0, top_k=k, seed=0):
         with torch.no_grad():
             logits, _ = model(torch.tensor([ids]), model.begin_state(1))
-        allowed = torch.topk(logits[-1, 0], k).indices.tolist()
+        allowed = torch.topk(seen_only(logits[-1, 0], tokenizer), k).indices.tolist()
         idx = tokenizer.vocab.token_to_idx[piece]
         assert idx in allowed
         ids.append(idx)
@@ -176,3 +185,32 @@ def test_a_huge_alpha_is_greedy_not_nan():
 
     logits = torch.tensor([0.1, 2.0, -1.0])
     assert sampling_distribution(logits, 1e308).tolist() == [0.0, 1.0, 0.0]
+
+
+def test_prompts_are_cleaned_like_the_training_text():
+    from engine.corpus import prompt_text
+
+    assert prompt_text("The Time-Machine, ", "d2l") == "the time machine "
+    assert prompt_text("The Time-Machine, ", "raw") == "The Time-Machine, "
+
+
+def test_tokens_never_seen_in_training_are_never_generated(corpus_dir):
+    import math
+
+    import torch
+
+    from engine.corpus import load_corpus
+    from engine.generate import generate, next_token_distribution
+    from engine.models import ModelConfig, build_model
+    from engine.tokenizers import build_pipeline
+
+    pipe = build_pipeline(load_corpus(str(corpus_dir / "timemachine.txt")), tokenizer="char")
+    assert dict(pipe.vocab.token_freqs).get("<unk>", 0) == 0
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind="rnn", vocab_size=len(pipe.vocab), num_hiddens=8))
+    with torch.no_grad():
+        model.linear.bias[pipe.vocab.unk] = 50.0  # the untrained model "prefers" <unk>
+    text = "".join(generate(model, pipe.tokenizer, "time ", 200, alpha=0.0, seed=1))
+    assert "<unk>" not in text and len(text) == 200
+    dist = dict(next_token_distribution(model, pipe.tokenizer, "time ", alpha=1.0, n=len(pipe.vocab)))
+    assert dist.get("<unk>", 0.0) == 0.0 and math.isclose(sum(dist.values()), 1.0, rel_tol=1e-5)

@@ -41,6 +41,7 @@ def temperature(alpha: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.corpus import prompt_text
     from engine.errors import ConfigError
     from engine.generate import generate
     from engine.runs import open_run
@@ -50,12 +51,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"num_tokens must be zero or more (got {args.num_tokens})")
     run_ = open_run(args.run, args.runs_dir)
     model = run_.load_model(resolve_device(args.device))
-    gen = generate(model, run_.tokenizer, args.prefix, args.num_tokens, alpha=args.alpha, top_k=args.top_k,
+    prefix = prompt_text(args.prefix, run_.config.get("mode", "d2l"))  # as the training text was cleaned
+    gen = generate(model, run_.tokenizer, prefix, args.num_tokens, alpha=args.alpha, top_k=args.top_k,
                    top_p=args.top_p, seed=args.seed)
     print(f"alpha {args.alpha:g}, temperature {temperature(args.alpha)}", file=sys.stderr)
     for w in gen.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    sys.stdout.write(args.prefix)
+    sys.stdout.write(prefix)
     sys.stdout.flush()
     for piece in gen:
         sys.stdout.write(piece)
