@@ -153,3 +153,6 @@ def test_resume_refuses_a_changed_model_option(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "--num-hiddens cannot change when resuming" in err and "num_hiddens 8" in err
     assert main(["train", "--runs-dir", str(tmp_path), "--resume", run, "--model", "rnn", "--epochs", "2"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--runs-dir", str(tmp_path), "--resume", run]) == 2  # finished: say how to go on
+    assert "has already trained 2 epochs; pass --epochs N with N > 2" in capsys.readouterr().err

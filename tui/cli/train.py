@@ -105,6 +105,10 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, Any]:
             raise ConfigError(f"{flags} cannot change when resuming: {run.name} is a {m.kind} model with "
                               f"num_hiddens {m.num_hiddens}, num_layers {m.num_layers}; start a new run instead")
         train_cfg = dataclasses.replace(run.train_config, **train_kw)
+        done = (run.trainer_state() or {}).get("epoch", 0)
+        if done >= train_cfg.epochs:
+            raise ConfigError(f"{run.name} has already trained {done} epochs; pass --epochs N with N > {done} "
+                              "to train it further")
         ids = run.corpus_ids()
         prepare_ids(ids, run.model_config, train_cfg)
         return ids, run.model_config, train_cfg, run.tokenizer, run
