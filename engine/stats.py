@@ -42,6 +42,9 @@ def ngram_counts(tokens: Sequence[str], n: int) -> Counter[tuple[str, ...]]:
     return Counter(zip(*(tokens[i:] for i in range(n))))
 
 
+MIN_FIT_RANKS = 5  # fewer ranks in the fitting range: no exponent
+
+
 def zipf_fit(
     freqs: Sequence[int], rank_range: tuple[int, int] = DEFAULT_RANK_RANGE
 ) -> tuple[float, float]:
@@ -49,11 +52,12 @@ def zipf_fit(
 
     ``freqs`` is any frequency table (sorted here, most frequent = rank 1);
     ranks beyond its length are ignored. Returns ``(a, c)``, natural logs;
-    ``(nan, nan)`` when fewer than two ranks fall in the range.
+    ``(nan, nan)`` when fewer than ``MIN_FIT_RANKS`` ranks fall in the range:
+    a line through two or three points says nothing about a power law.
     """
     lo, hi = _check_rank_range(rank_range)
     f = np.sort(np.asarray(freqs, dtype=np.float64))[::-1][lo - 1 : hi]
-    if len(f) < 2:
+    if len(f) < MIN_FIT_RANKS:
         return math.nan, math.nan
     log_r = np.log(np.arange(lo, lo + len(f), dtype=np.float64))
     slope, intercept = np.polyfit(log_r, np.log(f), 1)

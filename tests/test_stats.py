@@ -116,3 +116,11 @@ def test_rank_range_and_bad_args(timemachine):
         corpus_summary(p, top_k=0)
     with pytest.raises(ConfigError, match="n must be"):
         corpus_summary(p, max_n=0)
+
+
+def test_zipf_fit_needs_enough_ranks_to_mean_anything():
+    from engine.stats import MIN_FIT_RANKS
+
+    assert math.isnan(zipf_fit([9, 3], rank_range=(1, 10))[0])
+    assert math.isnan(zipf_fit([9, 5, 3, 2], rank_range=(1, 10))[0]) and MIN_FIT_RANKS == 5
+    assert zipf_fit([1000 / r for r in range(1, 6)], rank_range=(1, 10))[0] == pytest.approx(1.0)
