@@ -10,12 +10,13 @@ from pathlib import Path
 
 import torch
 from engine.corpus import load_corpus
+from engine.events import Finished
 from engine.models import ModelConfig
 from engine.runs import list_runs, open_run
 from engine.tokenizers import build_pipeline
 from engine.training import TrainConfig
 from textual.widgets import Input, Static
-from textual.worker import WorkerFailed, WorkerState
+from textual.worker import Worker, WorkerFailed, WorkerState
 from tui.widgets.form import ConfigForm
 from tui.widgets.plot import SeriesPlot
 from tui_helpers import TINY, run_app
@@ -123,7 +124,7 @@ def test_size_and_device_errors_inline_and_no_run_folder(corpus_dir) -> None:
                TrainConfig(max_tokens=2000, batch_size=8, num_steps=8,
                            device="mps" if torch.cuda.is_available() else "cuda"))
         for train_cfg in bad:
-            screen._train(app.session.pipeline, model_cfg, train_cfg)
+            screen._worker = screen._train(app.session.pipeline, model_cfg, train_cfg)
             with contextlib.suppress(WorkerFailed):  # the failure is shown as a notification
                 await app.workers.wait_for_complete()
             await pilot.pause()
@@ -165,3 +166,39 @@ def test_run_config_records_corpus_tokenizer_settings(corpus_dir) -> None:
     expected = build_pipeline(load_corpus("timemachine"), tokenizer="word", min_freq=10).tokenizer
     assert len(open_run(run_path).tokenizer.vocab) == len(expected.vocab)  # the saved tokenizer, too
 
+
+
+def test_late_messages_of_a_previous_worker_are_ignored(corpus_dir) -> None:
+    """An older run's late SUCCESS or Finished does not end the live run's `training`."""
+
+    async def body(app, pilot):
+        await open_train(app, pilot)
+        await pilot.press("ctrl+s")
+        old = next(w for w in app.workers if w.group == "train")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        screen = app.screen
+        first_run = app.session.run_path
+        screen.query_one(ConfigForm).set_value("train", "epochs", 10_000)
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        while not screen.events_seen:
+            await pilot.pause(0.05)
+        new_run = screen.run_path
+        # What the old worker could still deliver after the new one started.
+        screen.post_message(Worker.StateChanged(old, WorkerState.SUCCESS))
+        screen.post_message(screen.TrainingEvent(Finished(2, 10, 5.0, 6.0, False, "completed"), old))
+        await pilot.pause(0.2)
+        during = (screen.training, screen.run_path, screen.check_action("stop", ()))
+        await pilot.press("ctrl+g")
+        for worker in app.workers:  # should ctrl+g be dead (the bug), still end the run
+            worker.cancelled_event.set()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        return first_run, new_run, during, screen.training
+
+    first_run, new_run, during, training = run_app(body)
+    assert new_run is not None and new_run != first_run
+    assert during == (True, new_run, True)  # still training, Stop still live
+    assert training is False
+    assert open_run(new_run).summary().status == "stopped"

@@ -98,16 +98,22 @@ class TrainScreen(PlaygroundScreen):
     @dataclass
     class Started(Message):
         path: Path
+        worker: Worker  # the worker that created the run: messages of an older one are dropped
 
     @dataclass
     class TrainingEvent(Message):
         """One event from ``engine.trainer.train`` (Progress, Sample, Diverged, ...)."""
 
         event: Any
+        worker: Worker  # as in Started
 
     def __init__(self) -> None:
         super().__init__()
         self.run_path: Path | None = None
+        # The live run's worker. A stopped run's worker still posts its last events and
+        # its SUCCESS after `training` went False, so a new run may already be live:
+        # messages and state changes of any other worker are ignored.
+        self._worker: Worker | None = None
         self._dirty = False
         self._steps_per_epoch: float | None = None
         self._exact_spe = False  # True once measured at an epoch end
@@ -218,7 +224,7 @@ class TrainScreen(PlaygroundScreen):
         self.query_one("#train-ppl", SeriesPlot).empty_message = "training: the curves start after a few steps"
         self.events_seen = 0
         self.training = True
-        self._train(pipeline, *configs)
+        self._worker = self._train(pipeline, *configs)
         self._show_status()
 
     @staticmethod
@@ -239,9 +245,8 @@ class TrainScreen(PlaygroundScreen):
             # Set the stop event the trainer polls, without cancelling the worker: the
             # trainer then saves a checkpoint and ends with Finished (worker SUCCESS).
             # Quitting cancels the worker instead, which sets the same event.
-            for worker in self.workers:
-                if worker.group == "train" and worker.node is self:
-                    worker.cancelled_event.set()
+            if self._worker is not None:
+                self._worker.cancelled_event.set()
             self.query_one("#train-status", Static).update("stopping: saving the run…")
 
     @work(thread=True, exclusive=True, group="train", exit_on_error=False)
@@ -253,17 +258,19 @@ class TrainScreen(PlaygroundScreen):
         # No tokenizer settings passed: create_run reads them off the fitted tokenizer, the one
         # source that cannot go stale (the Corpus form may already show a newer choice).
         run = create_run(None, model_cfg, train_cfg, pipeline)
-        self.post_message(self.Started(run.path))
+        self.post_message(self.Started(run.path, worker))
         for event in train(pipeline, model_cfg, train_cfg, run=run, stop=worker.cancelled_event):
-            self.post_message(self.TrainingEvent(event))
+            self.post_message(self.TrainingEvent(event, worker))
 
     def on_train_screen_started(self, message: Started) -> None:
+        if message.worker is not self._worker:
+            return
         self.run_path = message.path
         self._show_status()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker.group != "train" or event.state not in (WorkerState.ERROR, WorkerState.SUCCESS,
-                                                                WorkerState.CANCELLED):
+        if event.worker is not self._worker or event.state not in (WorkerState.ERROR, WorkerState.SUCCESS,
+                                                                   WorkerState.CANCELLED):
             return
         if event.state == WorkerState.ERROR:
             error = event.worker.error
@@ -274,6 +281,8 @@ class TrainScreen(PlaygroundScreen):
 
     # -- events -------------------------------------------------------------------
     def on_train_screen_training_event(self, message: TrainingEvent) -> None:
+        if message.worker is not self._worker:
+            return
         event = message.event
         self.events_seen += 1
         if isinstance(event, Progress):
