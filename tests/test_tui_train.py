@@ -174,10 +174,10 @@ def test_late_messages_of_a_previous_worker_are_ignored(corpus_dir) -> None:
     async def body(app, pilot):
         await open_train(app, pilot)
         await pilot.press("ctrl+s")
-        old = next(w for w in app.workers if w.group == "train")
+        screen = app.screen
+        old = screen._worker  # the first run's worker (it leaves app.workers when done)
         await app.workers.wait_for_complete()
         await pilot.pause()
-        screen = app.screen
         first_run = app.session.run_path
         screen.query_one(ConfigForm).set_value("train", "epochs", 10_000)
         await pilot.pause()
