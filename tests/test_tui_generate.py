@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from engine.generate import next_token_distribution
 from textual.widgets import Static, TextArea
+from tui.screens.generate import GenerateScreen
 from tui.widgets.bars import ProbBars
 from tui_helpers import run_app, tiny_run
 
@@ -80,3 +81,38 @@ def test_top_p_key_cycles_and_bars_match_engine(corpus_dir) -> None:
     # The nucleus keeps the fewest tokens whose q reaches 0.5, renormalised: fewer, larger bars.
     nonzero = [p for _, p in nucleus if p > 0]
     assert len(nonzero) < len(full) and nonzero[0] > full[0][1]
+
+
+def test_pieces_queued_before_typing_are_dropped(corpus_dir) -> None:
+    """Pieces a stream posted before the prompt changed never reach the new text."""
+    tiny_run()
+
+    async def body(app, pilot):
+        await pilot.press("f3")
+        await pilot.pause()
+        await pilot.press(*"the")
+        await app.workers.wait_for_complete()
+        screen = app.screen
+        # Hold the stream's pieces back, as a busy message queue would, until after typing.
+        held, post = [], screen.post_message
+        screen.post_message = lambda m: held.append(m) or True if isinstance(m, GenerateScreen.Piece) else post(m)
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        del screen.post_message
+        await pilot.press("x")  # the text resets to the prompt "thex"
+        await pilot.pause()
+        for message in held:  # now the old stream's pieces arrive
+            screen.post_message(message)
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        dropped = screen.query_one("#gen-output", TextArea).text
+        await pilot.press("enter")  # a new stream still appends
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        return len(held), dropped, screen.query_one("#gen-output", TextArea).text
+
+    n_held, dropped, after = run_app(body)
+    assert n_held > 0
+    assert dropped == "thex"
+    assert after.startswith("thex") and len(after) > len("thex")

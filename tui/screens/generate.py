@@ -74,6 +74,7 @@ class GenerateScreen(PlaygroundScreen):
     @dataclass
     class Piece(Message):
         text: str
+        generation: int  # which press of enter it belongs to (see _stop_generation)
 
     @dataclass
     class Distribution(Message):
@@ -86,6 +87,7 @@ class GenerateScreen(PlaygroundScreen):
         self._run_version = -1
         self._model: tuple[Path, Any, Any] | None = None  # (path, model, tokenizer)
         self._lock = threading.Lock()
+        self._generation = 0  # id of the live generation; pieces of any other are dropped
         self.run_info = ""
 
     def compose(self) -> ComposeResult:
@@ -162,6 +164,7 @@ class GenerateScreen(PlaygroundScreen):
         self._show_sampling()
 
     def action_clear(self) -> None:
+        self._stop_generation()
         self.query_one("#gen-output", TextArea).text = self.query_one("#gen-prompt", Input).value
         self._update_bars()
 
@@ -199,7 +202,7 @@ class GenerateScreen(PlaygroundScreen):
     # -- next-token bars ----------------------------------------------------------------
     @on(Input.Changed, "#gen-prompt")
     def _prompt_changed(self, event: Input.Changed) -> None:
-        self.workers.cancel_group(self, "generate")
+        self._stop_generation()
         self.query_one("#gen-output", TextArea).text = event.value
         self._update_bars()
 
@@ -233,22 +236,36 @@ class GenerateScreen(PlaygroundScreen):
             self.notify("No model yet: train one (F2) or open a saved run (F4).", severity="warning")
             return
         context = self.query_one("#gen-output", TextArea).text
-        self._generate(context, self.alpha, self.top_k, self.top_p, self.seed)
+        self._stop_generation()
+        self._generate(context, self.alpha, self.top_k, self.top_p, self.seed, self._generation)
 
     def action_stop(self) -> None:
+        self._stop_generation()
+
+    def _stop_generation(self) -> None:
+        """Cancel the stream and disown what it already posted.
+
+        Cancelling stops the worker at its next piece, but pieces posted before
+        that still sit in the message queue; a new id makes them stale, so they
+        are not appended to the text that replaced theirs.
+        """
         self.workers.cancel_group(self, "generate")
+        self._generation += 1
 
     @work(thread=True, exclusive=True, group="generate", exit_on_error=False)
-    def _generate(self, context: str, alpha: float, top_k: int | None, top_p: float | None, seed: int) -> None:
+    def _generate(self, context: str, alpha: float, top_k: int | None, top_p: float | None, seed: int,
+                  generation: int) -> None:
         worker = get_current_worker()
         model, tokenizer = self._load_model()
         for piece in generate(model, tokenizer, context, GEN_TOKENS, alpha=alpha, top_k=top_k, top_p=top_p,
                               seed=seed):
             if worker.is_cancelled:
                 return
-            self.post_message(self.Piece(piece))
+            self.post_message(self.Piece(piece, generation))
 
     def on_generate_screen_piece(self, message: Piece) -> None:
+        if message.generation != self._generation:
+            return
         output = self.query_one("#gen-output", TextArea)
         output.insert(message.text, output.document.end)
         output.scroll_end(animate=False)
