@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from engine.runs import list_runs
 from textual.widgets import DataTable, Footer
 from tui.widgets.plot import CachedPlot, SeriesPlot
-from tui_helpers import run_app, tiny_run
+from tui_helpers import open_train, run_app, tiny_run
 
 
 def test_runs_listed_and_two_overlaid(corpus_dir) -> None:
@@ -53,3 +56,38 @@ def test_keys_panel_redraws_plot_and_footer_fits(corpus_dir) -> None:
     assert all(len(line.rstrip()) <= right + 1 and line[right] in "│┤" for line in frame)
     # The footer's palette key covers the last column (no stray letter after it).
     assert footer.endswith("▏^p palette")
+
+
+def test_run_in_training_cannot_be_deleted(corpus_dir) -> None:
+    """d on the run being trained is refused with a notification; once stopped, d deletes it."""
+
+    async def body(app, pilot):
+        await open_train(app, pilot, {("train", "epochs"): 10_000})
+        await pilot.press("ctrl+s")
+        train = app.screen
+        while not train.events_seen:
+            await pilot.pause(0.05)
+        await pilot.press("f4")
+        await pilot.pause()
+        runs = [r.path for r in app.screen.runs]
+        await pilot.press("d")
+        await pilot.pause()
+        notes = [(n.title, n.message) for n in app._notifications]
+        modal = type(app.screen).__name__
+        await pilot.press("y")  # were a confirmation open, this would delete
+        await pilot.pause()
+        still = [Path(p).is_dir() for p in runs]
+        running = train.training
+        await pilot.press("f2", "ctrl+g")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.press("f4")
+        await pilot.pause()
+        await pilot.press("d", "y")  # stopped: now it may go
+        await pilot.pause()
+        return runs, modal, notes, still, running, list_runs()
+
+    runs, modal, notes, still, running, left = run_app(body)
+    assert len(runs) == 1 and modal == "RunsScreen" and still == [True] and running
+    assert any(title == "Not deleted" and "is training now" in message for title, message in notes)
+    assert left == []

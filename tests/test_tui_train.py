@@ -19,16 +19,7 @@ from textual.widgets import Input, Static
 from textual.worker import Worker, WorkerFailed, WorkerState
 from tui.widgets.form import ConfigForm
 from tui.widgets.plot import SeriesPlot
-from tui_helpers import TINY, run_app
-
-
-async def open_train(app, pilot, overrides: dict | None = None) -> None:
-    await pilot.press("f2")
-    await pilot.pause()
-    form = app.screen.query_one(ConfigForm)
-    for (group, name), value in {**TINY, **(overrides or {})}.items():
-        form.set_value(group, name, value)
-    await pilot.pause()
+from tui_helpers import open_train, run_app
 
 
 def test_tiny_run_plots_and_saves(corpus_dir) -> None:

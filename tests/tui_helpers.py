@@ -25,6 +25,7 @@ from engine.tokenizers import build_pipeline
 from engine.trainer import train
 from engine.training import TrainConfig
 from tui.app import RnnlabApp
+from tui.widgets.form import ConfigForm
 
 SIZE = (100, 30)
 # A run that takes about a second even on a busy 2-core machine.
@@ -52,6 +53,16 @@ def run_app(body: Callable[[RnnlabApp, Pilot], Awaitable[Any]], size: tuple[int,
             return await body(app, pilot)
 
     return asyncio.run(main())
+
+
+async def open_train(app: RnnlabApp, pilot: Pilot, overrides: dict | None = None) -> None:
+    """Switch to the Train screen (F2) and fill the form with TINY, then ``overrides``."""
+    await pilot.press("f2")
+    await pilot.pause()
+    form = app.screen.query_one(ConfigForm)
+    for (group, name), value in {**TINY, **(overrides or {})}.items():
+        form.set_value(group, name, value)
+    await pilot.pause()
 
 
 def tiny_run(**train_overrides: Any) -> Path:

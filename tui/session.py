@@ -33,6 +33,11 @@ class Session:
     run_path: Path | None = None  # the run Generate uses (last trained or opened)
     run_version: int = 0  # bumped whenever run_path changes
     runs_version: int = 0  # bumped when runs are saved or deleted
+    training_path: Path | None = None  # the run the Train screen is training now (not to be deleted)
+
+    def is_training(self, path: Path | str) -> bool:
+        """Whether ``path`` is the run being trained right now."""
+        return self.training_path is not None and Path(path).resolve() == self.training_path.resolve()
 
     def set_pipeline(self, pipeline: Any, choice: CorpusChoice | None = None) -> None:
         self.pipeline = pipeline

@@ -142,13 +142,21 @@ class RunsScreen(PlaygroundScreen):
         if run is not None and run.status != "corrupt":
             self.app.post_message(OpenRun(Path(run.path)))
 
+    def _refuse_if_training(self, run: RunSummary) -> bool:
+        """True (and a notification) when ``run`` is the one the Train screen is training."""
+        if self.app.session.is_training(run.path):  # type: ignore[attr-defined]
+            self.notify(f"{run.name} is training now: stop it first (F2, then ctrl+g).", title="Not deleted",
+                        severity="warning")
+            return True
+        return False
+
     def action_delete(self) -> None:
         run = self._current()
-        if run is None:
+        if run is None or self._refuse_if_training(run):
             return
 
         def answer(yes: bool | None) -> None:
-            if not yes:
+            if not yes or self._refuse_if_training(run):  # training may have started meanwhile
                 return
             try:
                 delete_run(run.path)

@@ -266,7 +266,13 @@ class TrainScreen(PlaygroundScreen):
         if message.worker is not self._worker:
             return
         self.run_path = message.path
+        if self.training:
+            self.app.session.training_path = message.path  # type: ignore[attr-defined]
         self._show_status()
+
+    def watch_training(self, training: bool) -> None:
+        if not training:
+            self.app.session.training_path = None  # type: ignore[attr-defined]
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker is not self._worker or event.state not in (WorkerState.ERROR, WorkerState.SUCCESS,
