@@ -32,6 +32,7 @@ from textual.widgets import Footer, Header, Input, Label, Static, TextArea
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from engine.errors import RnnlabError
+from engine.corpus import prompt_text
 from engine.generate import generate, next_token_distribution
 from engine.runs import open_run
 from tui.screens.base import PlaygroundScreen
@@ -85,7 +86,7 @@ class GenerateScreen(PlaygroundScreen):
     def __init__(self) -> None:
         super().__init__()
         self._run_version = -1
-        self._model: tuple[Path, Any, Any] | None = None  # (path, model, tokenizer)
+        self._model: tuple[Path, Any, Any, str] | None = None  # (path, model, tokenizer, preprocessing mode)
         self._lock = threading.Lock()
         self._generation = 0  # id of the live generation; pieces of any other are dropped
         self.run_info = ""
@@ -196,8 +197,12 @@ class GenerateScreen(PlaygroundScreen):
         with self._lock:
             if self._model is None or self._model[0] != path:
                 run = open_run(path)
-                self._model = (path, run.load_model("cpu"), run.tokenizer)
+                self._model = (path, run.load_model("cpu"), run.tokenizer, run.config.get("mode", "d2l"))
             return self._model[1], self._model[2]
+
+    def _model_text(self, text: str) -> str:
+        """The text as the model should read it: cleaned like its training text (d2l: lower-case letters)."""
+        return prompt_text(text, self._model[3] if self._model is not None else "raw")
 
     # -- next-token bars ----------------------------------------------------------------
     @on(Input.Changed, "#gen-prompt")
@@ -214,7 +219,8 @@ class GenerateScreen(PlaygroundScreen):
     @work(thread=True, exclusive=True, group="dist", exit_on_error=False)
     def _distribution(self, context: str, alpha: float, top_k: int | None, top_p: float | None) -> None:
         model, tokenizer = self._load_model()
-        dist = next_token_distribution(model, tokenizer, context, alpha=alpha, top_k=top_k, top_p=top_p, n=N_BARS)
+        dist = next_token_distribution(model, tokenizer, self._model_text(context), alpha=alpha, top_k=top_k,
+                                       top_p=top_p, n=N_BARS)
         bars = [(tokenizer.display_token(token), p) for token, p in dist]  # "Ġthe" -> "␣the"
         if not get_current_worker().is_cancelled:
             self.post_message(self.Distribution(context, bars, list(getattr(dist, "warnings", []))))
@@ -257,8 +263,8 @@ class GenerateScreen(PlaygroundScreen):
                   generation: int) -> None:
         worker = get_current_worker()
         model, tokenizer = self._load_model()
-        for piece in generate(model, tokenizer, context, GEN_TOKENS, alpha=alpha, top_k=top_k, top_p=top_p,
-                              seed=seed):
+        for piece in generate(model, tokenizer, self._model_text(context), GEN_TOKENS, alpha=alpha, top_k=top_k,
+                              top_p=top_p, seed=seed):
             if worker.is_cancelled:
                 return
             self.post_message(self.Piece(piece, generation))
