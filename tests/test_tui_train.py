@@ -193,3 +193,27 @@ def test_late_messages_of_a_previous_worker_are_ignored(corpus_dir) -> None:
     assert during == (True, new_run, True)  # still training, Stop still live
     assert training is False
     assert open_run(new_run).summary().status == "stopped"
+
+
+def test_quit_while_training_stops_and_saves_the_run(corpus_dir) -> None:
+    """ctrl+q mid-run: the app exits, and the trainer stops cleanly with a checkpoint."""
+
+    async def body(app, pilot):
+        await open_train(app, pilot, {("train", "epochs"): 10_000})
+        await pilot.press("ctrl+s")
+        screen = app.screen
+        while screen.last_progress is None or screen.last_progress.epoch < 2:  # past an epoch end
+            await pilot.pause(0.05)
+        worker = screen._worker
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        return app, worker, screen.run_path
+
+    # asyncio.run returns once the executor's threads are done: the trainer has had its say.
+    app, worker, run_path = run_app(body)
+    assert app.return_code == 0 and not app.is_running
+    assert worker.state == WorkerState.CANCELLED
+    run = open_run(run_path)
+    summary = run.summary()
+    assert summary.status == "stopped" and 1 <= summary.epochs_done < 10_000
+    assert run.has_checkpoint() and run.load_model() is not None
