@@ -217,3 +217,24 @@ def test_quit_while_training_stops_and_saves_the_run(corpus_dir) -> None:
     summary = run.summary()
     assert summary.status == "stopped" and 1 <= summary.epochs_done < 10_000
     assert run.has_checkpoint() and run.load_model() is not None
+
+
+def test_keys_pressed_while_training_do_not_edit_the_form(corpus_dir) -> None:
+    async def body(app, pilot):
+        await open_train(app, pilot, {("train", "epochs"): 10_000})
+        field = app.screen.query_one(ConfigForm).query(Input).first()
+        field.focus()
+        await pilot.pause()
+        before = field.value
+        await pilot.press("ctrl+s")
+        screen = app.screen
+        while not screen.events_seen:
+            await pilot.pause(0.05)
+        await pilot.press("5")  # "go to Labs", not a digit for the focused field
+        mode = app.current_mode
+        await pilot.press("f2", "ctrl+g")
+        await app.workers.wait_for_complete()
+        return before, field.value, mode
+
+    before, after, mode = run_app(body)
+    assert after == before and mode == "labs"

@@ -226,6 +226,9 @@ class TrainScreen(PlaygroundScreen):
         self.training = True
         self._worker = self._train(pipeline, *configs)
         self._show_status()
+        # Leave the form: keys pressed while training (1–5 to switch screens, ?) must
+        # not type into a field and silently change the next run's settings.
+        self.set_focus(None)
 
     @staticmethod
     def _estimate_steps_per_epoch(pipeline: Any, cfg: TrainConfig) -> float | None:
