@@ -7,9 +7,6 @@ folder override is removed so the resolution falls through to the download.
 from __future__ import annotations
 
 import hashlib
-import http.server
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,39 +14,14 @@ import pytest
 
 from engine.corpus import catalog, load_corpus
 from engine.errors import ChecksumError, CorpusError
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    files: dict[str, bytes] = {}
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        body = self.files.get(self.path)
-        if body is None:
-            self.send_error(404, "Not Found")
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:  # keep pytest output clean
-        pass
+from loopback import closed_port, serve_files
 
 
 @pytest.fixture
 def server() -> Iterator[tuple[str, dict[str, bytes]]]:
     files: dict[str, bytes] = {}
-    handler = type("Handler", (_Handler,), {"files": files})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", files
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+    with serve_files(files) as base:
+        yield base, files
 
 
 @pytest.fixture
@@ -116,10 +88,7 @@ def test_404_is_a_corpus_error(server, cache, monkeypatch):
 
 
 def test_unreachable_says_how_to_use_a_local_file(cache, monkeypatch):
-    # A port that was free a moment ago: the connection is refused at once.
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = closed_port()  # connecting is refused at once
     monkeypatch.setenv("RNNLAB_CORPUS_URL_TIMEMACHINE", f"http://127.0.0.1:{port}/timemachine.txt")
     with pytest.raises(CorpusError) as err:
         load_corpus("timemachine")

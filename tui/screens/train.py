@@ -255,9 +255,7 @@ class TrainScreen(PlaygroundScreen):
     @work(thread=True, exclusive=True, group="train", exit_on_error=False)
     def _train(self, pipeline: Any, model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
         worker = get_current_worker()
-        # Check sizes and device first: a ConfigError here leaves no empty run folder behind.
-        prepare_ids(pipeline, model_cfg, train_cfg)
-        resolve_device(train_cfg.device)
+        # create_run checks sizes and device before making a folder: a ConfigError leaves none.
         # No tokenizer settings passed: create_run reads them off the fitted tokenizer, the one
         # source that cannot go stale (the Corpus form may already show a newer choice).
         run = create_run(None, model_cfg, train_cfg, pipeline)
