@@ -217,7 +217,7 @@ def create_run(runs_dir: Path | str | None, model_cfg: ModelConfig, train_cfg: T
     """
     prepare_ids(pipeline, model_cfg, train_cfg)
     resolve_device(train_cfg.device)
-    root = Path(runs_dir) if runs_dir is not None else paths.runs_dir()
+    root = _root(runs_dir)
     root.mkdir(parents=True, exist_ok=True)
     corpus = pipeline.corpus
     base = f"{time.strftime('%Y%m%d-%H%M%S')}-{model_cfg.kind}-{_slug(corpus.name)}"
@@ -246,19 +246,27 @@ def create_run(runs_dir: Path | str | None, model_cfg: ModelConfig, train_cfg: T
     return Run(path)
 
 
+def _root(runs_dir: Path | str | None) -> Path:
+    return Path(runs_dir) if runs_dir is not None else paths.runs_dir()
+
+
+def _find(path_or_name: Path | str, runs_dir: Path | str | None) -> Path:
+    """A run folder given as a path or as a name under ``runs_dir``; RunNotFoundError if neither."""
+    p = Path(path_or_name)
+    path = p if p.is_dir() else _root(runs_dir) / str(path_or_name)
+    if not path.is_dir():
+        raise RunNotFoundError(f"no run named {str(path_or_name)!r} in {_root(runs_dir)}; `rnnlab runs` lists the runs")
+    return path
+
+
 def open_run(path_or_name: Path | str, runs_dir: Path | str | None = None) -> Run:
     """A run by folder path or by name under ``runs_dir`` (default: ``engine.paths.runs_dir()``)."""
-    root = Path(runs_dir) if runs_dir is not None else paths.runs_dir()
-    p = Path(path_or_name)
-    candidate = p if p.is_dir() else root / str(path_or_name)
-    if not candidate.is_dir():
-        raise RunNotFoundError(f"no run named {str(path_or_name)!r} in {root}; `rnnlab runs` lists the runs")
-    return Run(candidate)
+    return Run(_find(path_or_name, runs_dir))
 
 
 def list_runs(runs_dir: Path | str | None = None) -> list[RunSummary]:
     """Summaries of every run folder, newest first; unreadable folders are listed as corrupt."""
-    root = Path(runs_dir) if runs_dir is not None else paths.runs_dir()
+    root = _root(runs_dir)
     if not root.is_dir():
         return []
     out = []
@@ -272,11 +280,7 @@ def list_runs(runs_dir: Path | str | None = None) -> list[RunSummary]:
 
 def delete_run(path_or_name: Path | str, runs_dir: Path | str | None = None) -> None:
     """Remove a run folder; refuses folders without a config.json (not a run)."""
-    root = Path(runs_dir) if runs_dir is not None else paths.runs_dir()
-    p = Path(path_or_name)
-    path = p if p.is_dir() else root / str(path_or_name)
-    if not path.exists():
-        raise RunNotFoundError(f"no run named {str(path_or_name)!r} in {root}; `rnnlab runs` lists the runs")
+    path = _find(path_or_name, runs_dir)
     if not (path / CONFIG_FILE).is_file():
         raise RunError(f"{path} is not a run folder (no {CONFIG_FILE}); nothing deleted")
     shutil.rmtree(path)
