@@ -15,8 +15,9 @@ summed on the device. Both start from the same weights and read the same
 batches; the script first checks that they give the same perplexity curve, then
 times them in interleaved rounds in one process (the machine is shared: only
 the ratios mean much) and prints median tokens/s and ratios. Generation:
-D2L's ``predict_ch8`` (greedy) vs a greedy loop over ``model.step`` under
-``torch.inference_mode()``.
+D2L's ``predict_ch8`` (greedy) vs a greedy loop over ``engine.stepper.Stepper``
+(what ``engine.generate`` runs) under ``torch.inference_mode()``, and
+``engine.generate`` itself.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from engine.models import ModelConfig, RNNLM, build_model, detach_state  # noqa: E402
+from engine.stepper import Stepper  # noqa: E402
 
 CONFIGS = [("scratch", 512), ("rnn", 256), ("gru", 256), ("lstm", 256)]
 BATCH_SIZE, NUM_STEPS, MAX_TOKENS, PREFIX = 32, 35, 10000, "time traveller "
@@ -191,14 +193,15 @@ def lean_epoch(model: RNNLM, batches: Iterator, opt: torch.optim.Optimizer, devi
 @torch.inference_mode()
 def greedy_step(model: RNNLM, prefix: str, num_preds: int, vocab: dict[str, int], idx_to_token: list[str],
                 device: torch.device) -> str:
-    """Greedy decoding that keeps the state: one ``model.step`` per token, no host sync until the end."""
+    """Greedy decoding that keeps the state: one ``Stepper`` step per token, no host sync until the end."""
+    step = Stepper(model)
     ids = torch.tensor([vocab[c] for c in prefix], device=device)
-    state = model.begin_state(1, device)
+    state = step.load(model.begin_state(1, device))
     for x in ids[:-1].unbind(0):
-        _, state = model.step(x.reshape(1), state)
+        _, state = step(x.reshape(1), state)
     x, out = ids[-1:], []
     for _ in range(num_preds):
-        logits, state = model.step(x, state)
+        logits, state = step(x, state)
         x = logits.argmax(dim=1)
         out.append(x)
     return prefix + "".join(idx_to_token[i] for i in torch.cat(out).tolist())

@@ -9,8 +9,9 @@ tokens whose q-mass reaches p. Ranking always follows P (so α = 0 with top-k
 is uniform over the model's top k); masses are renormalised over what is kept.
 
 The prefix warms up the state once (one ``forward`` over it), then each new
-token costs one ``model.step`` under ``torch.inference_mode()`` on the model's
-device. An **empty prefix** starts from a zero state with a first token drawn
+token costs one step of an :class:`engine.stepper.Stepper` (the model's cells
+with per-token tables, tokens never seen in training masked in the output
+bias) under ``torch.inference_mode()`` on the model's device. An **empty prefix** starts from a zero state with a first token drawn
 from the corpus's unigram frequencies (``vocab.token_freqs``, with the same α:
 greedy picks the most frequent token, e.g. ' ' for characters). Unknown
 characters in the prefix map to ``<unk>``; the warning is in ``.warnings``.
@@ -27,7 +28,8 @@ from typing import Any
 import torch
 
 from engine.errors import ConfigError
-from engine.models import RNNLM, State
+from engine.models import RNNLM
+from engine.stepper import Stepper
 
 
 def check_sampling(alpha: float, top_k: int | None, top_p: float | None) -> None:
@@ -100,8 +102,8 @@ def _prefix_warnings(tokenizer: Any, prefix: str) -> list[str]:
     return [f"not in the vocabulary, read as <unk>: {shown}"]
 
 
-def _warm_up(model: RNNLM, tokenizer: Any, prefix: str) -> tuple[list[int], torch.Tensor | None, State]:
-    """(prefix ids, logits after the prefix or None when empty, state) — under inference_mode."""
+def _warm_up(model: RNNLM, tokenizer: Any, prefix: str) -> tuple[list[int], torch.Tensor | None, Any]:
+    """(prefix ids, (1, vocab) logits after the prefix or None when empty, state) — under inference_mode."""
     device = _device(model)
     ids = [int(i) for i in tokenizer.encode(prefix)] if prefix else []
     state = model.begin_state(1, device)
@@ -109,7 +111,7 @@ def _warm_up(model: RNNLM, tokenizer: Any, prefix: str) -> tuple[list[int], torc
         return ids, None, state
     X = torch.tensor([ids], dtype=torch.long, device=device)
     logits, state = model(X, state)
-    return ids, logits[-1, 0], state
+    return ids, logits[-1], state
 
 
 CHUNK = 16  # tokens computed per inference_mode block after the first
@@ -135,7 +137,8 @@ class Generation(Iterator[str]):
         self._device = _device(model)
         # Tokens never seen in training (a char corpus's <unk>) are never generated.
         self._unseen = _unseen(tokenizer, model.cfg.vocab_size).to(self._device)
-        self._state: State | None = None
+        self._stepper: Stepper | None = None
+        self._state: list[Any] = []
         self._logits: torch.Tensor | None = None
         self._ids: list[int] = []
         self._started = False
@@ -146,11 +149,10 @@ class Generation(Iterator[str]):
         )
 
     def _pick(self, logits: torch.Tensor) -> torch.Tensor:
-        """The next token as a (1,) long tensor on the model's device."""
-        logits = logits.masked_fill(self._unseen, -math.inf)
+        """The next token as a (1,) long tensor on the model's device, from masked (1, vocab) logits."""
         if math.isinf(self.alpha):
-            return torch.argmax(logits).reshape(1)  # greedy: stays on the device, no sampling
-        q = sampling_distribution(logits.cpu(), self.alpha, self.top_k, self.top_p)
+            return logits.argmax(dim=1)  # greedy: stays on the device, no sampling
+        q = sampling_distribution(logits[0].cpu(), self.alpha, self.top_k, self.top_p)
         return torch.multinomial(q, 1, generator=self.generator).to(self._device)
 
     def _piece(self, idx: int) -> str:
@@ -184,19 +186,20 @@ class Generation(Iterator[str]):
             self.model.eval()
         try:
             with torch.inference_mode():
-                if not self._started:
+                if self._stepper is None:
+                    self._ids, logits, state = _warm_up(self.model, self.tokenizer, self.prefix)
+                    if logits is None:  # empty prefix: first token from unigram frequencies
+                        logits = _unigram_logits(self.tokenizer, self.model.cfg.vocab_size)[None]
+                    self._logits = logits.to(self._device).masked_fill(self._unseen, -math.inf)
+                    self._stepper = Stepper(self.model, never=self._unseen)
+                    self._state = self._stepper.load(state)
                     self._started = True
-                    self._ids, self._logits, self._state = _warm_up(self.model, self.tokenizer, self.prefix)
-                picked = []
+                step, logits, state, picked = self._stepper, self._logits, self._state, []
                 for _ in range(n):
-                    if self._logits is None:  # empty prefix: first token from unigram frequencies
-                        vocab_size = self.model.cfg.vocab_size
-                        x = self._pick(_unigram_logits(self.tokenizer, vocab_size).to(self._device))
-                    else:
-                        x = self._pick(self._logits)
+                    x = self._pick(logits)
                     picked.append(x)
-                    logits, self._state = self.model.step(x, self._state)
-                    self._logits = logits[0]
+                    logits, state = step(x, state)
+                self._logits, self._state = logits, state
                 return torch.cat(picked).tolist()
         finally:
             if was_training:
@@ -224,9 +227,8 @@ def next_token_distribution(model: RNNLM, tokenizer: Any, prefix: str, *, alpha:
     try:
         with torch.inference_mode():
             _, logits, _ = _warm_up(model, tokenizer, prefix)
-            if logits is None:
-                logits = _unigram_logits(tokenizer, model.cfg.vocab_size)
-            logits = logits.cpu().masked_fill(_unseen(tokenizer, model.cfg.vocab_size), -math.inf)
+            logits = _unigram_logits(tokenizer, model.cfg.vocab_size) if logits is None else logits[0].cpu()
+            logits = logits.masked_fill(_unseen(tokenizer, model.cfg.vocab_size), -math.inf)
             q = sampling_distribution(logits, alpha, top_k, top_p)
     finally:
         model.train(was_training)
