@@ -18,8 +18,8 @@ Same numbers as the book's code, fewer and larger operations:
   steps; ``nn.RNN``/``nn.GRU`` only hold the weights (their state dict keys).
   The LSTM runs ``nn.LSTM`` itself where that is oneDNN's fused kernel
   (float32 on the CPU, the usual case; faster than :mod:`engine.gated`'s
-  LSTM here) and otherwise :mod:`engine.gated` too. On CUDA, cuDNN's GRU and
-  LSTM run instead.
+  LSTM here) and otherwise :mod:`engine.gated` too. On CUDA, cuDNN's kernels
+  run instead (see ``nn_kernel``).
 
 Left out: bidirectional RNNs, packed sequences, anything but greedy/sampled
 decoding (``engine.generate``).
@@ -90,6 +90,13 @@ def _onednn_lstm(weight: torch.Tensor) -> bool:
     """Whether ``nn.LSTM`` on this weight runs oneDNN's fused kernel (float32 on the CPU)."""
     mkldnn = torch.backends.mkldnn
     return weight.device.type == "cpu" and weight.dtype == torch.float32 and mkldnn.is_available() and mkldnn.enabled
+
+
+def nn_kernel(kind: str, weight: torch.Tensor) -> bool:
+    """Whether a ``TorchRNN`` of ``kind`` runs its ``nn`` module's own fused kernel on ``weight``'s
+    device — cuDNN on CUDA, oneDNN's LSTM on the CPU — rather than :mod:`engine.recurrence` /
+    :mod:`engine.gated` (measured choices: bench/RESULTS.md, bench/check_cuda.py)."""
+    return weight.is_cuda or (kind == "lstm" and _onednn_lstm(weight))
 
 
 def detach_state(state: State) -> State:
@@ -222,7 +229,7 @@ class TorchRNN(RNNLM):
 
     def forward(self, X: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         kind = self.cfg.kind
-        if kind != "rnn" and (X.is_cuda or (kind == "lstm" and _onednn_lstm(self.rnn.weight_hh_l0))):
+        if nn_kernel(kind, self.rnn.weight_hh_l0):
             # cuDNN's GRU/LSTM on a GPU, and oneDNN's fused LSTM on the CPU, beat a Python
             # loop over time steps (oneDNN: ~1.25× engine.gated's LSTM at 1 thread, ~1.5× at 2).
             inputs = self.encode(X) if self.embedding is None else self.embedding(X.T)

@@ -195,3 +195,19 @@ def test_detach_state_cuts_the_graph_and_gradients_cross_batches_otherwise() -> 
         logits.square().sum().backward()
         grads.append(model.W_hh.grad.clone())
     assert (grads[0] - grads[1]).abs().max() > 1e-3 * grads[1].abs().max()
+
+
+def test_kernel_choice_per_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """oneDNN's LSTM on the CPU, cuDNN for every nn kind on CUDA (bench/check_cuda.py measured it
+    3-3.5x faster than engine.recurrence/gated there), the hand-written BPTT otherwise."""
+    from types import SimpleNamespace
+
+    from engine import models
+
+    cpu = torch.zeros(1)
+    assert [models.nn_kernel(k, cpu) for k in ("rnn", "gru", "lstm")] == [False, False, True]
+    assert not models.nn_kernel("lstm", cpu.double())  # oneDNN's RNN is float32 only
+    monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)
+    assert not models.nn_kernel("lstm", cpu)
+    cuda_like = SimpleNamespace(is_cuda=True)
+    assert all(models.nn_kernel(k, cuda_like) for k in ("rnn", "gru", "lstm"))  # type: ignore[arg-type]

@@ -1,0 +1,199 @@
+"""CUDA checks for a lent GPU: same numbers as the CPU, and which kernel each model should run.
+
+Usage: ``python bench/check_cuda.py [--rounds 20]`` (exits 1 on a mismatch, 2 without CUDA)
+
+1. **Same numbers.** For every model kind (and, for rnn/gru/lstm, both code
+   paths: the ``nn`` module's cuDNN kernel and rnnlab's hand-written BPTT), a
+   CUDA model's logits, final state and gradients against the same model in
+   float64 on the CPU: ‖cuda − ref‖ / ‖ref‖ (cuDNN may use TF32: < 1e-2 passes,
+   float32 lands near 1e-6). The generation ``Stepper`` on CUDA against the
+   CUDA forward pass.
+2. **Which path is faster on this card** — forward + backward of D2L's batch
+   (32 × 35, vocab 28) for each kind through each path, CUDA-event timed
+   medians; ``engine.models.nn_kernel`` should pick the faster one.
+3. **Greedy generation per token**: the ``Stepper`` loop, and the same step
+   captured once as a CUDA graph and replayed per token (an experiment: is
+   graph replay worth adding to ``engine.generate`` on GPUs?).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from engine import models  # noqa: E402
+from engine.models import MODEL_KINDS, ModelConfig, build_model  # noqa: E402
+from engine.stepper import Stepper  # noqa: E402
+
+V, B, T = 28, 32, 35
+HIDDENS = {"scratch": 512, "rnn": 256, "gru": 256, "lstm": 256}
+DEFAULT_KERNEL = models.nn_kernel
+
+
+def rel(a: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((a.detach().double().cpu() - ref.detach()).norm() / ref.detach().norm().clamp_min(1e-30))
+
+
+def use_path(path: str) -> None:
+    """Force TorchRNN's code path: 'nn' (cuDNN/oneDNN), 'ours' (engine.recurrence/gated) or 'default'."""
+    models.nn_kernel = {"nn": lambda kind, w: True, "ours": lambda kind, w: False,  # type: ignore[assignment]
+                        "default": DEFAULT_KERNEL}[path]
+
+
+def fwd_bwd(model: torch.nn.Module, X: torch.Tensor, state: object) -> tuple[torch.Tensor, object, list]:
+    logits, new = model(X, state)
+    loss = logits.square().mean() + sum(s.square().mean() for s in (new if isinstance(new, tuple) else (new,)))
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    return logits, new, list(grads)
+
+
+def check_numbers(kind: str, path: str, dev: torch.device) -> float:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind=kind, vocab_size=V, num_hiddens=64))
+    ref_model = build_model(ModelConfig(kind=kind, vocab_size=V, num_hiddens=64)).double()
+    ref_model.load_state_dict(model.state_dict())
+    model = model.to(dev)
+    X = torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(1))
+    s0 = model.begin_state(B)
+    use_path(path)
+    logits, new, grads = fwd_bwd(model, X.to(dev), tuple(s.to(dev) for s in s0) if isinstance(s0, tuple) else s0.to(dev))
+    use_path("ours")  # float64 on the CPU: the hand-written path (oneDNN is float32 only)
+    rl, rn, rg = fwd_bwd(ref_model, X, tuple(s.double() for s in s0) if isinstance(s0, tuple) else s0.double())
+    use_path("default")
+    errs = [rel(logits, rl)]
+    errs += [rel(a, b) for a, b in zip(new if isinstance(new, tuple) else (new,), rn if isinstance(rn, tuple) else (rn,))]
+    errs += [rel(a, b) for a, b in zip(grads, rg)]
+    return max(errs)
+
+
+def check_stepper(kind: str, dev: torch.device) -> float:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind=kind, vocab_size=V, num_hiddens=64, num_layers=1 if kind == "scratch" else 2))
+    model = model.to(dev).eval()
+    X = torch.randint(0, V, (B, T), device=dev)
+    with torch.inference_mode():
+        want, _ = model(X, model.begin_state(B, dev))
+        step = Stepper(model)
+        state, outs = step.load(model.begin_state(B, dev)), []
+        for t in range(T):
+            logits, state = step(X[:, t], state)
+            outs.append(logits)
+    return rel(torch.stack(outs), want.double().cpu())
+
+
+def cuda_ms(fn, rounds: int) -> float:  # type: ignore[no-untyped-def]
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(rounds):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def time_paths(kind: str, dev: torch.device, rounds: int) -> dict[str, float]:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind=kind, vocab_size=V, num_hiddens=HIDDENS[kind])).to(dev)
+    X = torch.randint(0, V, (B, T), device=dev)
+    s0 = model.begin_state(B, dev)
+    out = {}
+    for path in (("ours",) if kind == "scratch" else ("nn", "ours")):
+        use_path(path)
+        out[path] = cuda_ms(lambda: fwd_bwd(model, X, s0), rounds)
+    use_path("default")
+    return out
+
+
+def time_generation(kind: str, dev: torch.device, n: int = 300) -> dict[str, float]:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind=kind, vocab_size=V, num_hiddens=HIDDENS[kind])).to(dev).eval()
+    res = {}
+    with torch.inference_mode():
+        step = Stepper(model)
+
+        def loop() -> None:
+            state, x, out = step.load(model.begin_state(1, dev)), torch.zeros(1, dtype=torch.long, device=dev), []
+            for _ in range(n):
+                logits, state = step(x, state)
+                x = logits.argmax(dim=1)
+                out.append(x)
+            torch.cat(out).tolist()
+
+        res["stepper"] = n / cuda_ms(loop, 5) * 1e3
+        try:  # one step (with its argmax) captured as a CUDA graph, replayed per token
+            x = torch.zeros(1, dtype=torch.long, device=dev)
+            state = step.load(model.begin_state(1, dev))
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(3):
+                    step(x, state)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                logits, new = step(x, state)
+                x.copy_(logits.argmax(dim=1))
+                for old, fresh in zip(state, new):
+                    for o, f in zip(old if isinstance(old, tuple) else (old,), fresh if isinstance(fresh, tuple) else (fresh,)):
+                        o.copy_(f)
+
+            def replay() -> None:
+                out = []
+                for _ in range(n):
+                    graph.replay()
+                    out.append(x.clone())
+                torch.cat(out).tolist()
+
+            res["graph"] = n / cuda_ms(replay, 5) * 1e3
+        except Exception as e:  # noqa: BLE001 - an experiment: report, don't stop
+            print(f"  {kind}: CUDA graph capture failed: {type(e).__name__}: {e}")
+    return res
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=20)
+    args = p.parse_args()
+    if not torch.cuda.is_available():
+        print("no CUDA GPU here (torch.cuda.is_available() is False)")
+        return 2
+    dev = torch.device("cuda")
+    print(f"torch {torch.__version__}, {torch.cuda.get_device_name(dev)}, cuDNN {torch.backends.cudnn.version()}, "
+          f"cudnn.allow_tf32 {torch.backends.cudnn.allow_tf32}, matmul tf32 {torch.backends.cuda.matmul.allow_tf32}")
+    failed = False
+    print("1. same numbers (max relative error vs float64 on the CPU: logits, states, gradients)")
+    for kind in MODEL_KINDS:
+        for path in (("default",) if kind == "scratch" else ("nn", "ours")):
+            err = check_numbers(kind, path, dev)
+            failed |= not err < 1e-2
+            print(f"  {kind:<8}{path:<8}{err:.1e}")
+        err = check_stepper(kind, dev)
+        failed |= not err < 1e-4
+        print(f"  {kind:<8}stepper {err:.1e}  (vs the CUDA forward pass)")
+    print(f"2. forward+backward ms per batch ({B}×{T}), median of {args.rounds}; default path per nn_kernel")
+    for kind in MODEL_KINDS:
+        t = time_paths(kind, dev, args.rounds)
+        model = build_model(ModelConfig(kind=kind, vocab_size=V, num_hiddens=8)).to(dev)
+        default = "ours" if kind == "scratch" else ("nn" if DEFAULT_KERNEL(kind, model.rnn.weight_hh_l0) else "ours")
+        best = min(t, key=t.__getitem__)
+        print(f"  {kind:<8}" + "  ".join(f"{k} {v:.2f}" for k, v in t.items()) +
+              f"  default {default}{'' if default == best else '  <-- slower than ' + best}")
+    print("3. greedy generation on CUDA, tokens/s (300 tokens)")
+    for kind in MODEL_KINDS:
+        g = time_generation(kind, dev)
+        print(f"  {kind:<8}" + "  ".join(f"{k} {v:,.0f}" for k, v in g.items()))
+    print("CUDA numbers:", "MISMATCH" if failed else "all within tolerance")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
