@@ -156,3 +156,26 @@ def test_resume_refuses_a_changed_model_option(tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", "--runs-dir", str(tmp_path), "--resume", run]) == 2  # finished: say how to go on
     assert "has already trained 2 epochs; pass --epochs N with N > 2" in capsys.readouterr().err
+
+
+def test_help_shows_the_config_defaults(capsys):
+    import dataclasses
+    import re
+
+    from engine.models import ModelConfig
+    from engine.train_config import TrainConfig
+    from tui.cli.train import MODEL_FLAGS
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for name, value in [("epochs", 50), ("num-steps", 35), ("val-fraction", 0.1), ("sampler", "random")]:
+        assert re.search(rf"--{name}\b(?:(?!--).)*\(default {value}\)", text), name
+        assert str(getattr(TrainConfig(), name.replace("-", "_"))) == str(value)
+    assert "--detach, --no-detach detach the state between sequential minibatches (default on)" in text
+    assert "(default 'time traveller')" in text
+    defaults = ModelConfig()  # the hand-written model help strings agree with the dataclass
+    for name, (_, _, help_) in MODEL_FLAGS.items():
+        shown = re.search(r"\(default (\S+)\)", help_)
+        value = getattr(defaults, name)
+        assert shown and (shown.group(1) == value if isinstance(value, str) else float(shown.group(1)) == value), name

@@ -43,6 +43,14 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _shown(default: Any) -> str:
+    """A default as the user would type it (argparse's help needs '%' doubled)."""
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    shown = repr(default) if isinstance(default, str) and (" " in default or not default) else str(default)
+    return shown.replace("%", "%%")
+
+
 # ModelConfig's fields as flags. Spelled out here so building the parser does not
 # import torch (engine.models does); tests/test_cli_train.py checks they agree.
 MODEL_FLAGS: dict[str, tuple[type, tuple[str, ...] | None, str]] = {
@@ -77,7 +85,9 @@ def register(subparsers: Any) -> None:
     t = p.add_argument_group("training")
     choices = {"optimizer": OPTIMIZERS, "clip": CLIPS, "sampler": SAMPLERS, "device": DEVICES}
     for f in dataclasses.fields(TrainConfig):
-        kw: dict[str, Any] = {"dest": f.name, "default": None, "help": _TRAIN_HELP.get(f.name)}
+        # default None: only flags given on the command line override the config (or a resumed run's)
+        help_ = f"{_TRAIN_HELP.get(f.name, f.name)} (default {_shown(f.default)})"
+        kw: dict[str, Any] = {"dest": f.name, "default": None, "help": help_}
         if isinstance(f.default, bool):
             t.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, **kw)
         else:
