@@ -75,3 +75,21 @@ def test_bpe_tokens_shown_through_display_token(corpus_dir) -> None:
     for text in (" ".join(top), merges, preview):
         assert "Ġ" not in text and "Ċ" not in text
     assert preview.startswith("the␣time␣machine")  # d2l preprocessing, byte pieces decoded
+
+
+def test_narrow_footer_leaves_out_the_palette_key(corpus_dir) -> None:
+    from textual.widgets import Footer
+
+    async def body(app, pilot):
+        wide = app.screen.query_one(Footer).show_command_palette
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        narrow = app.screen.query_one(Footer).show_command_palette
+        await pilot.press("f3")  # a screen first shown at 80 columns
+        await pilot.pause()
+        other = app.screen.query_one(Footer).show_command_palette
+        await pilot.resize_terminal(120, 36)
+        await pilot.pause()
+        return wide, narrow, other, app.screen.query_one(Footer).show_command_palette
+
+    assert run_app(body) == (True, False, False, True)

@@ -4,12 +4,19 @@ They are declared here rather than on the app so that the footer lists them
 first (it lists the focused widget's, then the screen's, then the app's
 bindings). F1–F5 work everywhere, even while typing in a field; 1–5 do the
 same outside text fields. The app hides the key of the screen you are on.
+Below 100 columns the footer drops its "^p palette" key (ctrl+p still opens
+the palette; `?` lists every key) so that it does not cover the screen's own
+keys.
 """
 
 from __future__ import annotations
 
+from textual import events
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.widgets import Footer
+
+NARROW = 100  # columns below which the footer leaves out the command palette key
 
 SCREENS = (
     ("corpus", "Corpus", "Pick a corpus and tokenizer; see counts, Zipf plot, tokens"),
@@ -29,3 +36,7 @@ class PlaygroundScreen(Screen):
         *(Binding(str(i), f"app.switch_mode('{mode}')", title, show=False)
           for i, (mode, title, _) in enumerate(SCREENS, 1)),
     ]
+
+    def on_resize(self, event: events.Resize) -> None:
+        for footer in self.query(Footer):
+            footer.show_command_palette = event.size.width >= NARROW

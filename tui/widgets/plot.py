@@ -1,6 +1,9 @@
 """A line plot of named series: ``append`` points, then ``replot`` when you like.
 
-Wraps ``textual_plotext.PlotextPlot``. Each series keeps a downsampled history
+Wraps ``textual_plotext.PlotextPlot``. The legend is a line of text under the
+plot, each name in its series' colour: plotext draws its legend inside the
+plot's top-left corner, where a falling perplexity curve (or a Zipf curve)
+starts, and on a small terminal it covered them. Each series keeps a downsampled history
 (``History``): once it holds ``2 * max_points`` points every other one is
 dropped and later points are kept at the coarser stride, so a long training
 run costs the same to draw as a short one (plotext's build time grows
@@ -19,6 +22,7 @@ from dataclasses import dataclass, field
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.geometry import Size
 from textual.widget import Widget
 from textual_plotext import PlotextPlot
 
@@ -51,6 +55,44 @@ class CachedPlot(PlotextPlot):
 
 
 COLORS = ("cyan", "orange", "green", "magenta", "yellow", "blue", "red", "white")
+RICH_COLORS = {"orange": "dark_orange"}  # plotext colour names Rich spells differently
+
+
+class Legend(Widget):
+    """``━ name`` per series, in its colour, packed into as few lines as the width allows.
+
+    Entries never break inside (a Static would wrap "━ 1-gram a=4.07" between
+    the bar and the name).
+    """
+
+    DEFAULT_CSS = "Legend { height: auto; padding: 0 1; color: $text-muted; }"
+
+    def __init__(self, classes: str | None = None) -> None:
+        super().__init__(classes=classes)
+        self.entries: list[tuple[str, str]] = []  # (name, plotext colour)
+        self.display = False  # until there is a series to name
+
+    def set_entries(self, entries: list[tuple[str, str]]) -> None:
+        self.entries = entries
+        self.display = bool(entries)
+        self.refresh(layout=True)
+
+    def lines(self, width: int) -> list[Text]:
+        out: list[Text] = []
+        for name, color in self.entries:
+            entry = f"━ {name}"
+            if out and out[-1].cell_len + 2 + len(entry) <= width:
+                out[-1].append("  ")
+            else:
+                out.append(Text())
+            out[-1].append(entry, style=RICH_COLORS.get(color, color))
+        return out
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        return max(1, len(self.lines(width)))
+
+    def render(self) -> Text:
+        return Text("\n").join(self.lines(self.content_size.width))
 
 
 @dataclass
@@ -121,6 +163,7 @@ class SeriesPlot(Widget):
 
     def compose(self) -> ComposeResult:
         yield CachedPlot()
+        yield Legend()
 
     def on_mount(self) -> None:
         self.replot()
@@ -164,14 +207,18 @@ class SeriesPlot(Widget):
             return
         plt = plot.plt
         plt.clear_data()
-        drawn = 0
+        drawn = []
         for name, hist in self.series.items():
             xs, ys = hist.points()
             if not xs:
                 continue
             marker = self.series_markers.get(name, self.marker)
-            plt.plot(xs, ys, label=name, color=self.series_colors[name], marker=marker)
-            drawn += 1
+            plt.plot(xs, ys, color=self.series_colors[name], marker=marker)
+            drawn.append(name)
+        legend = self.query_one(Legend)
+        entries = [(name, self.series_colors[name]) for name in drawn]
+        if entries != legend.entries:  # unchanged during training: no re-layout per replot
+            legend.set_entries(entries)
         plt.title(self.plot_title if drawn or not self.empty_message else self.empty_message)
         plt.xlabel(self.xlabel)
         plt.ylabel(self.ylabel)
