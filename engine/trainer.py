@@ -18,7 +18,8 @@ With ``run`` (``engine.runs.Run``) every event is logged there and checkpoints
 are saved; a run that has a checkpoint is resumed from it (step, epoch, best
 perplexity, torch RNG; the minibatch order of epoch e depends only on the seed
 and e). A run stopped mid-epoch resumes at the start of that epoch with the
-weights it had when stopped. Left out: schedules, early stopping on plateau.
+weights it had when stopped; its saved figures describe those weights (the
+partial epoch's running train perplexity, validation on them). Left out: schedules, early stopping on plateau.
 """
 
 from __future__ import annotations
@@ -203,8 +204,12 @@ class _Loop:
                 ls, ns, lm, ok = _sync(loss_sum, norm_sum, loss_max, n_ok)
                 if not (math.isfinite(ns) and lm <= self.max_loss):  # never save NaN weights, even when stopped
                     yield ("diverged", _bad(step0 + int(ok) + 1, lm, ns, self.max_loss))
-                else:
-                    yield ("stopped", math.nan)
+                    return
+                if self.step > step0:  # the weights moved since the last epoch's figures: describe these
+                    self.train_ppl = perplexity(ls / (self.step - step0))  # running, as for a whole epoch
+                    if len(self.val_ids):
+                        self.val_ppl = evaluate(self.model, self.val_ids, cfg.batch_size, cfg.num_steps, device)
+                yield ("stopped", math.nan)
                 return
             X = torch.as_tensor(X).to(device, non_blocking=True)
             Y = torch.as_tensor(Y).to(device, non_blocking=True)

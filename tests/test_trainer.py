@@ -278,3 +278,26 @@ def test_a_loss_far_worse_than_guessing_counts_as_divergence(pipeline):
     diverged = [e for e in events if isinstance(e, Diverged)]
     assert diverged and diverged[0].loss > loss_limit(len(pipeline.vocab)) and math.isfinite(diverged[0].loss)
     assert isinstance(events[-1], Finished) and events[-1].reason == "diverged"
+
+
+def test_a_mid_epoch_stop_saves_figures_of_the_saved_weights(pipeline, tmp_path):
+    from engine.runs import create_run, open_run
+    from engine.training import evaluate, prepare_ids
+
+    mc, tc = configs(pipeline, epochs=50, log_interval_s=1e9, log_every_steps=1)
+    run = create_run(tmp_path, mc, tc, pipeline)
+    stop, events = threading.Event(), []
+    for ev in train(pipeline, mc, tc, run=run, stop=stop):
+        events.append(ev)
+        if sum(isinstance(e, Progress) and e.epoch == 3 and not e.epoch_end for e in events) == 5:
+            stop.set()  # five steps into epoch 3 (of ~22)
+    fin, progress = events[-1], [e for e in events if isinstance(e, Progress)]
+    epoch2 = [e for e in progress if e.epoch_end][-1]
+    assert fin.reason == "stopped" and fin.epoch == 2  # epoch 3 is redone on resume
+    assert fin.step == epoch2.step + 5  # the saved weights have epoch 3's first five steps
+    model = open_run(run.name, tmp_path).load_model()
+    _, val_ids = prepare_ids(pipeline, mc, tc)
+    assert fin.val_ppl == pytest.approx(evaluate(model, val_ids, tc.batch_size, tc.num_steps, "cpu"), rel=1e-6)
+    assert fin.val_ppl != pytest.approx(epoch2.val_ppl, rel=1e-6)  # not epoch 2's figure
+    assert fin.train_ppl == pytest.approx(progress[-1].train_ppl, rel=1e-6)  # the partial epoch's running figure
+    assert run.trainer_state()["val_ppl"] == pytest.approx(fin.val_ppl)
