@@ -179,3 +179,21 @@ def test_help_shows_the_config_defaults(capsys):
         shown = re.search(r"\(default (\S+)\)", help_)
         value = getattr(defaults, name)
         assert shown and (shown.group(1) == value if isinstance(value, str) else float(shown.group(1)) == value), name
+
+
+def test_runs_piped_is_tab_separated_with_a_header(runs_dir, tmp_path, capsys):
+    import shutil
+
+    from engine.runs import list_runs
+
+    d = tmp_path / "runs"
+    shutil.copytree(runs_dir, d)
+    (d / "not-a-run").mkdir()  # listed as corrupt, still one line of nine fields
+    assert main(["runs", "--runs-dir", str(d)]) == 0  # capsys: stdout is not a terminal
+    lines = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert lines[0] == ["name", "corpus", "model", "epochs", "train ppl", "val ppl", "device", "status", "date"]
+    assert len(lines) == 3 and all(len(row) == 9 for row in lines)
+    rows = {row[0]: row for row in lines[1:]}
+    good = next(r for r in list_runs(d) if not r.error)
+    assert rows[good.name][2:6] == ["gru 16x1", "2/2", f"{good.train_ppl:.3f}", f"{good.val_ppl:.3f}"]
+    assert rows["not-a-run"][7].startswith("corrupt: ")

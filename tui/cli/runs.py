@@ -6,7 +6,9 @@
 
 Columns: name, corpus, model, epochs done / configured, final train and
 validation perplexity, device, status, date. Unreadable folders are listed as
-``corrupt`` with the reason. Left out: plots and comparisons (the TUI does those).
+``corrupt`` with the reason. On a terminal this is a table; piped, it is
+tab-separated lines with a header (for ``sort``, ``cut``, ``awk``). Left out:
+plots and comparisons (the TUI does those).
 """
 
 from __future__ import annotations
@@ -34,8 +36,6 @@ def run(args: argparse.Namespace) -> int:
     from engine.runs import delete_run, list_runs
 
     console = Console()
-    if not console.is_terminal:  # piped: don't squeeze the table into 80 columns
-        console = Console(width=200)
     if args.delete:
         delete_run(args.delete, args.runs_dir)
         console.print(f"deleted {args.delete}", highlight=False)
@@ -45,11 +45,18 @@ def run(args: argparse.Namespace) -> int:
     if not runs:
         console.print(f"no runs in {where}; start one with `rnnlab train`", highlight=False)
         return 0
+    columns = ("name", "corpus", "model", "epochs", "train ppl", "val ppl", "device", "status", "date")
+    rows = [(r.name, r.corpus, r.model, f"{r.epochs_done}/{r.epochs}", _ppl(r.train_ppl), _ppl(r.val_ppl),
+             r.device, r.status if not r.error else f"corrupt: {r.error}", r.created.replace("T", " "))
+            for r in runs]
+    if not console.is_terminal:
+        for row in (columns, *rows):
+            print("\t".join(" ".join(str(cell).split()) for cell in row))  # no tabs or newlines inside a cell
+        return 0
     table = Table(title=f"runs in {where}")
-    for col in ("name", "corpus", "model", "epochs", "train ppl", "val ppl", "device", "status", "date"):
+    for col in columns:
         table.add_column(col, justify="right" if col in ("epochs", "train ppl", "val ppl") else "left")
-    for r in runs:
-        table.add_row(r.name, r.corpus, r.model, f"{r.epochs_done}/{r.epochs}", _ppl(r.train_ppl), _ppl(r.val_ppl),
-                      r.device, r.status if not r.error else f"corrupt: {r.error}", r.created.replace("T", " "))
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
     return 0
