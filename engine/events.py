@@ -93,8 +93,8 @@ class Finished(_Event):
 
     epoch: int  # epochs completed
     step: int  # optimizer steps taken
-    train_ppl: float | None  # training perplexity of the last complete epoch (None: no epoch finished)
-    val_ppl: float | None  # validation perplexity at the last epoch end (None: none)
+    train_ppl: float | None  # train perplexity of the saved weights' epoch (a stopped one's so far; None: none yet)
+    val_ppl: float | None  # validation perplexity of the saved weights (None: none)
     stopped_early: bool  # True when stopped by the caller or by divergence
     reason: str  # "completed" | "stopped" | "diverged"
 

@@ -58,14 +58,18 @@ def test_keys_work_while_training_and_stop_keeps_run(corpus_dir) -> None:
         await pilot.press("f2", "ctrl+g")
         await app.workers.wait_for_complete()
         await pilot.pause()
-        return greyed, mode_during, running_during, worker.state, screen.training, app.session.run_path
+        stats = str(screen.query_one("#train-stats", Static).render())
+        return greyed, mode_during, running_during, worker.state, screen.training, app.session.run_path, stats
 
-    greyed, mode, running, state, training, run_path = run_app(body)
+    greyed, mode, running, state, training, run_path, stats = run_app(body)
     assert greyed == (None, True)  # Start is greyed out while training, Stop is live
     assert mode == "runs" and running
     assert state == WorkerState.SUCCESS and training is False
     summary = open_run(Path(run_path)).summary()
     assert summary.status == "stopped" and summary.epochs_done < 10_000
+    # The stats line ends on the figures saved with the run, not the last progress tick's.
+    assert f"train ppl {summary.train_ppl:.4g}" in stats
+    assert f"val ppl {'–' if summary.val_ppl is None else format(summary.val_ppl, '.4g')}" in stats
 
 
 def test_form_sections_and_dropout_needs_layers(corpus_dir) -> None:

@@ -13,9 +13,8 @@ Left out: resuming runs (the CLI does that) and editing a run's config.
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,57 +31,18 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from engine.data import batches_per_epoch
 from engine.errors import RnnlabError
 from engine.events import Checkpoint, Diverged, Finished, Progress, Sample, Spike
-from engine.models import ACTIVATIONS, ENCODINGS, MODEL_KINDS, ModelConfig
+from engine.models import ModelConfig
 from engine.runs import create_run
 from engine.trainer import train
-from engine.training import CLIPS, DEVICES, OPTIMIZERS, SAMPLERS, TrainConfig, prepare_ids, resolve_device
+from engine.training import TrainConfig, prepare_ids, resolve_device
 from tui.screens.base import PlaygroundScreen
 from tui.messages import RunSaved
-from tui.widgets.form import ConfigForm, specs_for
+from tui.train_view import form_specs, progress_text
+from tui.widgets.form import ConfigForm
 from tui.widgets.plot import SeriesPlot
 
 REPLOT_INTERVAL_S = 1.0  # the plots redraw at most this often while training
 STATS_INTERVAL_S = 0.5  # the stats line and progress bar update this often
-
-
-# The form's sections, in order: (heading, [(config group, field), ...]). Every field of
-# ModelConfig (but vocab_size, set by the corpus) and TrainConfig appears once; a field
-# missing here goes to the end of the last section, so a new engine option still shows.
-SECTIONS = (
-    ("model", [("model", n) for n in ("kind", "num_hiddens", "num_layers", "dropout", "encoding",
-                                      "embed_size", "activation")]),
-    ("optimisation", [("train", n) for n in ("optimizer", "lr", "epochs", "clip", "clip_theta", "detach",
-                                             "bptt_limit_mb")]),
-    ("data", [("train", n) for n in ("batch_size", "num_steps", "sampler", "val_fraction", "max_tokens",
-                                     "seed")]),
-    ("device", [("train", n) for n in ("device", "threads")]),
-    ("sampling & logging", [("train", n) for n in ("sample_every", "sample_prefix", "sample_len",
-                                                   "sample_alpha", "log_interval_s", "log_every_steps",
-                                                   "checkpoint_interval_s", "spike_factor")]),
-)
-
-
-def form_specs() -> tuple[list, dict[str, str]]:
-    """Rows for every model and trainer option in SECTIONS order, and the section headings."""
-    model = specs_for(ModelConfig, "model", {"kind": MODEL_KINDS, "encoding": ENCODINGS,
-                                             "activation": ACTIVATIONS}, skip=("vocab_size",))
-    trainer = specs_for(TrainConfig, "train", {"optimizer": OPTIMIZERS, "clip": CLIPS,
-                                               "sampler": SAMPLERS, "device": DEVICES})
-    by_key = {spec.key: spec for spec in model + trainer}
-    ordered, headings = [], {}
-    for heading, fields in SECTIONS:
-        present = [by_key.pop(f"{group}-{name}") for group, name in fields if f"{group}-{name}" in by_key]
-        if present:
-            headings[present[0].key] = heading
-            ordered += present
-    return ordered + list(by_key.values()), headings
-
-
-def clock(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "–"
-    m, s = divmod(int(seconds), 60)
-    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
 
 
 class TrainScreen(PlaygroundScreen):
@@ -308,6 +268,9 @@ class TrainScreen(PlaygroundScreen):
         elif isinstance(event, Checkpoint):
             pass
         elif isinstance(event, Finished):
+            if self.last_progress is not None and event.train_ppl is not None:
+                # The figures of the weights that were saved (a stop mid-epoch, or divergence).
+                self.last_progress = replace(self.last_progress, train_ppl=event.train_ppl, val_ppl=event.val_ppl)
             self._flush(force=True)
             self.training = False
             self._show_status()
@@ -331,19 +294,7 @@ class TrainScreen(PlaygroundScreen):
     def _show_progress(self, p: Progress) -> None:
         done = p.epoch if p.epoch_end else p.epoch - 1
         self._bar.update(total=p.epochs, progress=done)
-        stats = Text()
-        # Two fixed lines (perplexities, then speed) that fit the 43 columns left at 80×24.
-        lines = ((("epoch", f"{p.epoch}/{p.epochs}"), ("train ppl", f"{p.train_ppl:.4g}"),
-                  ("val ppl", "–" if p.val_ppl is None else f"{p.val_ppl:.4g}")),
-                 (("‖g‖", f"{p.grad_norm:.3g}"), ("tok/s", f"{p.tokens_per_s:,.0f}"),
-                  ("time", clock(p.elapsed_s)), ("ETA", clock(p.eta_s))))
-        for i, line in enumerate(lines):
-            if i:
-                stats.append("\n")
-            for j, (label, value) in enumerate(line):
-                stats.append(f"{'  ' if j else ''}{label} ", style="dim")
-                stats.append(value, style="bold")
-        self._stats.update(stats, layout=False)  # fixed height: no re-layout
+        self._stats.update(progress_text(p), layout=False)  # fixed height: no re-layout
 
     def _flush(self, force: bool = False) -> None:
         """Show what came in since the last tick: stats every tick, plots less often.

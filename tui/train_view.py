@@ -1,0 +1,75 @@
+"""What the Train screen shows besides its plots: the form's sections and the stats lines.
+
+``form_specs`` lays out every field of ``ModelConfig`` (but ``vocab_size``,
+which the corpus sets) and ``TrainConfig`` in titled sections; a field not
+placed in ``SECTIONS`` goes to the end of the last one, so a new engine option
+still shows. ``progress_text`` turns a ``Progress`` event into two fixed lines
+(perplexities, then speed and time) that fit the 43 columns left at 80×24.
+Left out: the plots (``tui.widgets.plot``) and the screen's wiring.
+"""
+
+from __future__ import annotations
+
+import math
+
+from rich.text import Text
+
+from engine.events import Progress
+from engine.models import ACTIVATIONS, ENCODINGS, MODEL_KINDS, ModelConfig
+from engine.training import CLIPS, DEVICES, OPTIMIZERS, SAMPLERS, TrainConfig
+from tui.widgets.form import specs_for
+
+# The form's sections, in order: (heading, [(config group, field), ...]). Every field of
+# ModelConfig (but vocab_size, set by the corpus) and TrainConfig appears once; a field
+# missing here goes to the end of the last section, so a new engine option still shows.
+SECTIONS = (
+    ("model", [("model", n) for n in ("kind", "num_hiddens", "num_layers", "dropout", "encoding",
+                                      "embed_size", "activation")]),
+    ("optimisation", [("train", n) for n in ("optimizer", "lr", "epochs", "clip", "clip_theta", "detach",
+                                             "bptt_limit_mb")]),
+    ("data", [("train", n) for n in ("batch_size", "num_steps", "sampler", "val_fraction", "max_tokens",
+                                     "seed")]),
+    ("device", [("train", n) for n in ("device", "threads")]),
+    ("sampling & logging", [("train", n) for n in ("sample_every", "sample_prefix", "sample_len",
+                                                   "sample_alpha", "log_interval_s", "log_every_steps",
+                                                   "checkpoint_interval_s", "spike_factor")]),
+)
+
+
+def form_specs() -> tuple[list, dict[str, str]]:
+    """Rows for every model and trainer option in SECTIONS order, and the section headings."""
+    model = specs_for(ModelConfig, "model", {"kind": MODEL_KINDS, "encoding": ENCODINGS,
+                                             "activation": ACTIVATIONS}, skip=("vocab_size",))
+    trainer = specs_for(TrainConfig, "train", {"optimizer": OPTIMIZERS, "clip": CLIPS,
+                                               "sampler": SAMPLERS, "device": DEVICES})
+    by_key = {spec.key: spec for spec in model + trainer}
+    ordered, headings = [], {}
+    for heading, fields in SECTIONS:
+        present = [by_key.pop(f"{group}-{name}") for group, name in fields if f"{group}-{name}" in by_key]
+        if present:
+            headings[present[0].key] = heading
+            ordered += present
+    return ordered + list(by_key.values()), headings
+
+
+def clock(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "–"
+    m, s = divmod(int(seconds), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
+
+
+def progress_text(p: Progress) -> Text:
+    """Two lines: epoch, train and validation perplexity; gradient norm, tokens/s, time, ETA."""
+    stats = Text()
+    lines = ((("epoch", f"{p.epoch}/{p.epochs}"), ("train ppl", f"{p.train_ppl:.4g}"),
+              ("val ppl", "–" if p.val_ppl is None else f"{p.val_ppl:.4g}")),
+             (("‖g‖", f"{p.grad_norm:.3g}"), ("tok/s", f"{p.tokens_per_s:,.0f}"),
+              ("time", clock(p.elapsed_s)), ("ETA", clock(p.eta_s))))
+    for i, line in enumerate(lines):
+        if i:
+            stats.append("\n")
+        for j, (label, value) in enumerate(line):
+            stats.append(f"{'  ' if j else ''}{label} ", style="dim")
+            stats.append(value, style="bold")
+    return stats
