@@ -40,10 +40,12 @@ class RNNRecurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, A_in: torch.Tensor, H0: torch.Tensor, W_hh: torch.Tensor, relu: bool) -> torch.Tensor:
-        Hs = torch.empty_like(A_in, memory_format=torch.contiguous_format)
+        # One copy of A_in up front, then each step adds H_{t-1} W_hh in place: an addmm with
+        # out= would copy its input term into the output first, one small copy per step.
+        Hs = A_in.clone(memory_format=torch.contiguous_format)
         H = H0
-        for a_t, out in zip(A_in.unbind(0), Hs.unbind(0)):
-            torch.addmm(a_t, H, W_hh, out=out)  # A_t = A_in_t + H_{t-1} W_hh, written in place
+        for out in Hs.unbind(0):
+            out.addmm_(H, W_hh)  # A_t = A_in_t + H_{t-1} W_hh
             if relu:
                 out.relu_()
             else:
@@ -63,16 +65,13 @@ class RNNRecurrence(torch.autograd.Function):
         else:
             dphi = torch.addcmul(torch.ones((), dtype=Hs.dtype, device=Hs.device), Hs, Hs, value=-1.0)
         W_hh_T = W_hh.t()
-        dA = torch.empty_like(Hs)
+        dA = dHs.clone(memory_format=torch.contiguous_format)  # one copy, then in place per step
         dA_next: torch.Tensor | None = None
         for t in range(T - 1, -1, -1):
             out = dA[t]
-            if dA_next is None:
-                torch.mul(dHs[t], dphi[t], out=out)  # last step: only the output's gradient
-            else:
-                # dH_t = dHs_t + dA_{t+1} W_hhᵀ, then dA_t = dH_t ⊙ φ'(A_t)
-                torch.addmm(dHs[t], dA_next, W_hh_T, out=out)
-                out.mul_(dphi[t])
+            if dA_next is not None:
+                out.addmm_(dA_next, W_hh_T)  # dH_t = dHs_t + dA_{t+1} W_hhᵀ
+            out.mul_(dphi[t])  # dA_t = dH_t ⊙ φ'(A_t)
             dA_next = out
         assert dA_next is not None
         dH0 = dA_next @ W_hh_T if ctx.needs_input_grad[1] else None
