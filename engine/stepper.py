@@ -8,9 +8,9 @@ generation (the weights do not change while it runs) and folds into tables
 what does not depend on the step:
 
 * layer 0's input term ``onehot(x) W + b`` is row ``x`` of ``W + b`` — one
-  (V × width) table, so the input costs one row gather (for an embedding input,
-  ``E W + b``, while that table stays under 16 MB; otherwise it is computed per
-  token);
+  (V × width) table, so the input costs one row gather (for an embedding input
+  the table is ``E W + b``); a table over 16 MB (a large vocabulary) is not
+  built and the input term is computed per token instead;
 * tokens that must never be generated get ``-inf`` in the output bias, so the
   logits come out masked;
 * the cells are written out with nn's gate order, the fewest ops each: the
@@ -65,16 +65,16 @@ class Stepper:
             W_in, b_in = self.layers[0][:2]
             self.embedding = None if model.embedding is None else model.embedding.weight.detach()
             self.table: torch.Tensor | None = None
-            if self.embedding is None:
-                self.table = W_in + b_in  # onehot(x) W + b = (W + b)[x], as RNNLM.input_term computes it
-            elif self.embedding.shape[0] * W_in.shape[1] <= TABLE_LIMIT:
-                self.table = torch.addmm(b_in, self.embedding, W_in)
+            if cfg.vocab_size * W_in.shape[1] <= TABLE_LIMIT:
+                # onehot(x) W + b = (W + b)[x], as RNNLM.input_term computes it; embedding: (E W + b)[x]
+                self.table = W_in + b_in if self.embedding is None else torch.addmm(b_in, self.embedding, W_in)
 
     def _input(self, x: torch.Tensor) -> torch.Tensor:
         if self.table is not None:
             return F.embedding(x, self.table)
         W_in, b_in = self.layers[0][:2]
-        assert self.embedding is not None
+        if self.embedding is None:
+            return F.embedding(x, W_in) + b_in
         return torch.addmm(b_in, F.embedding(x, self.embedding), W_in)
 
     def __call__(self, x: torch.Tensor, state: list[Any]) -> tuple[torch.Tensor, list[Any]]:

@@ -64,10 +64,13 @@ def test_never_mask_sets_minus_inf_and_leaves_the_rest(kind: str = "gru") -> Non
     assert torch.equal(masked[..., ~never], plain[..., ~never])
 
 
-def test_big_embedding_tables_fall_back_to_per_token_input(monkeypatch: pytest.MonkeyPatch) -> None:
-    model = small("lstm", encoding="embedding", embed_size=5)
+@pytest.mark.parametrize("kind,encoding", [("lstm", "embedding"), ("gru", "onehot"), ("scratch", "onehot")])
+def test_big_input_tables_fall_back_to_per_token_input(monkeypatch: pytest.MonkeyPatch, kind: str,
+                                                        encoding: str) -> None:
+    model = small(kind, encoding=encoding, embed_size=5)
     X = torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(4))
-    monkeypatch.setattr(stepper_module, "TABLE_LIMIT", 4 * H * V - 1)  # just too small for this table
+    width = {"lstm": 4, "gru": 3, "scratch": 1}[kind] * H
+    monkeypatch.setattr(stepper_module, "TABLE_LIMIT", width * V - 1)  # just too small for this table
     step = Stepper(model)
     assert step.table is None
     got, _ = run(step, model, X, model.begin_state(B))
