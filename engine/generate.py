@@ -29,6 +29,7 @@ import torch
 
 from engine.errors import ConfigError
 from engine.models import RNNLM
+from engine.precision import float32_cudnn
 from engine.stepper import Stepper
 
 
@@ -185,7 +186,7 @@ class Generation(Iterator[str]):
         if was_training:
             self.model.eval()
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), float32_cudnn(self._device):
                 if self._stepper is None:
                     self._ids, logits, state = _warm_up(self.model, self.tokenizer, self.prefix)
                     if logits is None:  # empty prefix: first token from unigram frequencies
@@ -225,7 +226,7 @@ def next_token_distribution(model: RNNLM, tokenizer: Any, prefix: str, *, alpha:
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), float32_cudnn(_device(model)):
             _, logits, _ = _warm_up(model, tokenizer, prefix)
             logits = _unigram_logits(tokenizer, model.cfg.vocab_size) if logits is None else logits[0].cpu()
             logits = logits.masked_fill(_unseen(tokenizer, model.cfg.vocab_size), -math.inf)

@@ -37,6 +37,7 @@ import torch
 from engine.errors import ConfigError, RunError
 from engine.events import Checkpoint, Diverged, Event, Finished, Progress, Sample, Spike
 from engine.models import ModelConfig, RNNLM, build_model, detach_state
+from engine.precision import float32_cudnn
 from engine.training import (TrainConfig, clip_gradients, evaluate, make_optimizer, perplexity, prepare_ids,
                              resolve_device, sequence_loss)
 
@@ -292,32 +293,34 @@ class _Loop:
         yield self._emit(Sample(epoch=self.epoch, prefix=prefix, text=prefix + text))
 
     def run_all(self) -> Iterator[Event]:
-        cfg, reason = self.cfg, "completed"
-        while self.epoch < cfg.epochs:
-            self.epoch += 1
-            outcome: tuple[str, Any] = ("ok", None)
-            for item in self._epoch():
-                if isinstance(item, tuple):
-                    outcome = item
-                else:
-                    yield self._emit(item)
-            if outcome[0] == "stopped":
-                self.epoch -= 1  # resume restarts the interrupted epoch (with the current weights)
-                reason = "stopped"
-                break
-            if outcome[0] == "diverged":
-                yield from self._diverged(*outcome[1])
-                yield self._emit(Finished(self.epoch, self.step, self.train_ppl, self.val_ppl, True, "diverged"))
-                return
-            yield from self._spike()
-            self.snapshot = self._take_snapshot()  # the last good state, for divergence
-            last = self.epoch == cfg.epochs
-            if cfg.sample_every and (self.epoch % cfg.sample_every == 0 or last):
-                yield from self._sample()
-            if not last and time.perf_counter() - self.last_ckpt >= cfg.checkpoint_interval_s:
-                yield from self._save("running", self.snapshot)
-        yield from self._save(reason)
-        yield self._emit(Finished(self.epoch, self.step, self.train_ppl, self.val_ppl, reason != "completed", reason))
+        with float32_cudnn(self.device):  # float32 figures on CUDA too (engine.precision)
+            cfg, reason = self.cfg, "completed"
+            while self.epoch < cfg.epochs:
+                self.epoch += 1
+                outcome: tuple[str, Any] = ("ok", None)
+                for item in self._epoch():
+                    if isinstance(item, tuple):
+                        outcome = item
+                    else:
+                        yield self._emit(item)
+                if outcome[0] == "stopped":
+                    self.epoch -= 1  # resume restarts the interrupted epoch (with the current weights)
+                    reason = "stopped"
+                    break
+                if outcome[0] == "diverged":
+                    yield from self._diverged(*outcome[1])
+                    yield self._emit(Finished(self.epoch, self.step, self.train_ppl, self.val_ppl, True, "diverged"))
+                    return
+                yield from self._spike()
+                self.snapshot = self._take_snapshot()  # the last good state, for divergence
+                last = self.epoch == cfg.epochs
+                if cfg.sample_every and (self.epoch % cfg.sample_every == 0 or last):
+                    yield from self._sample()
+                if not last and time.perf_counter() - self.last_ckpt >= cfg.checkpoint_interval_s:
+                    yield from self._save("running", self.snapshot)
+            yield from self._save(reason)
+            stopped_early = reason != "completed"
+            yield self._emit(Finished(self.epoch, self.step, self.train_ppl, self.val_ppl, stopped_early, reason))
 
 
 def train(data: Any, model_cfg: ModelConfig, train_cfg: TrainConfig, *, tokenizer: Any = None, run: Any = None,
