@@ -20,6 +20,13 @@ def test_legend_packs_whole_entries_into_the_width() -> None:
     two = [t.plain for t in legend.lines(33)]  # two entries take exactly 32 cells
     assert two == ["━ 1-gram a=4.07  ━ 2-gram a=2.31", "━ 3-gram a=0.82"]
     assert [t.plain for t in legend.lines(10)] == [f"━ {n}" for n, _ in ENTRIES]  # too narrow: one per line
+    from textual.geometry import Size
+
+    assert legend.get_content_height(Size(16, 10), Size(16, 10), 16) == 3  # one 15-cell entry a line
+    assert legend.get_content_height(Size(10, 10), Size(10, 10), 10) == 6  # each entry wraps once
+    legend.entries = [("a very long series name indeed", "cyan")]  # 32 cells in a width of 20: 2 rows
+    assert legend.get_content_height(Size(20, 10), Size(20, 10), 20) == 2
+    legend.entries = ENTRIES
     colours = [str(span.style) for span in one_line[0].spans]
     assert colours == ["cyan", "dark_orange", "green"]  # plotext's "orange" is Rich's dark_orange
 

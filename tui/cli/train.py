@@ -82,7 +82,7 @@ def register(subparsers: Any) -> None:
     for name, (typ, choices, help_) in MODEL_FLAGS.items():
         flag = "--model" if name == "kind" else _flag(name)
         m.add_argument(flag, dest=name, type=typ, choices=choices, default=None, help=help_)
-    t = p.add_argument_group("training")
+    t = p.add_argument_group("training", "defaults as shown; with --resume, options not given keep the run's values")
     choices = {"optimizer": OPTIMIZERS, "clip": CLIPS, "sampler": SAMPLERS, "device": DEVICES}
     for f in dataclasses.fields(TrainConfig):
         # default None: only flags given on the command line override the config (or a resumed run's)

@@ -89,7 +89,8 @@ class Legend(Widget):
         return out
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
-        return max(1, len(self.lines(width)))
+        # A lone entry wider than the plot wraps: count its rows too.
+        return max(1, sum(-(-line.cell_len // max(1, width)) for line in self.lines(width)))
 
     def render(self) -> Text:
         return Text("\n").join(self.lines(self.content_size.width))
