@@ -142,7 +142,6 @@ class Generation(Iterator[str]):
         self._state: list[Any] = []
         self._logits: torch.Tensor | None = None
         self._ids: list[int] = []
-        self._started = False
         self._pending: list[int] = []  # computed, not yet handed out
         # Characters decode to themselves: a list lookup instead of a decode call per token.
         self._itos: list[str] | None = (
@@ -172,7 +171,7 @@ class Generation(Iterator[str]):
             # The first token comes alone (instant feedback); then tokens are computed
             # CHUNK at a time inside one inference_mode block with one host sync, and
             # handed out one by one. Same tokens, less per-token Python and syncing.
-            n = 1 if not self._started else min(self.remaining, CHUNK)
+            n = 1 if self._stepper is None else min(self.remaining, CHUNK)
             self._pending = self._advance(n)
             self.remaining -= n
         idx = self._pending.pop(0)
@@ -194,7 +193,6 @@ class Generation(Iterator[str]):
                     self._logits = logits.to(self._device).masked_fill(self._unseen, -math.inf)
                     self._stepper = Stepper(self.model, never=self._unseen)
                     self._state = self._stepper.load(state)
-                    self._started = True
                 step, logits, state, picked = self._stepper, self._logits, self._state, []
                 for _ in range(n):
                     x = self._pick(logits)

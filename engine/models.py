@@ -125,15 +125,13 @@ class RNNLM(nn.Module):
         """``encode(X) @ W + b`` for all time steps at once: (num_steps, batch, W.shape[1]).
 
         With one-hot inputs the matmul only picks rows — ``onehot(x) W = W[x]``
-        exactly — so it is a gather. ``X`` is (batch, num_steps) ids or, for a
-        single step, (batch,) ids giving (batch, W.shape[1]).
+        exactly — so it is a gather. ``X`` is (batch, num_steps) ids.
         """
-        if X.dim() == 2:
-            X = X.T
+        X = X.T
         if self.embedding is None:
             # Gather from W + b: the same single rounding as W[x] + b, but the sum is
             # V rows instead of (num_steps · batch) and b's gradient a V-row sum.
-            # A few ids (one generated token) are cheaper gathered first.
+            # A few ids (a single step) are cheaper gathered first.
             return F.embedding(X, W) + b if X.numel() < W.shape[0] else F.embedding(X, W + b)
         E = self.embedding(X)
         return torch.addmm(b, E.reshape(-1, E.shape[-1]), W).view(*E.shape[:-1], W.shape[1])
@@ -145,7 +143,8 @@ class RNNLM(nn.Module):
         raise NotImplementedError
 
     def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """One token per row: (batch,) ids -> (batch, vocab) logits."""
+        """One token per row: (batch,) ids -> (batch, vocab) logits (differentiable; generation
+        runs ``engine.stepper.Stepper``, the same step with per-token work cut down)."""
         logits, state = self.forward(x.reshape(-1, 1), state)
         return logits[0], state
 
@@ -172,11 +171,6 @@ class ScratchRNN(RNNLM):
         T, B, h = Hs.shape
         logits = torch.addmm(self.b_q, Hs.reshape(T * B, h), self.W_hq).view(T, B, -1)
         return logits, Hs[-1].clone()  # a tensor of its own, so callers may detach_() it
-
-    def step(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        A = torch.addmm(self.input_term(x, self.W_xh, self.b_h), state, self.W_hh)
-        H = torch.relu(A) if self.cfg.activation == "relu" else torch.tanh(A)
-        return torch.addmm(self.b_q, H, self.W_hq), H
 
 
 class TorchRNN(RNNLM):
@@ -213,7 +207,7 @@ class TorchRNN(RNNLM):
             return h, torch.zeros(shape, device=device)
         return h
 
-    def _layer_weights(self, layer: int, fold_b_hh: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def layer_weights(self, layer: int, fold_b_hh: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(W_ihᵀ, b_ih + b_hh, W_hh) of one layer, W_ihᵀ oriented for ``x @ W``.
 
         ``W_hh`` comes transposed (for ``H @ W_hh``) for the rnn kind and as nn
@@ -241,7 +235,7 @@ class TorchRNN(RNNLM):
         Hs = torch.empty(0)
         for layer in range(self.cfg.num_layers):
             # GRU keeps b_hh inside the recurrence (its n part is scaled by the reset gate).
-            W_ih, b, W_hh = self._layer_weights(layer, fold_b_hh=kind != "gru")
+            W_ih, b, W_hh = self.layer_weights(layer, fold_b_hh=kind != "gru")
             if layer == 0:
                 A_in = self.input_term(X, W_ih, b)
             else:
@@ -260,41 +254,6 @@ class TorchRNN(RNNLM):
             finals.append(Hs[-1])
         new_h = torch.stack(finals)
         return self.linear(Hs), ((new_h, torch.stack(cells)) if kind == "lstm" else new_h)
-
-    def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        # One token: torch's fused cells (``torch.gru_cell``/``lstm_cell``, C++ composites of
-        # ``linear`` and the gate math) or the plain RNN written out, skipping nn.RNNBase's
-        # per-call Python checks — generation calls this once per token.
-        kind, drop = self.cfg.kind, self.training and self.cfg.dropout > 0
-        if kind == "lstm":
-            assert isinstance(state, tuple)
-            h0, c0 = state
-        else:
-            assert isinstance(state, torch.Tensor)
-            h0 = state
-        act = torch.relu if self.cfg.activation == "relu" else torch.tanh
-        hs, cs = [], []
-        inp = torch.empty(0)
-        for layer in range(self.cfg.num_layers):
-            if layer > 0 and drop:
-                inp = F.dropout(inp, self.cfg.dropout, training=True)
-            if kind == "rnn":
-                W_ih, b, W_hh = self._layer_weights(layer)
-                A = self.input_term(x, W_ih, b) if layer == 0 else torch.addmm(b, inp, W_ih)
-                inp = act(torch.addmm(A, h0[layer], W_hh))
-            else:
-                if layer == 0:
-                    inp = self.encode(x.reshape(-1, 1))[0]
-                r = self.rnn
-                w = [getattr(r, f"{n}_l{layer}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-                if kind == "gru":
-                    inp = torch.gru_cell(inp, h0[layer], *w)
-                else:
-                    inp, c = torch.lstm_cell(inp, (h0[layer], c0[layer]), *w)
-                    cs.append(c)
-            hs.append(inp)
-        new_h = torch.stack(hs)
-        return self.linear(inp), ((new_h, torch.stack(cs)) if kind == "lstm" else new_h)
 
 
 def build_model(cfg: ModelConfig) -> RNNLM:

@@ -50,14 +50,11 @@ class Stepper:
                 self.layers.append((model.W_xh, model.b_h, model.W_hh, None))
                 W_out, b_out = model.W_hq, model.b_q
             else:
-                r = model.rnn
+                gru = self.kind == "gru"  # b_hh stays inside the reset gate
                 for layer in range(cfg.num_layers):
-                    W_ih, W_hh = getattr(r, f"weight_ih_l{layer}").t(), getattr(r, f"weight_hh_l{layer}").t()
-                    b_ih, b_hh = getattr(r, f"bias_ih_l{layer}"), getattr(r, f"bias_hh_l{layer}")
-                    if self.kind == "gru":  # b_hh stays inside the reset gate
-                        self.layers.append((W_ih, b_ih, W_hh, b_hh))
-                    else:
-                        self.layers.append((W_ih, b_ih + b_hh, W_hh, None))
+                    W_ih, b, W_hh = model.layer_weights(layer, fold_b_hh=not gru)  # as forward folds them
+                    b_hh = getattr(model.rnn, f"bias_hh_l{layer}") if gru else None
+                    self.layers.append((W_ih, b, W_hh if self.kind == "rnn" else W_hh.t(), b_hh))
                 W_out, b_out = model.linear.weight.t(), model.linear.bias
             if never is not None:
                 b_out = b_out.masked_fill(never.to(b_out.device), -torch.inf)

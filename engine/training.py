@@ -128,9 +128,9 @@ def clip_gradients(params: list[nn.Parameter], clip: str, theta: float) -> torch
     return norm
 
 
-def sequence_loss(logits: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over all positions: logits (num_steps, batch, vocab), Y (batch, num_steps)."""
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Y.T.reshape(-1))
+def sequence_loss(logits: torch.Tensor, Y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy over all positions (mean or sum): logits (num_steps, batch, vocab), Y (batch, num_steps)."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Y.T.reshape(-1), reduction=reduction)
 
 
 def perplexity(mean_loss: float) -> float:
@@ -154,7 +154,6 @@ def evaluate(model: RNNLM, ids: np.ndarray, batch_size: int, num_steps: int, dev
     total = torch.zeros((), device=device)
     for start in range(0, length, num_steps):
         logits, state = model(X[:, start : start + num_steps], state)
-        y = Y[:, start : start + num_steps]
-        total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.T.reshape(-1), reduction="sum")
+        total += sequence_loss(logits, Y[:, start : start + num_steps], reduction="sum")
     model.train(was_training)
     return perplexity(float(total) / (rows * length))
