@@ -25,6 +25,25 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     return home
 
 
+@pytest.fixture
+def offline_home(monkeypatch, _isolated_home) -> Path:
+    """RNNLAB_HOME with no local corpus folder: a corpus comes from the cache or a download
+    (tests serve those from a loopback server, which no proxy may intercept)."""
+    monkeypatch.delenv("RNNLAB_CORPUS_DIR", raising=False)
+    for var in ("no_proxy", "NO_PROXY"):
+        monkeypatch.setenv(var, "*")
+    return Path(_isolated_home)
+
+
+@pytest.fixture(scope="session")
+def pipeline(corpus_dir):
+    """The Time Machine as D2L preprocesses it, in characters (shared: tests only read it)."""
+    from engine.corpus import load_corpus
+    from engine.tokenizers import build_pipeline
+
+    return build_pipeline(load_corpus(str(corpus_dir / "timemachine.txt")), mode="d2l", tokenizer="char")
+
+
 @pytest.fixture(scope="session")
 def corpus_dir() -> Path:
     """The folder holding timemachine.txt and war_of_the_worlds.txt."""

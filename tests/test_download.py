@@ -25,11 +25,8 @@ def server() -> Iterator[tuple[str, dict[str, bytes]]]:
 
 
 @pytest.fixture
-def cache(monkeypatch, _isolated_home) -> Path:
-    monkeypatch.delenv("RNNLAB_CORPUS_DIR", raising=False)
-    for var in ("no_proxy", "NO_PROXY"):  # never send loopback requests to a proxy
-        monkeypatch.setenv(var, "*")
-    return Path(_isolated_home) / "corpora"
+def cache(offline_home) -> Path:
+    return offline_home / "corpora"
 
 
 def test_good_download_is_cached_and_verified(server, cache, corpus_dir, monkeypatch):

@@ -16,14 +16,6 @@ from engine.trainer import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
-def pipeline(corpus_dir):
-    from engine.corpus import load_corpus
-    from engine.tokenizers import build_pipeline
-
-    return build_pipeline(load_corpus(str(corpus_dir / "timemachine.txt")), mode="d2l", tokenizer="char")
-
-
-@pytest.fixture(scope="module")
 def _trained_once(pipeline, tmp_path_factory):
     mc = ModelConfig(kind="gru", vocab_size=len(pipeline.vocab), num_hiddens=16)
     tc = TrainConfig(epochs=2, batch_size=8, num_steps=10, max_tokens=1500, sample_every=1, sample_len=10,

@@ -19,14 +19,6 @@ from engine.training import clip_gradients, sequence_loss
 TINY = dict(epochs=4, batch_size=8, num_steps=10, max_tokens=2000, sample_every=0, threads=1, log_interval_s=0.0)
 
 
-@pytest.fixture(scope="module")
-def pipeline(corpus_dir):
-    from engine.corpus import load_corpus
-    from engine.tokenizers import build_pipeline
-
-    return build_pipeline(load_corpus(str(corpus_dir / "timemachine.txt")), mode="d2l", tokenizer="char")
-
-
 def configs(pipeline, model=None, **train):
     mc = ModelConfig(**{"kind": "gru", "vocab_size": len(pipeline.vocab), "num_hiddens": 32, **(model or {})})
     return mc, TrainConfig(**{**TINY, **train})

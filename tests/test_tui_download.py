@@ -7,7 +7,6 @@ The catalog URL points at a loopback server (``$RNNLAB_CORPUS_URL_TIMEMACHINE``)
 
 from __future__ import annotations
 
-import pytest
 from textual.widgets import ProgressBar, Static
 
 from tui.screens.corpus import CorpusScreen
@@ -16,15 +15,7 @@ from tui_helpers import closed_port, run_app, serve_files
 SIZE = 178979  # bytes of timemachine.txt (the catalog's figure)
 
 
-@pytest.fixture
-def first_run(monkeypatch, _isolated_home):
-    monkeypatch.delenv("RNNLAB_CORPUS_DIR", raising=False)
-    for var in ("no_proxy", "NO_PROXY"):  # never send loopback requests to a proxy
-        monkeypatch.setenv(var, "*")
-    return _isolated_home
-
-
-def test_first_run_downloads_with_progress_bar(first_run, corpus_dir, monkeypatch) -> None:
+def test_first_run_downloads_with_progress_bar(offline_home, corpus_dir, monkeypatch) -> None:
     body = (corpus_dir / "timemachine.txt").read_bytes()
     assert len(body) == SIZE
     seen: list[tuple[int, int | None, bool]] = []
@@ -51,10 +42,10 @@ def test_first_run_downloads_with_progress_bar(first_run, corpus_dir, monkeypatc
     assert pipeline is not None and len(pipeline.ids) == 170580  # the corpus loaded (D2L's char figure)
     assert "The Time Machine" in stats and "tokens 170,580" in stats
     assert not bar_shown  # the bar goes once the corpus is in
-    assert (first_run / "corpora" / "timemachine.txt").stat().st_size == SIZE  # cached for next time
+    assert (offline_home / "corpora" / "timemachine.txt").stat().st_size == SIZE  # cached for next time
 
 
-def test_offline_app_opens_and_says_how_to_get_a_corpus(first_run, monkeypatch) -> None:
+def test_offline_app_opens_and_says_how_to_get_a_corpus(offline_home, monkeypatch) -> None:
     monkeypatch.setenv("RNNLAB_CORPUS_URL_TIMEMACHINE", f"http://127.0.0.1:{closed_port()}/timemachine.txt")
 
     async def run(app, pilot):

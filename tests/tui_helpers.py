@@ -65,10 +65,10 @@ async def open_train(app: RnnlabApp, pilot: Pilot, overrides: dict | None = None
 def tiny_run(**train_overrides: Any) -> Path:
     """Train a tiny model headless (engine only) and return its run folder."""
     pipeline = build_pipeline(load_corpus("timemachine"))
-    model_cfg = ModelConfig(kind="rnn", num_hiddens=16, vocab_size=len(pipeline.tokenizer.vocab))
-    settings = {"epochs": 2, "max_tokens": 2000, "batch_size": 8, "num_steps": 8, "sample_len": 5,
-                "threads": 1, "device": "cpu", **train_overrides}
-    train_cfg = TrainConfig(**settings)
+    model = {name: value for (group, name), value in TINY.items() if group == "model"}
+    settings = {name: value for (group, name), value in TINY.items() if group == "train"}
+    model_cfg = ModelConfig(**model, vocab_size=len(pipeline.tokenizer.vocab))
+    train_cfg = TrainConfig(**{**settings, **train_overrides})
     run = create_run(None, model_cfg, train_cfg, pipeline)
     for _ in train(pipeline, model_cfg, train_cfg, run=run):
         pass

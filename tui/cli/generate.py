@@ -19,6 +19,7 @@ from typing import Any
 
 
 def register(subparsers: Any) -> None:
+    from engine.train_config import DEVICES
     p = subparsers.add_parser("generate", help="generate text with a trained run",
                               description="Stream a continuation of --prefix from a run's model.")
     p.add_argument("run", metavar="RUN", help="run name (see `rnnlab runs`) or folder")
@@ -28,7 +29,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens")
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass in (0, 1]")
     p.add_argument("--seed", type=int, default=None, help="seed for reproducible sampling")
-    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda", "mps"), help="device to run on")
+    p.add_argument("--device", default="cpu", choices=DEVICES, help="device to run on")
     p.add_argument("--runs-dir", default=None, help="folder of runs (default: $RNNLAB_HOME/runs)")
     p.set_defaults(func=run)
 

@@ -110,7 +110,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, Any]:
         run = open_run(args.resume, args.runs_dir)
         changed = [n for n, v in _given(args, args._model_fields).items() if getattr(run.model_config, n) != v]
         if changed:
-            flags = ", ".join("--" + n.replace("_", "-") for n in changed)
+            flags = ", ".join(_flag(n) for n in changed)
             m = run.model_config
             raise ConfigError(f"{flags} cannot change when resuming: {run.name} is a {m.kind} model with "
                               f"num_hiddens {m.num_hiddens}, num_layers {m.num_layers}; start a new run instead")
@@ -130,8 +130,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, Any]:
     pipeline = build_pipeline(corpus, mode=args.mode, tokenizer=args.tokenizer, vocab_size=args.vocab_size,
                               min_freq=args.min_freq)
     model_cfg = ModelConfig(**{"kind": "gru", **_given(args, args._model_fields), "vocab_size": len(pipeline.vocab)})
-    prepare_ids(pipeline, model_cfg, train_cfg)
-    run = create_run(args.runs_dir, model_cfg, train_cfg, pipeline)
+    run = create_run(args.runs_dir, model_cfg, train_cfg, pipeline)  # checks sizes and device before the folder
     return pipeline, model_cfg, train_cfg, pipeline.tokenizer, run
 
 
