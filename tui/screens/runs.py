@@ -57,6 +57,7 @@ class RunsScreen(PlaygroundScreen):
         self.runs: list[RunSummary] = []
         self.selected: set[str] = set()  # run paths marked for the overlay
         self.metric = METRICS[0]
+        self._drawn: tuple[tuple[str, ...], str] | None = None  # (run paths, metric) on the plot now
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -90,7 +91,7 @@ class RunsScreen(PlaygroundScreen):
         self.query_one("#runs-note", Static).update(
             f"{len(self.runs)} saved runs · space marks runs to overlay · g opens one in Generate"
             if self.runs else "no saved runs yet: train one on the Train screen (F2)")
-        self.replot()
+        self.replot(force=True)  # the curves may have grown since they were drawn
 
     def _current(self) -> RunSummary | None:
         table = self.query_one(DataTable)
@@ -98,13 +99,19 @@ class RunsScreen(PlaygroundScreen):
             return None
         return self.runs[table.cursor_row]
 
-    def replot(self) -> None:
-        plot = self.query_one(SeriesPlot)
-        plot.clear()
+    def replot(self, force: bool = False) -> None:
+        """Draw the marked runs' curves (or the highlighted run's); reading and drawing
+        them is skipped when the same runs and metric are already on the plot."""
         chosen = [r for r in self.runs if r.path in self.selected]
         current = self._current()
         if not chosen and current is not None:
             chosen = [current]
+        drawn = (tuple(r.path for r in chosen), self.metric)
+        if drawn == self._drawn and not force:
+            return  # e.g. the table's RowHighlighted after a refresh that already drew these
+        self._drawn = drawn
+        plot = self.query_one(SeriesPlot)
+        plot.clear()
         label = "validation" if self.metric == "val_ppl" else "training"
         plot.plot_title = f"{label} perplexity" + (" (m: switch)" if chosen else "")
         plot.empty_message = "no runs to draw"
