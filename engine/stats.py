@@ -4,7 +4,8 @@
 (``['a', 'b', 'a', 'b'], 2 → {('a', 'b'): 2, ('b', 'a'): 1}``).
 ``zipf_fit`` fits Zipf's law ``n_i ∝ 1 / i^a`` to a frequency table by least
 squares on ``log f = -a log r + c`` over a rank range (exercise 8.3.3);
-``ngram_summary`` adds the number of distinct n-grams and the top k (8.3.1).
+``ngram_summary`` adds the number of distinct n-grams and the top k (8.3.1);
+``ngram_frequencies`` gives the sorted counts of an id stream's n-grams.
 ``corpus_summary`` gathers it all for a ``TextPipeline`` as a JSON-able dict,
 the one thing the CLI and the TUI show.
 
@@ -156,24 +157,47 @@ def _encode(tokens: Sequence[str]) -> tuple[np.ndarray, list[str]]:
     return codes, list(index)
 
 
+def _packed_counts(codes: np.ndarray, n: int, base: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(distinct packed keys, first position of each, counts) of the n-grams of ``codes``
+    (ints in ``0..base-1``); None when a packed key would overflow int64."""
+    if base**n >= 2**62:
+        return None
+    total = len(codes) - n + 1
+    # Pack each n-gram (c_0, ..., c_{n-1}) into one int: sum c_i * base^(n-1-i).
+    keys = codes[:total].copy()
+    for i in range(1, n):
+        keys = keys * base + codes[i : i + total]
+    return np.unique(keys, return_index=True, return_counts=True)  # type: ignore[return-value]
+
+
+def ngram_frequencies(codes: Sequence[int] | np.ndarray, n: int) -> np.ndarray:
+    """The count of each distinct n-gram of an id stream, most frequent first (a Zipf curve's y)."""
+    _check_n(n)
+    codes = np.asarray(codes, dtype=np.int64)
+    if len(codes) < n:
+        return np.zeros(0, dtype=np.int64)
+    packed = _packed_counts(codes, n, int(codes.max()) + 1)
+    if packed is None:
+        counts = np.fromiter(ngram_counts(codes.tolist(), n).values(), dtype=np.int64)  # type: ignore[arg-type]
+    else:
+        counts = packed[2]
+    return np.sort(counts)[::-1]
+
+
 def _summary(
     codes: np.ndarray, inverse: list[str], n: int, top_k: int, rank_range: tuple[int, int]
 ) -> NgramSummary:
     _check_n(n)
     total = max(len(codes) - n + 1, 0)
-    base = max(len(inverse), 1)
     if total == 0:
         return NgramSummary(n, 0, 0, [], math.nan)
-    if base**n >= 2**62:  # the packed key would overflow: count with a Counter
+    packed = _packed_counts(codes, n, max(len(inverse), 1))
+    if packed is None:  # the packed key would overflow: count with a Counter
         counter = ngram_counts([inverse[c] for c in codes.tolist()], n)
         top = counter.most_common(top_k)
         freqs = np.fromiter(counter.values(), dtype=np.int64)
         return NgramSummary(n, len(counter), total, top, zipf_fit(freqs, rank_range)[0])
-    # Pack each n-gram (c_0, ..., c_{n-1}) into one int: sum c_i * base^(n-1-i).
-    keys = codes[:total].copy()
-    for i in range(1, n):
-        keys = keys * base + codes[i : i + total]
-    uniq, first, counts = np.unique(keys, return_index=True, return_counts=True)
+    uniq, first, counts = packed
     order = np.lexsort((first, -counts))  # most frequent first, ties first-seen
     top = []
     for j in order[:top_k]:

@@ -124,3 +124,16 @@ def test_zipf_fit_needs_enough_ranks_to_mean_anything():
     assert math.isnan(zipf_fit([9, 3], rank_range=(1, 10))[0])
     assert math.isnan(zipf_fit([9, 5, 3, 2], rank_range=(1, 10))[0]) and MIN_FIT_RANKS == 5
     assert zipf_fit([1000 / r for r in range(1, 6)], rank_range=(1, 10))[0] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5])
+def test_ngram_frequencies_are_the_sorted_ngram_counts(n, monkeypatch):
+    from engine import stats
+
+    rng = np.random.default_rng(n)
+    ids = rng.integers(0, 9, size=500)
+    want = sorted(ngram_counts(ids.tolist(), n).values(), reverse=True)
+    assert stats.ngram_frequencies(ids, n).tolist() == want
+    monkeypatch.setattr(stats, "_packed_counts", lambda *a: None)  # the overflow fallback
+    assert stats.ngram_frequencies(ids, n).tolist() == want
+    assert stats.ngram_frequencies(ids[: n - 1], n).tolist() == []

@@ -63,10 +63,9 @@ def _log_spaced_ranks(n: int, points: int = ZIPF_POINTS) -> np.ndarray:
     return np.unique(np.geomspace(1, n, points).astype(np.int64) - 1)
 
 
-def zipf_curve(tokens: list[str], n: int) -> ZipfCurve:
-    """log10 rank vs log10 frequency of the n-grams of ``tokens``."""
-    counts = stats.ngram_counts(tokens, n)
-    freqs = np.array(sorted(counts.values(), reverse=True), dtype=np.float64)
+def zipf_curve(ids: np.ndarray, n: int) -> ZipfCurve:
+    """log10 rank vs log10 frequency of the n-grams of the token ids (one id per shown token)."""
+    freqs = stats.ngram_frequencies(ids, n).astype(np.float64)
     if len(freqs) < 2:
         return ZipfCurve(n, [], [], float("nan"))
     idx = _log_spaced_ranks(len(freqs))
@@ -105,7 +104,6 @@ def build_view(pipeline: Any, top_k: int = 40) -> CorpusView:
     """All figures for ``pipeline``; slow parts (n-gram counts) happen here."""
     ids = np.asarray(pipeline.ids)
     vocab = pipeline.tokenizer.vocab
-    tokens = vocab.to_tokens(ids.tolist())
     corpus = pipeline.corpus
     title = getattr(corpus, "name", "corpus")
     try:
@@ -126,7 +124,7 @@ def build_view(pipeline: Any, top_k: int = 40) -> CorpusView:
         vocab_size=len(vocab),
         unk_rate=unk,
         top=[(pipeline.tokenizer.display_token(t), c) for t, c in vocab.token_freqs[:top_k]],
-        zipf=[zipf_curve(tokens, n) for n in ZIPF_NS],
+        zipf=[zipf_curve(ids, n) for n in ZIPF_NS],
         preview=_preview(pipeline),
         subword_title=title_sub,
         subword=subword,
