@@ -16,6 +16,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer
 
+from engine.errors import RnnlabError
+
 NARROW = 100  # columns below which the footer leaves out the command palette key
 
 SCREENS = (
@@ -25,6 +27,12 @@ SCREENS = (
     ("runs", "Runs", "Saved runs: compare curves, open or delete"),
     ("labs", "Labs", "Exercises: sampler coverage (8.3.5), n-gram table (8.3.1, 8.3.3)"),
 )
+
+
+def error_text(error: BaseException | None) -> str:
+    """A failed worker's error for a notification: rnnlab's own errors say what to do as they
+    are; anything else is named by its type."""
+    return str(error) if isinstance(error, RnnlabError) else f"{type(error).__name__}: {error}"
 
 
 class PlaygroundScreen(Screen):

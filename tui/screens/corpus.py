@@ -26,12 +26,13 @@ from textual.widgets import DataTable, Footer, Header, Input, Label, ProgressBar
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from engine.corpus import PREPROCESS_MODES, catalog, load_corpus
-from engine.errors import RnnlabError
+from engine.errors import ConfigError, RnnlabError
 from engine.tokenizers import TOKENIZER_KINDS, build_pipeline
 from tui.screens.base import PlaygroundScreen
 from tui.corpus_view import CorpusView, build_view, format_exponent
 from tui.messages import PipelineChanged
 from tui.session import CorpusChoice
+from tui.widgets.form import parse_int
 from tui.widgets.plot import SeriesPlot
 
 TOKEN_STYLES = ("black on #7fb3d5", "black on #f5cba7")  # alternating token backgrounds
@@ -263,12 +264,11 @@ class CorpusScreen(PlaygroundScreen):
         """The form's choice, or None (with an in-place error) if a number is bad."""
         fields = {}
         for name, widget_id in (("vocab_size", "#corpus-vocab-size"), ("min_freq", "#corpus-min-freq")):
-            raw = self.query_one(widget_id, Input).value.strip()
             try:
-                fields[name] = int(raw)
-            except ValueError:
+                fields[name] = parse_int(name, self.query_one(widget_id, Input).value)
+            except ConfigError as exc:
                 error = self.query_one("#corpus-error", Static)
-                error.update(f"{name} must be a whole number (got {raw!r})")
+                error.update(str(exc))
                 error.display = True
                 return None
         return replace(self.choice, source=source or self.choice.source,

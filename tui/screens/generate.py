@@ -35,7 +35,7 @@ from engine.errors import RnnlabError
 from engine.corpus import prompt_text
 from engine.generate import generate, next_token_distribution
 from engine.runs import open_run
-from tui.screens.base import PlaygroundScreen
+from tui.screens.base import PlaygroundScreen, error_text
 from tui.widgets.bars import ProbBars
 
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)  # the α steps ↑/↓ walk through
@@ -280,6 +280,4 @@ class GenerateScreen(PlaygroundScreen):
         if event.worker.group == "generate" and event.state == WorkerState.SUCCESS:
             self._update_bars()
         if event.worker.group in ("generate", "dist") and event.state == WorkerState.ERROR:
-            error = event.worker.error
-            text = str(error) if isinstance(error, RnnlabError) else f"{type(error).__name__}: {error}"
-            self.notify(text, title="Generation failed", severity="error")
+            self.notify(error_text(event.worker.error), title="Generation failed", severity="error")

@@ -22,7 +22,6 @@ Generate screens are the lab for those).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,9 +35,11 @@ from textual.widgets import DataTable, Footer, Header, Input, Label, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from engine.data import SAMPLERS, coverage
-from engine.errors import RnnlabError
+from engine.errors import ConfigError
 from engine.stats import corpus_summary
-from tui.screens.base import PlaygroundScreen
+from tui.corpus_view import format_exponent
+from tui.screens.base import PlaygroundScreen, error_text
+from tui.widgets.form import parse_int
 from tui.widgets.plot import SeriesPlot
 
 FIELDS = (  # (name, default, hint): the coverage experiment's settings, D2L's defaults
@@ -146,11 +147,10 @@ class LabsScreen(PlaygroundScreen):
     def _settings(self) -> dict[str, int] | None:
         values, error = {}, ""
         for name, _, _ in FIELDS:
-            raw = self.query_one(f"#labs-{name}", Input).value.strip()
             try:
-                values[name] = int(raw)
-            except ValueError:
-                error = error or f"{name} must be a whole number (got {raw!r})"
+                values[name] = parse_int(name, self.query_one(f"#labs-{name}", Input).value)
+            except ConfigError as exc:
+                error = error or str(exc)
         self._show_error(error)
         return None if error else values
 
@@ -194,8 +194,7 @@ class LabsScreen(PlaygroundScreen):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.group.startswith("labs") and event.state == WorkerState.ERROR:
-            error = event.worker.error
-            self._show_error(str(error) if isinstance(error, RnnlabError) else f"{type(error).__name__}: {error}")
+            self._show_error(error_text(event.worker.error))
 
     # -- display ----------------------------------------------------------------
     def on_labs_screen_computed(self, message: Computed) -> None:
@@ -243,5 +242,5 @@ class LabsScreen(PlaygroundScreen):
         for g in message.summary["ngrams"]:
             a = g["zipf_exponent"]
             top = join.join(tok.display_token(t) for t in g["top"][0][0]) if g["top"] else ""
-            table.add_row(str(g["n"]), f"{g['distinct']:,}", "–" if a is None or not math.isfinite(a) else f"{a:.2f}",
+            table.add_row(str(g["n"]), f"{g['distinct']:,}", "–" if a is None else format_exponent(a),
                           top)

@@ -35,7 +35,7 @@ from engine.models import ModelConfig
 from engine.runs import create_run
 from engine.trainer import train
 from engine.training import TrainConfig, prepare_ids, resolve_device
-from tui.screens.base import PlaygroundScreen
+from tui.screens.base import PlaygroundScreen, error_text
 from tui.messages import RunSaved
 from tui.train_view import form_specs, progress_text
 from tui.widgets.form import ConfigForm
@@ -240,9 +240,7 @@ class TrainScreen(PlaygroundScreen):
                                                                    WorkerState.CANCELLED):
             return
         if event.state == WorkerState.ERROR:
-            error = event.worker.error
-            text = str(error) if isinstance(error, RnnlabError) else f"{type(error).__name__}: {error}"
-            self.notify(text, title="Training failed", severity="error", timeout=10)
+            self.notify(error_text(event.worker.error), title="Training failed", severity="error", timeout=10)
         self.training = False
         self._show_status()
 

@@ -81,15 +81,22 @@ def parse(spec: FieldSpec, raw: Any) -> Any:
     text = str(raw).strip()
     if text == "" and spec.optional:
         return None
-    try:
-        if spec.kind == "int":
-            return int(text)
-        if spec.kind == "float":
+    if spec.kind == "int":
+        return parse_int(spec.name, text)
+    if spec.kind == "float":
+        try:
             return float(text)
-    except ValueError:
-        what = "a whole number" if spec.kind == "int" else "a number"
-        raise ConfigError(f"{spec.name} must be {what} (got {text!r})") from None
+        except ValueError:
+            raise ConfigError(f"{spec.name} must be a number (got {text!r})") from None
     return text
+
+
+def parse_int(name: str, raw: str) -> int:
+    """``raw`` as an int, or ConfigError naming ``name``."""
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number (got {raw.strip()!r})") from None
 
 
 class ConfigForm(VerticalScroll):
