@@ -38,13 +38,15 @@ class Progress(_Event):
     step: int  # optimizer updates so far, over the whole run (resumes continue it)
     train_ppl: float  # training perplexity over the epoch so far
     val_ppl: float | None  # perplexity on the held-out tail at the last epoch end (None: none yet / no split)
-    tokens_per_s: float  # training throughput since the previous Progress
+    tokens_per_s: float  # training throughput: smoothed within an epoch, the epoch's average at epoch_end
     grad_norm: float  # mean global gradient norm *before* clipping since the previous Progress
     lr: float  # learning rate of the optimizer
     elapsed_s: float  # wall time spent training, including earlier sessions of a resumed run
     eta_s: float | None  # estimated seconds left for the remaining epochs (None: unknown yet)
     epochs: int  # epochs the run is configured for
     epoch_end: bool = False  # True for the one Progress at the end of each epoch (full-epoch train_ppl)
+    clip_fraction: float = 0.0  # share of optimizer steps since the previous Progress (the epoch's, at
+    # epoch_end) whose gradient clipping changed: ‖g‖ > θ (norm) or some |g_i| > θ (value); 0 with clip off
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class Finished(_Event):
     val_ppl: float | None  # validation perplexity of the saved weights (None: none)
     stopped_early: bool  # True when stopped by the caller or by divergence
     reason: str  # "completed" | "stopped" | "diverged"
+    unstable: bool = False  # the saved weights' perplexity is worse than guessing uniformly (> vocab size)
 
 
 Event = Union[Progress, Sample, Diverged, Spike, Checkpoint, Finished]

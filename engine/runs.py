@@ -58,6 +58,7 @@ class RunSummary:
     created: str  # creation time, ISO 8601
     status: str  # new | running | completed | stopped | diverged | corrupt
     error: str | None = None  # why the folder is unreadable (status == "corrupt")
+    unstable: bool = False  # the saved weights' perplexity is worse than guessing uniformly (> vocab size)
 
 
 class Run:
@@ -200,7 +201,7 @@ class Run:
             model=f"{m.kind} {m.num_hiddens}x{m.num_layers}", epochs_done=int(st.get("epoch", 0)),
             epochs=self.train_config.epochs, train_ppl=st.get("train_ppl"), val_ppl=st.get("val_ppl"),
             device=st.get("device", self.train_config.device), created=self.config.get("created", ""),
-            status=st.get("status", "new"),
+            status=st.get("status", "new"), unstable=bool(st.get("unstable", False)),
         )
 
 

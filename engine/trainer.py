@@ -38,6 +38,7 @@ from engine.errors import ConfigError, RunError
 from engine.events import Checkpoint, Diverged, Event, Finished, Progress, Sample, Spike
 from engine.models import ModelConfig, RNNLM, build_model, detach_state
 from engine.precision import float32_cudnn
+from engine.throughput import Throughput
 from engine.training import (TrainConfig, clip_gradients, evaluate, make_optimizer, perplexity, prepare_ids,
                              resolve_device, sequence_loss)
 
@@ -48,6 +49,9 @@ MAX_LOSS = 700.0  # nats per token: beyond ~709 exp() overflows (perplexity inf)
 # A model that guesses uniformly scores ln(vocab_size) nats per token; one that does
 # e^20 (≈ 5e8) times worse than guessing has not "spiked", it has diverged.
 DIVERGED_EXCESS = 20.0
+
+
+_clock = time.perf_counter  # the loop's clock (tests replace it to time windows exactly)
 
 
 def loss_limit(vocab_size: int) -> float:
@@ -103,11 +107,12 @@ class _Loop:
         if run is not None and run.train_config != cfg:
             run.save_train_config(cfg)
         self.snapshot = self._take_snapshot()
-        self.t0 = time.perf_counter()
+        self.t0 = _clock()
         self.last_ckpt = self.t0
         self.start_epoch = self.epoch
-        self.last_rate = (0.0, 0.0)  # (tokens/s, mean grad norm) of the latest window
+        self.last_rate = (0.0, 0.0, 0.0)  # (tokens/s, mean grad norm, clipped share) of the latest window
         self.batches_est = max(1, (len(self.train_ids) - 1) // (cfg.batch_size * cfg.num_steps))
+        self.meter = Throughput()
 
     # --- state -------------------------------------------------------------
     def _counters(self) -> dict[str, Any]:
@@ -143,7 +148,7 @@ class _Loop:
         self.run.truncate_logs(self.step, self.epoch)
 
     def elapsed(self) -> float:
-        return self.elapsed_prev + (time.perf_counter() - self.t0) if hasattr(self, "t0") else self.elapsed_prev
+        return self.elapsed_prev + (_clock() - self.t0) if hasattr(self, "t0") else self.elapsed_prev
 
     def _emit(self, event: Event) -> Event:
         if self.run is not None and not isinstance(event, Checkpoint):
@@ -154,25 +159,32 @@ class _Loop:
         if self.run is None:
             return
         snap = snap or self._take_snapshot()
-        state = {**snap["counters"], "status": status, "epochs": self.cfg.epochs, "device": str(self.device),
+        state = {**snap["counters"], "status": status, "unstable": self._unstable(snap["counters"]),
+                 "epochs": self.cfg.epochs, "device": str(self.device),
                  "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
         state = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in state.items()}
         self.run.save_checkpoint(snap["model"], snap["optimizer"], state, snap["rng"])
-        self.last_ckpt = time.perf_counter()
+        self.last_ckpt = _clock()
         ev = Checkpoint(epoch=state["epoch"], step=state["step"], path=str(self.run.path))
         self.run.log_event(ev)
         yield ev
 
+    def _unstable(self, counters: dict[str, Any]) -> bool:
+        """Worse than guessing: a uniform guess over the vocabulary scores perplexity vocab_size (D2L 8.4.4),
+        so saved weights above it learned nothing usable, whatever the run's status says."""
+        ppl = counters["val_ppl"] if counters["val_ppl"] is not None else counters["train_ppl"]
+        return ppl is not None and not ppl <= self.model.cfg.vocab_size
+
     # --- progress ----------------------------------------------------------
-    def _progress(self, loss_sum: float, n_batches: int, tokens_per_s: float, norm: float,
+    def _progress(self, loss_sum: float, n_batches: int, tokens_per_s: float, norm: float, clipped: float,
                   frac: float, epoch_end: bool) -> Progress:
-        done = self.epoch - 1 - self.start_epoch + frac  # epochs done in this session
-        session = time.perf_counter() - self.t0
-        eta = session / done * (self.cfg.epochs - self.epoch + 1 - frac) if done > 0 else None
+        epoch_tokens = self.batches_est * self.cfg.batch_size * self.cfg.num_steps
+        tokens_left = (self.cfg.epochs - self.epoch + 1 - frac) * epoch_tokens
+        eta = self.meter.eta(tokens_left, _clock() - self.t0)
         return Progress(epoch=self.epoch, step=self.step, train_ppl=perplexity(loss_sum / max(1, n_batches)),
                         val_ppl=self.val_ppl, tokens_per_s=tokens_per_s, grad_norm=norm,
                         lr=self.cfg.lr, elapsed_s=self.elapsed(), eta_s=eta, epochs=self.cfg.epochs,
-                        epoch_end=epoch_end)
+                        epoch_end=epoch_end, clip_fraction=clipped)
 
     def _diverged(self, bad_step: int, value: float, what: str) -> Iterator[Event]:
         lr = self.cfg.lr
@@ -194,10 +206,10 @@ class _Loop:
         cfg, device = self.cfg, self.device
         rng = np.random.default_rng([cfg.seed, self.epoch])  # minibatch order: a function of (seed, epoch)
         zero = torch.zeros((), device=device)
-        loss_sum, norm_sum, loss_max = zero.clone(), zero.clone(), zero.clone()
+        loss_sum, norm_sum, loss_max, clip_sum = zero.clone(), zero.clone(), zero.clone(), zero.clone()
         n_ok = torch.zeros((), dtype=torch.long, device=device)
-        n_batches, last_batches, last_norm, tokens = 0, 0, 0.0, 0
-        state, t_last, step0 = None, time.perf_counter(), self.step
+        n_batches, last_batches, last_norm, last_clip, tokens = 0, 0, 0.0, 0.0, 0
+        state, t_last, step0 = None, _clock(), self.step
         full_bptt = not cfg.detach
         epoch_loss: torch.Tensor | None = None
         for X, Y in _data_iter(self.train_ids, cfg, rng):
@@ -227,23 +239,25 @@ class _Loop:
                 continue
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            norm = clip_gradients(self.params, cfg.clip, cfg.clip_theta)
+            norm, clipped = clip_gradients(self.params, cfg.clip, cfg.clip_theta)
             self.optimizer.step()
             self.step += 1
             loss_sum += loss.detach()
             norm_sum += norm
+            clip_sum += clipped
             # NaN/inf stick in the sums and the max, so this counts the steps before the first bad one.
             loss_max = torch.maximum(loss_max, loss.detach())
             n_ok += (loss_max <= self.max_loss) & torch.isfinite(norm_sum)
-            now = time.perf_counter()
+            now = _clock()
             if now - t_last >= cfg.log_interval_s or (cfg.log_every_steps and self.step % cfg.log_every_steps == 0):
-                ls, ns, lm, ok = _sync(loss_sum, norm_sum, loss_max, n_ok)
+                ls, ns, lm, ok, cs = _sync(loss_sum, norm_sum, loss_max, n_ok, clip_sum)
                 if not (math.isfinite(ns) and lm <= self.max_loss):
                     yield ("diverged", _bad(step0 + int(ok) + 1, lm, ns, self.max_loss))
                     return
-                self.last_rate = (tokens / (now - t_last), (ns - last_norm) / (n_batches - last_batches))
+                k = n_batches - last_batches
+                self.last_rate = (self.meter.add(tokens, now - t_last), (ns - last_norm) / k, (cs - last_clip) / k)
                 yield self._progress(ls, n_batches, *self.last_rate, min(1.0, n_batches / self.batches_est), False)
-                t_last, last_batches, last_norm, tokens = time.perf_counter(), n_batches, ns, 0
+                t_last, last_batches, last_norm, last_clip, tokens = _clock(), n_batches, ns, cs, 0
         if n_batches == 0:
             raise ConfigError(f"batch_size {cfg.batch_size} × num_steps {cfg.num_steps} leaves no minibatch in "
                               f"{len(self.train_ids)} training tokens; lower them or raise max_tokens")
@@ -252,22 +266,25 @@ class _Loop:
             loss = epoch_loss / n_batches
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            norm = clip_gradients(self.params, cfg.clip, cfg.clip_theta)
+            norm, clipped = clip_gradients(self.params, cfg.clip, cfg.clip_theta)
             self.optimizer.step()
             self.step += 1
             loss_sum, norm_sum, loss_max, last_batches = epoch_loss.detach(), norm.detach(), loss.detach(), n_batches - 1
+            clip_sum = clipped.to(zero.dtype)
             n_ok = torch.zeros((), dtype=torch.long, device=device)
-        ls, ns, lm, ok = _sync(loss_sum, norm_sum, loss_max, n_ok)
+        ls, ns, lm, ok, cs = _sync(loss_sum, norm_sum, loss_max, n_ok, clip_sum)
         if not (math.isfinite(ns) and lm <= self.max_loss):
             yield ("diverged", _bad(step0 + int(ok) + 1, lm, ns, self.max_loss))
             return
-        dt = time.perf_counter() - t_last  # throughput of training only, before the validation pass
+        self.meter.add(tokens, _clock() - t_last)  # training only, before the validation pass
+        rate = self.meter.end_epoch()
         self.train_ppl = perplexity(ls / n_batches)
         if len(self.val_ids):
             self.val_ppl = evaluate(self.model, self.val_ids, cfg.batch_size, cfg.num_steps, device)
         if n_batches > last_batches:
-            self.last_rate = (tokens / dt if dt > 0 else 0.0, (ns - last_norm) / (n_batches - last_batches))
-        yield self._progress(ls, n_batches, *self.last_rate, 1.0, True)
+            self.last_rate = (rate, (ns - last_norm) / (n_batches - last_batches), self.last_rate[2])
+        steps = self.step - step0  # the epoch's optimizer steps (1 without detaching)
+        yield self._progress(ls, n_batches, rate, self.last_rate[1], cs / max(1, steps), 1.0, True)
         yield ("ok", self.train_ppl)
 
     def _spike(self) -> Iterator[Event]:
@@ -309,18 +326,20 @@ class _Loop:
                     break
                 if outcome[0] == "diverged":
                     yield from self._diverged(*outcome[1])
-                    yield self._emit(Finished(self.epoch, self.step, self.train_ppl, self.val_ppl, True, "diverged"))
+                    yield self._emit(Finished(self.epoch, self.step, self.train_ppl, self.val_ppl, True, "diverged",
+                                              self._unstable(self._counters())))
                     return
                 yield from self._spike()
                 self.snapshot = self._take_snapshot()  # the last good state, for divergence
                 last = self.epoch == cfg.epochs
                 if cfg.sample_every and (self.epoch % cfg.sample_every == 0 or last):
                     yield from self._sample()
-                if not last and time.perf_counter() - self.last_ckpt >= cfg.checkpoint_interval_s:
+                if not last and _clock() - self.last_ckpt >= cfg.checkpoint_interval_s:
                     yield from self._save("running", self.snapshot)
             yield from self._save(reason)
             stopped_early = reason != "completed"
-            yield self._emit(Finished(self.epoch, self.step, self.train_ppl, self.val_ppl, stopped_early, reason))
+            yield self._emit(Finished(self.epoch, self.step, self.train_ppl, self.val_ppl, stopped_early, reason,
+                                      self._unstable(self._counters())))
 
 
 def train(data: Any, model_cfg: ModelConfig, train_cfg: TrainConfig, *, tokenizer: Any = None, run: Any = None,

@@ -110,22 +110,27 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=cfg.lr)
 
 
-def _total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
+def _total_norm(grads: list[torch.Tensor], norm_type: float = 2.0) -> torch.Tensor:
     get_total_norm = getattr(nn.utils, "get_total_norm", None)  # torch >= 2.6
     if get_total_norm is not None:
-        return get_total_norm(grads)
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        return get_total_norm(grads, norm_type)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g, norm_type) for g in grads]), norm_type)
 
 
-def clip_gradients(params: list[nn.Parameter], clip: str, theta: float) -> torch.Tensor:
-    """Clip in place; return the global gradient norm *before* clipping (a 0-d tensor, not synced)."""
+def clip_gradients(params: list[nn.Parameter], clip: str, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clip in place; return (global gradient norm *before* clipping, whether clipping changed the
+    gradient), both 0-d tensors, not synced. Clipping changes the gradient when ‖g‖ > θ (norm) or
+    when some entry has |g_i| > θ (value); ``off`` never does."""
     if clip == "norm":
-        return nn.utils.clip_grad_norm_(params, theta)
+        norm = nn.utils.clip_grad_norm_(params, theta)
+        return norm, norm > theta
     grads = [p.grad for p in params if p.grad is not None]
     norm = _total_norm(grads)
     if clip == "value":
+        changed = _total_norm(grads, math.inf) > theta
         nn.utils.clip_grad_value_(params, theta)
-    return norm
+        return norm, changed
+    return norm, torch.zeros((), dtype=torch.bool, device=norm.device)
 
 
 def sequence_loss(logits: torch.Tensor, Y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:

@@ -58,7 +58,8 @@ def test_clipping_bounds_the_gradient(clip, theta):
     params = list(model.parameters())
     before = [p.grad.clone() for p in params]
     pre = torch.linalg.vector_norm(torch.stack([g.norm() for g in before]))
-    norm = clip_gradients(params, clip, theta)
+    norm, changed = clip_gradients(params, clip, theta)
+    assert bool(changed) == (clip != "off")  # theta is below |g| and ‖g‖ here: clipping bites unless off
     assert float(norm) == pytest.approx(float(pre), rel=1e-5)  # reported norm is the one before clipping
     post = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))
     if clip == "norm":

@@ -28,6 +28,13 @@ def _ppl(x: float | None) -> str:
     return "-" if x is None else f"{x:.3f}"
 
 
+def _status(r: Any) -> str:
+    """The status cell: a corrupt folder's reason; "unstable" after a run that ended worse than guessing."""
+    if r.error:
+        return f"corrupt: {r.error}"
+    return f"{r.status}, unstable" if r.unstable else r.status
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -47,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     columns = ("name", "corpus", "model", "epochs", "train ppl", "val ppl", "device", "status", "date")
     rows = [(r.name, r.corpus, r.model, f"{r.epochs_done}/{r.epochs}", _ppl(r.train_ppl), _ppl(r.val_ppl),
-             r.device, r.status if not r.error else f"corrupt: {r.error}", r.created.replace("T", " "))
+             r.device, f"corrupt: {r.error}" if r.error else f"{r.status}, unstable" if r.unstable else r.status, r.created.replace("T", " "))
             for r in runs]
     if not console.is_terminal:
         for row in (columns, *rows):

@@ -173,7 +173,9 @@ def run(args: argparse.Namespace) -> int:
             for ev in train(data, model_cfg, train_cfg, tokenizer=tokenizer, run=run_, stop=stop):
                 if isinstance(ev, Progress):
                     done = ev.epoch if ev.epoch_end else ev.epoch - 1
+                    clipped = f" clipped {ev.clip_fraction:.0%}" if train_cfg.clip != "off" else ""
                     bar.update(task, completed=done, info=f"ppl {_fmt(ev.train_ppl)} val {_fmt(ev.val_ppl)} "
+                                                          f"‖g‖ {ev.grad_norm:.3g}{clipped} "
                                                           f"{ev.tokens_per_s:,.0f} tok/s")
                 elif isinstance(ev, Sample):
                     bar.console.print(f"epoch {ev.epoch}: {ev.text!r}", markup=False, highlight=False)
@@ -194,6 +196,10 @@ def run(args: argparse.Namespace) -> int:
     out.print(f"{finished.reason}: epoch {finished.epoch}, step {finished.step}, train perplexity "
               f"{_fmt(finished.train_ppl)}, validation perplexity {_fmt(finished.val_ppl)}  run {run_.name}",
               markup=False, highlight=False)
+    if finished.unstable:
+        err.print(f"unstable: the saved weights' perplexity is worse than guessing uniformly among "
+                  f"{model_cfg.vocab_size} tokens; lower the learning rate or turn on clipping (--clip norm)",
+                  markup=False, highlight=False)
     if finished.reason == "stopped":
         return 130
     return 1 if finished.reason == "diverged" else 0
