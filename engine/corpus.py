@@ -1,9 +1,11 @@
 """Corpora: the built-in catalog, finding or downloading a text, and reading it.
 
 ``load_corpus("timemachine")`` resolves a name in this order: an explicit file
-path → ``$RNNLAB_CORPUS_DIR`` → the cache (``engine.paths.corpus_cache_dir()``)
-→ a download, streamed to a temp file in the cache, checked against the
-catalog's sha256, then renamed into place. Catalog entries marked ``strict``
+path → ``$RNNLAB_CORPUS_DIR`` (a user's own copies) → the copy shipped with
+rnnlab (``corpora/`` in a checkout, ``engine/_corpora/`` in the wheel: The Time
+Machine and The War of the Worlds, so a first run works offline) → the cache
+(``engine.paths.corpus_cache_dir()``) → a download, streamed to a temp file in
+the cache, checked against the catalog's sha256, then renamed into place. Catalog entries marked ``strict``
 (D2L's ``timemachine.txt`` never changes) fail on a checksum mismatch;
 Project Gutenberg files are revised now and then, so for them a mismatch only
 adds a warning naming both hashes to ``Corpus.warnings``.
@@ -26,6 +28,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -74,10 +77,22 @@ class Corpus:
     warnings: tuple[str, ...] = ()  # e.g. a Gutenberg checksum mismatch
 
 
-def _catalog_path() -> Path:
+def _data_dir() -> Path:
+    """The folder of the catalog and the shipped corpora: ``engine/_corpora`` in an installed
+    wheel (force-included by the build), ``corpora/`` in a checkout."""
     here = Path(__file__).resolve().parent
-    wheel = here / "_corpora" / "catalog.toml"  # force-included by the wheel build
-    return wheel if wheel.is_file() else here.parent / "corpora" / "catalog.toml"
+    wheel = here / "_corpora"
+    return wheel if (wheel / "catalog.toml").is_file() else here.parent / "corpora"
+
+
+def shipped_dir() -> Path | None:
+    """Where the corpora shipped with rnnlab are read from (the tests replace it to act as if a
+    catalog entry were not shipped)."""
+    return _data_dir()
+
+
+def _catalog_path() -> Path:
+    return _data_dir() / "catalog.toml"
 
 
 @lru_cache(maxsize=1)
@@ -124,7 +139,7 @@ def load_corpus(
             )
         return Corpus(name=path.stem, path=path, text=read_text(path))
     entry = entries[name_or_path]
-    for folder in (corpus_dir_override(), corpus_cache_dir()):
+    for folder in (corpus_dir_override(), shipped_dir(), corpus_cache_dir()):
         if folder is not None and (folder / entry.filename).is_file():
             local = folder / entry.filename
             warnings = _verify(entry, local, sha256_file(local), where=str(local))
@@ -261,20 +276,37 @@ def decode_text(data: bytes, *, source: str = "<bytes>") -> str:
 _START = re.compile(r"^\*{3}\s*START OF .*$", re.IGNORECASE | re.MULTILINE)
 _END = re.compile(r"^\*{3}\s*END OF .*$", re.IGNORECASE | re.MULTILINE)
 _END_NOTE = re.compile(r"\n\s*End of (the )?Project Gutenberg.*\s*$", re.IGNORECASE)
+# The last line of the licence Gutenberg appends (modern and older files): text after it is the user's.
+_LICENCE_LAST = re.compile(r"^.*(to hear about new eBooks\.|\*END\*THE SMALL PRINT!.*)$", re.IGNORECASE | re.MULTILINE)
 
 
 def strip_gutenberg(text: str) -> str:
-    """Drop a Project Gutenberg header and licence; other texts pass unchanged.
+    """Drop each Project Gutenberg header and licence; keep every text between them.
 
-    ``"head\\n*** START OF X ***\\nbody\\n*** END OF X ***\\nlicence"`` → ``"body\\n"``.
+    ``"head\\n*** START OF X ***\\nbody\\n*** END OF X ***\\nlicence"`` → ``"body\\n"``. A file
+    holding several books keeps each book: the block from one book's END marker to the next
+    one's START marker is that book's licence and the next one's header. Text after the final
+    licence's last line stays too. Texts without markers pass unchanged.
     """
-    start, end = _START.search(text), _END.search(text)
-    if start is None and end is None:
+    starts, ends = list(_START.finditer(text)), list(_END.finditer(text))
+    if not starts and not ends:
         return text
-    lo = start.end() if start else 0
-    hi = end.start() if end and end.start() >= lo else len(text)
-    body = _END_NOTE.sub("", text[lo:hi])
-    return body.strip("\n") + "\n"
+    bodies, pos = [], 0
+    while True:
+        start = next((m for m in starts if m.start() >= pos), None)
+        lo = start.end() if start else pos
+        end = next((m for m in ends if m.start() >= lo), None)
+        hi = end.start() if end else len(text)
+        bodies.append(_END_NOTE.sub("", text[lo:hi]).strip("\n"))
+        if end is None:
+            break
+        pos = end.end()
+        if not any(m.start() >= pos for m in starts):
+            tail = _LICENCE_LAST.search(text, pos)
+            if tail and text[tail.end():].strip():
+                bodies.append(text[tail.end():].strip("\n"))
+            break
+    return "\n\n".join(b for b in bodies if b) + "\n"
 
 
 def preprocess(text: str, mode: str = "d2l") -> list[str]:
@@ -297,6 +329,34 @@ def preprocess(text: str, mode: str = "d2l") -> list[str]:
 
 
 _NON_LETTERS = re.compile("[^A-Za-z]+")
+_CHECKED_CHARS = 1 << 20  # the share of letters d2l drops is estimated on the first 1M characters
+DROPPED_WARN = 0.5  # warn when d2l mode drops more than this share of the letters
+
+
+def d2l_dropped(text: str) -> tuple[float, list[str]]:
+    """(share of the letters that ``d2l`` mode drops, its most common dropped letters).
+
+    D2L's preprocessing keeps only a–z: ``"Zürich 的"`` has 7 letters, of which ``ü`` and ``的``
+    are dropped → ``(2/7, ['ü', '的'])``. Counted on the first 1M characters of a big text.
+    """
+    head = text[:_CHECKED_CHARS]
+    letters = [c for c in head if c.isalpha()]
+    if not letters:
+        return 0.0, []
+    dropped = [c for c in letters if not ("a" <= c <= "z" or "A" <= c <= "Z")]
+    common = [c for c, _ in Counter(dropped).most_common(5)]
+    return len(dropped) / len(letters), common
+
+
+def mode_warnings(text: str, mode: str) -> tuple[str, ...]:
+    """A warning when ``mode`` throws away most of the text's letters (d2l on Chinese, Greek, …)."""
+    if mode != "d2l":
+        return ()
+    share, common = d2l_dropped(text)
+    if share <= DROPPED_WARN:
+        return ()
+    return (f"d2l preprocessing keeps only the letters a-z and drops {share:.0%} of this text's letters "
+            f"(such as {' '.join(common)}); use mode raw (--mode raw) to keep them",)
 
 
 def prompt_text(prefix: str, mode: str = "d2l") -> str:

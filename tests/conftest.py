@@ -1,35 +1,35 @@
-"""Shared fixtures. Tests read the real corpora from ``$RNNLAB_CORPUS_DIR``
-(CI points it at ``../shared/corpora``); a developer checkout next to
-``shared/`` gets the same default. ``RNNLAB_HOME`` is a fresh temp folder per
-test session so no test touches a user's runs or cache.
+"""Shared fixtures. Tests read the two books shipped in ``corpora/`` (as a first
+run offline does), so they need no network and no folder outside the checkout.
+``RNNLAB_HOME`` is a fresh temp folder per test session so no test touches a
+user's runs or cache.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 _REPO = Path(__file__).resolve().parent.parent
-_SHARED = _REPO.parent / "shared" / "corpora"
-
-if not os.environ.get("RNNLAB_CORPUS_DIR") and _SHARED.is_dir():
-    os.environ["RNNLAB_CORPUS_DIR"] = str(_SHARED)
 
 
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("rnnlab-home")
     monkeypatch.setenv("RNNLAB_HOME", str(home))
+    monkeypatch.delenv("RNNLAB_CORPUS_DIR", raising=False)  # a developer's own copies must not leak in
     return home
 
 
 @pytest.fixture
 def offline_home(monkeypatch, _isolated_home) -> Path:
-    """RNNLAB_HOME with no local corpus folder: a corpus comes from the cache or a download
-    (tests serve those from a loopback server, which no proxy may intercept)."""
+    """RNNLAB_HOME with no local corpus folder and, as for a catalog entry rnnlab does not ship, no
+    shipped copy: a corpus comes from the cache or a download (tests serve those from a loopback
+    server, which no proxy may intercept)."""
+    import engine.corpus
+
     monkeypatch.delenv("RNNLAB_CORPUS_DIR", raising=False)
+    monkeypatch.setattr(engine.corpus, "shipped_dir", lambda: None)
     for var in ("no_proxy", "NO_PROXY"):
         monkeypatch.setenv(var, "*")
     return Path(_isolated_home)
@@ -46,11 +46,5 @@ def pipeline(corpus_dir):
 
 @pytest.fixture(scope="session")
 def corpus_dir() -> Path:
-    """The folder holding timemachine.txt and war_of_the_worlds.txt."""
-    env = os.environ.get("RNNLAB_CORPUS_DIR")
-    if not env or not (Path(env) / "timemachine.txt").is_file():
-        pytest.fail(
-            "RNNLAB_CORPUS_DIR must name a folder holding timemachine.txt "
-            "(CI sets it to ../shared/corpora)"
-        )
-    return Path(env)
+    """The folder holding timemachine.txt and war_of_the_worlds.txt: the checkout's corpora/."""
+    return _REPO / "corpora"

@@ -103,8 +103,7 @@ def test_directory_and_binary_files_exit_2(capsys, tmp_path):
     assert rc == 2 and "not UTF-8 text (byte 0x89 at offset 0)" in err
 
 
-def test_catalog_corpus_unavailable_exits_1(capsys, monkeypatch, tmp_path):
-    monkeypatch.setenv("RNNLAB_CORPUS_DIR", str(tmp_path))
+def test_catalog_corpus_unavailable_exits_1(capsys, offline_home):
     rc, out, err = run_cli(capsys, "timemachine", "--offline")
     assert rc == 1 and out == ""
     assert "rnnlab corpus path/to/timemachine.txt" in err and "RNNLAB_CORPUS_DIR" in err

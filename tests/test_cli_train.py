@@ -19,7 +19,6 @@ TINY = ["--tokenizer", "char", "--model", "gru", "--num-hiddens", "16", "--epoch
 def runs_dir(tmp_path_factory, corpus_dir) -> Path:
     """One tiny run trained through the CLI, shared by the read-only tests."""
     d = tmp_path_factory.mktemp("runs")
-    os.environ.setdefault("RNNLAB_CORPUS_DIR", str(corpus_dir))
     assert main(["train", "--corpus", "timemachine", *TINY, "--runs-dir", str(d)]) == 0
     return d
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -72,8 +73,10 @@ def test_strip_gutenberg_worked_example():
     assert strip_gutenberg("no markers\n") == "no markers\n"
 
 
-def test_cache_is_used_when_corpus_dir_unset(tmp_path, monkeypatch, corpus_dir, _isolated_home):
-    monkeypatch.delenv("RNNLAB_CORPUS_DIR")
+def test_cache_is_used_for_an_entry_not_shipped(tmp_path, monkeypatch, corpus_dir, _isolated_home):
+    import engine.corpus
+
+    monkeypatch.setattr(engine.corpus, "shipped_dir", lambda: None)
     cache = Path(_isolated_home) / "corpora"
     cache.mkdir()
     (cache / "timemachine.txt").write_bytes((corpus_dir / "timemachine.txt").read_bytes())
@@ -81,11 +84,25 @@ def test_cache_is_used_when_corpus_dir_unset(tmp_path, monkeypatch, corpus_dir, 
     assert corpus.path == cache / "timemachine.txt"
 
 
-def test_corpus_dir_beats_cache(tmp_path, monkeypatch, corpus_dir, _isolated_home):
+def test_shipped_copy_beats_cache_and_corpus_dir_beats_shipped(tmp_path, monkeypatch, corpus_dir, _isolated_home):
     cache = Path(_isolated_home) / "corpora"
     cache.mkdir()
     (cache / "timemachine.txt").write_bytes(b"wrong")
+    # No RNNLAB_CORPUS_DIR and no network needed: the copy in the checkout's corpora/ is read first.
     assert load_corpus("timemachine", allow_download=False).path == corpus_dir / "timemachine.txt"
+    own = tmp_path / "mine"
+    own.mkdir()
+    (own / "war_of_the_worlds.txt").write_text("my own edition\n")
+    monkeypatch.setenv("RNNLAB_CORPUS_DIR", str(own))
+    assert load_corpus("war_of_the_worlds", allow_download=False).text == "my own edition\n"
+
+
+def test_both_books_are_shipped_with_the_catalog_checksums(corpus_dir):
+    for entry in catalog().values():
+        data = (corpus_dir / entry.filename).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry.sha256 and len(data) == entry.size
+    wotw = (corpus_dir / "war_of_the_worlds.txt").read_text(encoding="utf-8")
+    assert "*** START OF THIS PROJECT GUTENBERG EBOOK" in wotw and "THE FULL PROJECT GUTENBERG LICENSE" in wotw  # as distributed
 
 
 def test_local_copy_checksum_strict_and_lenient(tmp_path, monkeypatch):
@@ -104,8 +121,7 @@ def test_local_copy_checksum_strict_and_lenient(tmp_path, monkeypatch):
     assert hashlib.sha256(b"a revised edition\n").hexdigest() in warning
 
 
-def test_not_local_and_no_download(monkeypatch, tmp_path):
-    monkeypatch.setenv("RNNLAB_CORPUS_DIR", str(tmp_path))
+def test_not_local_and_no_download(offline_home):
     with pytest.raises(CorpusError, match="RNNLAB_CORPUS_DIR"):
         load_corpus("timemachine", allow_download=False)
 
@@ -160,3 +176,58 @@ def test_d2l_lines_are_lowercase_letters(text):
     for line in preprocess(text, "d2l"):
         assert line == line.strip() and "  " not in line
         assert all(c == " " or "a" <= c <= "z" for c in line)
+
+
+def test_the_wheel_carries_both_books_and_reads_them_offline(tmp_path, corpus_dir, offline_home):
+    """Build the wheel as pip would, unpack it outside the checkout, and load both books from it."""
+    import subprocess
+    import sys
+    import zipfile
+
+    repo = corpus_dir.parent
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path / "dist"), str(repo)], check=True, capture_output=True)
+    (wheel,) = (tmp_path / "dist").glob("rnnlab-*.whl")
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    for entry in catalog().values():
+        packed = site / "engine" / "_corpora" / entry.filename
+        assert hashlib.sha256(packed.read_bytes()).hexdigest() == entry.sha256
+    code = ("import engine.corpus as c; t = c.load_corpus('timemachine', allow_download=False); "
+            "w = c.load_corpus('war_of_the_worlds', allow_download=False); print(t.path); print(w.path)")
+    env = {k: v for k, v in os.environ.items() if k != "RNNLAB_CORPUS_DIR"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**env, "PYTHONPATH": str(site)},
+                         check=True, capture_output=True, text=True).stdout.split()
+    assert out == [str(site / "engine" / "_corpora" / "timemachine.txt"),
+                   str(site / "engine" / "_corpora" / "war_of_the_worlds.txt")]
+
+
+def test_two_gutenberg_books_and_text_after_the_licence_are_kept(corpus_dir):
+    book = (corpus_dir / "war_of_the_worlds.txt").read_bytes()
+    both = decode_text(book + book + b"My own notes on the two copies.\n")
+    one = decode_text(book)
+    assert one.startswith("by H. G. Wells\n") and one.endswith("among the dead.\n")
+    assert both == one + "\n" + one + "\nMy own notes on the two copies.\n"
+    assert "Project Gutenberg" not in both and len(preprocess(both, "raw")) == 2 * 6312 + 3
+    small = ("head\n*** START OF A ***\nfirst book\n*** END OF A ***\nlicence A\nheader B\n"
+             "*** START OF B ***\nsecond book\n*** END OF B ***\nlicence B\n")
+    assert strip_gutenberg(small) == "first book\n\nsecond book\n"
+
+
+def test_d2l_mode_on_chinese_text_says_what_it_drops(tmp_path):
+    from engine.corpus import d2l_dropped, mode_warnings
+    from engine.tokenizers import build_pipeline
+
+    assert d2l_dropped("Zürich 的") == (pytest.approx(2 / 7), ["ü", "的"])  # Z r i c h kept; ü 的 dropped
+    assert d2l_dropped("12 + 3 = 15") == (0.0, [])  # no letters at all: nothing to say
+    f = tmp_path / "zh.txt"
+    f.write_text("时间机器是一部小说。\n他说：我们去未来吧。\n", encoding="utf-8")
+    corpus = load_corpus(str(f))
+    d2l = build_pipeline(corpus, mode="d2l", tokenizer="char")
+    assert len(d2l.ids) == 0 or len(d2l.vocab) <= 2  # what D2L's preprocessing leaves of it
+    (warning,) = d2l.warnings
+    assert "100%" in warning and "--mode raw" in warning and "时" in warning
+    assert build_pipeline(corpus, mode="raw", tokenizer="char").warnings == ()
+    assert mode_warnings("The Time Machine, by H. G. Wells", "d2l") == ()
+    assert mode_warnings("Ἐν ἀρχῇ ἦν ὁ λόγος, a Greek line", "d2l") != ()  # drops 14 of 24 letters
+    assert mode_warnings("Ἐν ἀρχῇ ἦν ὁ λόγος and a few English words", "d2l") == ()  # drops 14 of 33

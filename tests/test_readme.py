@@ -28,6 +28,8 @@ def test_ci_runs_the_readme_test_command_verbatim():
     assert '"$rc" -eq 5' in ci
 
 
-def test_catalog_ships_no_corpus_text():
-    corpora = REPO / "corpora"
-    assert not list(corpora.glob("*.txt"))
+def test_ci_reads_the_shipped_corpora_not_a_folder_beside_the_checkout():
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    assert "unset RNNLAB_CORPUS_DIR" in ci and "shared" not in ci
+    shipped = sorted(p.name for p in (REPO / "corpora").glob("*.txt"))
+    assert shipped == ["timemachine.txt", "war_of_the_worlds.txt"]

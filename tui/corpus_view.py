@@ -128,7 +128,7 @@ def build_view(pipeline: Any, top_k: int = 40) -> CorpusView:
         preview=_preview(pipeline),
         subword_title=title_sub,
         subword=subword,
-        warnings=tuple(getattr(corpus, "warnings", ()) or ()),
+        warnings=tuple(getattr(pipeline, "warnings", None) or getattr(corpus, "warnings", ()) or ()),
         summary=stats.corpus_summary(pipeline, max_n=4),
     )
 
