@@ -4,21 +4,31 @@ Screens are Textual *modes* (each keeps its own state while you switch):
 Corpus, Train, Generate, Runs and Labs, switched with F1–F5 (or 1–5 outside a text
 field; see ``tui.screens.base``) and from the command palette. Cross-screen messages
 (``tui.messages``) update the shared ``Session``. Quitting cancels running
-workers first, so a training run stops at its next batch and is saved.
+workers first, so a training run stops at its next batch and is saved; SIGHUP (the
+terminal closed) and SIGTERM do the same and exit with 129 / 143, as a shell reports
+a process those signals ended. An unhandled error never exits 0: the app ends with
+one plain paragraph naming the error and a file holding its traceback, and status 1.
 
 Left out: everything a screen does — see ``tui/screens/``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
+import traceback
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
+from rich.text import Text
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
+from engine import paths
 from engine.errors import RnnlabError
 from engine.runs import list_runs
 from tui.messages import OpenRun, PipelineChanged, RunSaved
@@ -29,6 +39,10 @@ from tui.screens.labs import LabsScreen
 from tui.screens.runs import RunsScreen
 from tui.screens.train import TrainScreen
 from tui.session import Session
+
+# Signals that end the app like ctrl+q, and the exit status for each (128 + the signal's number).
+EXIT_SIGNALS = {signal.SIGHUP: 129, signal.SIGTERM: 143}
+CRASH_LOG = "crash.log"  # under engine.paths.home(): the traceback of the last unhandled error
 
 
 class RnnlabApp(App[int]):
@@ -47,8 +61,15 @@ class RnnlabApp(App[int]):
     def __init__(self) -> None:
         super().__init__()
         self.session = Session()
+        self._error: BaseException | None = None  # the unhandled error the app is ending with
 
     def on_mount(self) -> None:
+        # Textual leaves SIGHUP and SIGTERM at their defaults, which kill the process at once:
+        # a run being trained would keep no checkpoint. Not on Windows, nor off the main thread.
+        loop = asyncio.get_running_loop()
+        for sig, status in EXIT_SIGNALS.items():
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self.stop_and_exit, status)
         # Generate starts with the newest saved run that has weights, if any.
         try:
             latest = next((r for r in list_runs() if r.epochs_done > 0 and r.status != "corrupt"), None)
@@ -96,13 +117,51 @@ class RnnlabApp(App[int]):
         self.session.set_run(message.path)
         self.switch_mode("generate")
 
+    def on_unmount(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in EXIT_SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(sig)
+
     async def action_quit(self) -> None:
-        """Stop workers (training saves and ends at its next batch), then exit."""
+        self.stop_and_exit(0)
+
+    def stop_and_exit(self, status: int) -> None:
+        """Stop workers (training saves and ends at its next batch), then exit with ``status``.
+
+        The process ends once the workers' threads are done, so the checkpoint is written."""
         self.workers.cancel_all()
-        self.exit(0)
+        self.exit(return_code=status)
+
+    # -- unhandled errors ---------------------------------------------------------
+    def _handle_exception(self, error: Exception) -> None:
+        # Textual's hook for an error no handler caught: it sets return code 1 and ends the app.
+        self._error = error
+        super()._handle_exception(error)
+
+    def _fatal_error(self) -> None:
+        # Instead of Textual's traceback with locals: what happened, where the details are.
+        error = self._error
+        detail = "".join(traceback.format_exception(error)) if error is not None else "(no error recorded)"
+        where = paths.home() / CRASH_LOG
+        try:
+            where.parent.mkdir(parents=True, exist_ok=True)
+            where.write_text(detail, encoding="utf-8")
+            saved = f"The traceback is in {where}; please include it when reporting the problem."
+        except OSError as exc:
+            saved = f"Its traceback could not be saved to {where} ({exc.strerror or exc}):\n{detail}"
+        self.bell()
+        self.panic(Text(f"rnnlab stopped on an unexpected error: {type(error).__name__}: {error}\n{saved}"))
 
 
-def run_app() -> int:
-    """Entry point for ``rnnlab`` with no arguments."""
-    result = RnnlabApp().run()
-    return int(result or 0)
+def exit_status(app: App[Any]) -> int:
+    """The process status for an app that has ended: its exit code, 1 after an unhandled error."""
+    return app.return_code if app.return_code is not None else 0
+
+
+def run_app(**run_options: Any) -> int:
+    """Entry point for ``rnnlab`` with no arguments (``run_options`` go to ``App.run``, e.g.
+    ``headless=True`` in tests). Returns the process's exit status."""
+    app = RnnlabApp()
+    app.run(**run_options)
+    return exit_status(app)
