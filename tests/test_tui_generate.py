@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+from engine.corpus import prompt_text
 from engine.generate import next_token_distribution
-from textual.widgets import Static, TextArea
+from engine.runs import open_run
+from textual.widgets import DataTable, Static, TextArea
 from tui.screens.generate import GenerateScreen
 from tui.widgets.bars import ProbBars
-from tui_helpers import run_app, tiny_run
+from tui_helpers import open_train, run_app, tiny_run
 
 
 def test_prompt_bars_alpha_and_generation(corpus_dir) -> None:
@@ -32,7 +34,7 @@ def test_prompt_bars_alpha_and_generation(corpus_dir) -> None:
         await app.workers.wait_for_complete()
         await pilot.pause()
         after = app.screen.query_one("#gen-output", TextArea).text
-        tokenizer = app.screen._load_model()[1]
+        tokenizer = app.screen._load_model(app.screen.model_path)[1]
         shown = {tokenizer.display_token(t) for t in tokenizer.vocab.idx_to_token}
         return app.screen.alpha, bars_alpha1, bars_alpha3, before, after, shown
 
@@ -65,7 +67,7 @@ def test_top_p_key_cycles_and_bars_match_engine(corpus_dir) -> None:
             await pilot.pause()
             seen.append((app.screen.top_p, str(app.screen.query_one("#gen-sampling", Static).render()),
                          app.screen.query_one(ProbBars).bars))
-        model, tokenizer = app.screen._load_model()
+        model, tokenizer, _ = app.screen._load_model(app.screen.model_path)
 
         def engine(top_p):
             dist = next_token_distribution(model, tokenizer, "the time", top_p=top_p, n=10)
@@ -116,3 +118,64 @@ def test_pieces_queued_before_typing_are_dropped(corpus_dir) -> None:
     assert n_held > 0
     assert dropped == "thex"
     assert after.startswith("thex") and len(after) > len("thex")
+
+
+def engine_bars(path, text: str) -> tuple[tuple[str, float], ...]:
+    """The next-token bars of run ``path``'s model for ``text``, straight from the engine."""
+    run = open_run(path)
+    model, tokenizer = run.load_model("cpu"), run.tokenizer
+    dist = next_token_distribution(model, tokenizer, prompt_text(text, run.config.get("mode", "d2l")), n=10)
+    return tuple((tokenizer.display_token(t), p) for t, p in dist)
+
+
+def test_a_finished_run_is_offered_never_switched_to(corpus_dir) -> None:
+    """Generate keeps the run the user picked when another finishes; ctrl+o switches; opening
+    a run again from Runs shows that run's bars at once (no edit needed)."""
+    first = tiny_run()
+
+    async def body(app, pilot):
+        async def settle():
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+
+        def seen():
+            screen = app.screen
+            return (str(screen.query_one("#gen-info", Static).render()), screen.query_one(ProbBars).bars,
+                    screen.query_one("#gen-offer").display, str(screen.query_one("#gen-offer", Static).render()))
+
+        await pilot.press("f3")
+        await pilot.press(*"the time")
+        await settle()
+        before = seen()
+        await open_train(app, pilot, {("train", "seed"): 7})  # a second run, finished in the background
+        await pilot.press("ctrl+s")
+        await settle()
+        second = app.screen.run_path
+        await pilot.press("f3")
+        await settle()
+        after_training = seen()
+        await pilot.press("x")  # typing still uses the picked model
+        await settle()
+        typed = seen()
+        await pilot.press("ctrl+o")
+        await settle()
+        switched = seen()
+        await pilot.press("f4")
+        await pilot.pause()
+        rows = [app.screen.query_one(DataTable).get_row_at(i)[-1] for i in range(2)]
+        await pilot.press("down" if rows[1] == first.name else "up", "g")  # open the first run again
+        await settle()
+        return second, before, after_training, typed, switched, seen()
+
+    second, before, after_training, typed, switched, reopened = run_app(body)
+    assert second is not None and second != first
+    assert first.name in before[0] and before[1] == engine_bars(first, "the time") and not before[2]
+    # The run that finished is offered, not used: same header, same bars.
+    assert first.name in after_training[0] and second.name not in after_training[0]
+    assert after_training[1] == before[1]
+    assert after_training[2] and second.name in after_training[3] and "ctrl+o" in after_training[3]
+    assert first.name in typed[0] and typed[1] == engine_bars(first, "the timex")
+    # ctrl+o: the header and the bars both move to the new run; the offer goes.
+    assert second.name in switched[0] and switched[1] == engine_bars(second, "the timex") and not switched[2]
+    assert engine_bars(second, "the timex") != engine_bars(first, "the timex")
+    assert first.name in reopened[0] and reopened[1] == engine_bars(first, "the timex")

@@ -31,7 +31,7 @@ from textual.screen import Screen
 from engine import paths
 from engine.errors import RnnlabError
 from engine.runs import list_runs
-from tui.messages import OpenRun, PipelineChanged, RunSaved
+from tui.messages import OpenRun, PipelineChanged, RunOffered, RunSaved
 from tui.screens.base import SCREENS
 from tui.screens.corpus import CorpusScreen
 from tui.screens.generate import GenerateScreen
@@ -108,10 +108,14 @@ class RnnlabApp(App[int]):
         self.session.set_pipeline(message.pipeline, message.choice)
 
     def on_run_saved(self, message: RunSaved) -> None:
-        self.session.set_run(message.path)
-        self.session.runs_version += 1
         how = "stopped and saved" if message.stopped_early else "finished"
-        self.notify(f"Run {message.path.name} {how}. F3 generates with it.", title="Training")
+        if self.session.run_finished(message.path):
+            self.notify(f"Run {message.path.name} {how}. F3 generates with it.", title="Training")
+        elif self.session.offered_run is not None:
+            # Generate keeps the model the user picked; its banner and ctrl+o offer this one.
+            self.notify(f"Run {message.path.name} {how}. Generate still uses {self.session.run_path.name}: "
+                        "ctrl+o there switches.", title="Training")
+            self.screen.post_message(RunOffered(message.path))
 
     def on_open_run(self, message: OpenRun) -> None:
         self.session.set_run(message.path)

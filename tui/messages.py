@@ -1,4 +1,5 @@
-"""Messages that cross screens: a new corpus pipeline, a saved run, a run to open.
+"""Messages that cross screens: a new corpus pipeline, a saved run, a run to open,
+a run offered to Generate.
 
 Each is a small dataclass posted to the app, which keeps the shared
 ``Session`` (``tui.session``) up to date; screens read the session when they
@@ -34,5 +35,12 @@ class RunSaved(Message):
 @dataclass
 class OpenRun(Message):
     """Open a saved run in the Generate screen."""
+
+    path: Path
+
+
+@dataclass
+class RunOffered(Message):
+    """A run finished while Generate uses another one: sent to the current screen, which may offer it."""
 
     path: Path

@@ -30,8 +30,9 @@ class Session:
     choice: CorpusChoice = field(default_factory=CorpusChoice)
     pipeline: Any = None  # engine.tokenizers.TextPipeline | None
     pipeline_version: int = 0  # bumped on every new pipeline
-    run_path: Path | None = None  # the run Generate uses (last trained or opened)
+    run_path: Path | None = None  # the run Generate uses (picked by the user, or the first one trained)
     run_version: int = 0  # bumped whenever run_path changes
+    offered_run: Path | None = None  # a run that finished since: Generate offers it, never switches by itself
     runs_version: int = 0  # bumped when runs are saved or deleted
     training_path: Path | None = None  # the run the Train screen is training now (not to be deleted)
 
@@ -48,3 +49,25 @@ class Session:
     def set_run(self, path: Path | None) -> None:
         self.run_path = path
         self.run_version += 1
+        if path is not None and self.offered_run is not None and same_run(path, self.offered_run):
+            self.offered_run = None
+
+    def run_finished(self, path: Path) -> bool:
+        """A run was saved: Generate uses it if it had no model, else it is offered. True if used."""
+        self.runs_version += 1
+        if self.run_path is None:
+            self.set_run(path)
+            return True
+        self.offered_run = None if same_run(path, self.run_path) else path
+        return False
+
+    def run_deleted(self, path: Path | str) -> None:
+        if self.run_path is not None and same_run(path, self.run_path):
+            self.set_run(None)
+        if self.offered_run is not None and same_run(path, self.offered_run):
+            self.offered_run = None
+        self.runs_version += 1
+
+
+def same_run(a: Path | str, b: Path | str) -> bool:
+    return Path(a).resolve() == Path(b).resolve()

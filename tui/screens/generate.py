@@ -1,7 +1,12 @@
 """The Generate screen: a prompt, streamed text, and what α does to the odds.
 
-The model is the run in the session (the one just trained, or one opened from
-the Runs screen). Typing a prompt resets the text to the prompt; ``enter`` or
+The model is the run the user picked (opened from the Runs screen, the newest
+saved run at start, or the first run trained when there was none); the header
+names it, and every bar and piece of text is tagged with the run that produced
+it, so nothing from another model is shown. A run that finishes in the
+background never replaces it: a banner offers it, and ``ctrl+o`` switches.
+``escape`` leaves the prompt, so that ``?`` and the screen keys work; ``tab``
+goes back. Typing a prompt resets the text to the prompt; ``enter`` or
 ``ctrl+s`` streams a continuation onto the end of the text, so pressing it
 again keeps going. Beside it, bars show the next-token distribution
 q ∝ P^α for the current text (after top-k and top-p), recomputed as you type
@@ -35,6 +40,7 @@ from engine.errors import RnnlabError
 from engine.corpus import prompt_text
 from engine.generate import generate, next_token_distribution
 from engine.runs import open_run
+from tui.messages import RunOffered
 from tui.screens.base import PlaygroundScreen, error_text
 from tui.widgets.bars import ProbBars
 
@@ -55,6 +61,8 @@ class GenerateScreen(PlaygroundScreen):
 
     BINDINGS = [
         Binding("ctrl+s", "generate", "Generate"),
+        Binding("ctrl+o", "switch_run", "Use new run"),
+        Binding("escape", "leave_prompt", "Leave prompt", show=False),
         # priority: the prompt Input would otherwise take up/down (it scrolls).
         Binding("up", "alpha(1)", "α up", priority=True),
         Binding("down", "alpha(-1)", "α down", priority=True),
@@ -79,6 +87,7 @@ class GenerateScreen(PlaygroundScreen):
 
     @dataclass
     class Distribution(Message):
+        path: Path  # the run whose model computed it: bars of any other model are dropped
         context: str
         bars: list[tuple[str, float]]
         warnings: list[str]
@@ -86,6 +95,7 @@ class GenerateScreen(PlaygroundScreen):
     def __init__(self) -> None:
         super().__init__()
         self._run_version = -1
+        self.model_path: Path | None = None  # the run the header names and the bars and text come from
         self._model: tuple[Path, Any, Any, str] | None = None  # (path, model, tokenizer, preprocessing mode)
         self._lock = threading.Lock()
         self._generation = 0  # id of the live generation; pieces of any other are dropped
@@ -98,6 +108,7 @@ class GenerateScreen(PlaygroundScreen):
         with Horizontal(id="gen-prompt-row"):
             yield Label("prompt ›", id="gen-prompt-label")
             yield Input(placeholder="e.g. time traveller, then enter", compact=True, id="gen-prompt")
+        yield Static("", id="gen-offer")
         with Horizontal(id="gen-body"):
             yield TextArea("", read_only=True, soft_wrap=True, id="gen-output")
             with Vertical(id="gen-side"):
@@ -114,7 +125,40 @@ class GenerateScreen(PlaygroundScreen):
         if session.run_version != self._run_version:
             self._run_version = session.run_version
             self._use_run(session.run_path)
+        self._show_offer()
         self.query_one("#gen-prompt", Input).focus()
+
+    # -- the run on offer -------------------------------------------------------------
+    def _offer(self) -> Path | None:
+        """A run that finished after this one was picked, if it is not the one in use."""
+        offered = self.app.session.offered_run  # type: ignore[attr-defined]
+        return offered if offered is not None and offered != self.model_path else None
+
+    def _show_offer(self) -> None:
+        offered = self._offer()
+        banner = self.query_one("#gen-offer", Static)
+        banner.display = offered is not None
+        if offered is not None:
+            banner.update(Text.assemble(("run ", "bold"), (offered.name, "bold"), " finished — ",
+                                        ("ctrl+o", "bold"), " generates with it"))
+        self.refresh_bindings()
+
+    def on_run_offered(self, message: RunOffered) -> None:
+        self._show_offer()
+
+    def action_switch_run(self) -> None:
+        offered = self._offer()
+        if offered is not None:
+            self.app.session.set_run(offered)  # type: ignore[attr-defined]
+            self.on_screen_resume()
+
+    def action_leave_prompt(self) -> None:
+        self.set_focus(None)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "switch_run":
+            return self._offer() is not None  # hidden unless a run is on offer
+        return True
 
     # -- settings -----------------------------------------------------------------
     @property
@@ -171,38 +215,41 @@ class GenerateScreen(PlaygroundScreen):
 
     # -- the model ----------------------------------------------------------------------
     def _use_run(self, path: Path | None) -> None:
+        """Name ``path`` in the header and recompute the bars with its model (the old bars go)."""
+        self._stop_generation()
+        self.model_path = path
         info = self.query_one("#gen-info", Static)
+        bars = self.query_one(ProbBars)
         if path is None:
             self.run_info = ""
             info.update(Text("no model yet: train one (F2) or open a saved run (F4)", style="yellow"))
-            self.query_one(ProbBars).set_bars([], note="no model")
+            bars.set_bars([], note="no model")
             return
         try:
             run = open_run(path)
             summary = run.summary()
         except RnnlabError as exc:
+            self.model_path = None
             info.update(Text(str(exc), style="red"))
+            bars.set_bars([], note="no model")
             return
+        bars.set_bars([], note="computing…")
         kind = run.config.get("tokenizer", {}).get("kind", "?")
         ppl = "–" if summary.val_ppl is None else f"{summary.val_ppl:.2f}"
         self.run_info = f"{summary.model} · {summary.corpus}/{kind} · val ppl {ppl} · {run.name}"
         info.update(Text(self.run_info))
         self._update_bars()
 
-    def _load_model(self) -> tuple[Any, Any]:
-        """The session's model and tokenizer, loaded once per run (called from workers)."""
-        path = self.app.session.run_path  # type: ignore[attr-defined]
+    def _load_model(self, path: Path | None) -> tuple[Any, Any, str]:
+        """The model, tokenizer and preprocessing mode of run ``path``, loaded once per run
+        (called from workers)."""
         if path is None:
             raise RnnlabError("no model yet: train one (F2) or open a saved run (F4)")
         with self._lock:
             if self._model is None or self._model[0] != path:
                 run = open_run(path)
                 self._model = (path, run.load_model("cpu"), run.tokenizer, run.config.get("mode", "d2l"))
-            return self._model[1], self._model[2]
-
-    def _model_text(self, text: str) -> str:
-        """The text as the model should read it: cleaned like its training text (d2l: lower-case letters)."""
-        return prompt_text(text, self._model[3] if self._model is not None else "raw")
+            return self._model[1], self._model[2], self._model[3]
 
     # -- next-token bars ----------------------------------------------------------------
     @on(Input.Changed, "#gen-prompt")
@@ -212,20 +259,24 @@ class GenerateScreen(PlaygroundScreen):
         self._update_bars()
 
     def _update_bars(self) -> None:
-        if self.app.session.run_path is None:  # type: ignore[attr-defined]
+        if self.model_path is None:
             return
-        self._distribution(self.query_one("#gen-output", TextArea).text, self.alpha, self.top_k, self.top_p)
+        self._distribution(self.model_path, self.query_one("#gen-output", TextArea).text, self.alpha, self.top_k,
+                           self.top_p)
 
     @work(thread=True, exclusive=True, group="dist", exit_on_error=False)
-    def _distribution(self, context: str, alpha: float, top_k: int | None, top_p: float | None) -> None:
-        model, tokenizer = self._load_model()
-        dist = next_token_distribution(model, tokenizer, self._model_text(context), alpha=alpha, top_k=top_k,
+    def _distribution(self, path: Path, context: str, alpha: float, top_k: int | None, top_p: float | None) -> None:
+        model, tokenizer, mode = self._load_model(path)
+        # The text as the model read its training text (d2l: lower-case letters only).
+        dist = next_token_distribution(model, tokenizer, prompt_text(context, mode), alpha=alpha, top_k=top_k,
                                        top_p=top_p, n=N_BARS)
         bars = [(tokenizer.display_token(token), p) for token, p in dist]  # "Ġthe" -> "␣the"
         if not get_current_worker().is_cancelled:
-            self.post_message(self.Distribution(context, bars, list(getattr(dist, "warnings", []))))
+            self.post_message(self.Distribution(path, context, bars, list(getattr(dist, "warnings", []))))
 
     def on_generate_screen_distribution(self, message: Distribution) -> None:
+        if message.path != self.model_path:
+            return  # computed by a model this screen no longer shows
         shown = sum(p for _, p in message.bars)
         note = f"top {len(message.bars)}: {shown:.0%} of q"
         if message.warnings:
@@ -238,12 +289,12 @@ class GenerateScreen(PlaygroundScreen):
         self.action_generate()
 
     def action_generate(self) -> None:
-        if self.app.session.run_path is None:  # type: ignore[attr-defined]
+        if self.model_path is None:
             self.notify("No model yet: train one (F2) or open a saved run (F4).", severity="warning")
             return
         context = self.query_one("#gen-output", TextArea).text
         self._stop_generation()
-        self._generate(context, self.alpha, self.top_k, self.top_p, self.seed, self._generation)
+        self._generate(self.model_path, context, self.alpha, self.top_k, self.top_p, self.seed, self._generation)
 
     def action_stop(self) -> None:
         self._stop_generation()
@@ -259,11 +310,11 @@ class GenerateScreen(PlaygroundScreen):
         self._generation += 1
 
     @work(thread=True, exclusive=True, group="generate", exit_on_error=False)
-    def _generate(self, context: str, alpha: float, top_k: int | None, top_p: float | None, seed: int,
+    def _generate(self, path: Path, context: str, alpha: float, top_k: int | None, top_p: float | None, seed: int,
                   generation: int) -> None:
         worker = get_current_worker()
-        model, tokenizer = self._load_model()
-        for piece in generate(model, tokenizer, self._model_text(context), GEN_TOKENS, alpha=alpha, top_k=top_k,
+        model, tokenizer, mode = self._load_model(path)
+        for piece in generate(model, tokenizer, prompt_text(context, mode), GEN_TOKENS, alpha=alpha, top_k=top_k,
                               top_p=top_p, seed=seed):
             if worker.is_cancelled:
                 return
