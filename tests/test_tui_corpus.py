@@ -6,7 +6,8 @@ from __future__ import annotations
 from engine.corpus import load_corpus
 from engine.stats import corpus_summary
 from engine.tokenizers import build_pipeline
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Select, Static
+from tui.screens.corpus import FILE
 from tui_helpers import run_app
 
 
@@ -93,3 +94,27 @@ def test_narrow_footer_leaves_out_the_palette_key(corpus_dir) -> None:
         return wide, narrow, other, app.screen.query_one(Footer).show_command_palette
 
     assert run_app(body) == (True, False, False, True)
+
+
+def test_picker_names_a_file_opened_by_path_and_goes_back(corpus_dir, tmp_path) -> None:
+    """A file opened with ctrl+o shows in the picker; picking timemachine then loads it again."""
+    book = tmp_path / "book.txt"
+    book.write_text((corpus_dir / "timemachine.txt").read_text(encoding="utf-8")[:20_000], encoding="utf-8")
+
+    async def body(app, pilot):
+        picker = app.screen.query_one("#corpus-name", Select)
+        await pilot.press("ctrl+o", *str(book), "enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        opened = (picker.value, str(picker.query_one("SelectCurrent Static#label").render()),
+                  app.session.pipeline.corpus.name)
+        picker.focus()
+        await pilot.press("enter", "home", "enter")  # open the list, first entry (timemachine), pick it
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        return opened, picker.value, app.session.pipeline.corpus.name, stats_text(app)
+
+    opened, value, name, stats = run_app(body)
+    assert opened[0] == FILE and opened[1] == "book.txt (file)" and opened[2] != "timemachine"
+    assert value == "timemachine" and name == "timemachine"
+    assert "The Time Machine" in stats

@@ -14,6 +14,7 @@ stays. Left out: editing the text, corpora other than plain text files.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from rich.text import Text
 from textual import on, work
@@ -189,6 +190,7 @@ class CorpusScreen(PlaygroundScreen):
         self.query_one("#corpus-status", Static).update("")
         self.query_one("#corpus-main").remove_class("-howto")
         self.show(message.view)
+        self._sync_form(message.choice)  # e.g. the picker names a file opened by path
         self.app.post_message(PipelineChanged(message.view.pipeline, message.choice))
 
     def on_corpus_screen_failed(self, message: Failed) -> None:
@@ -251,8 +253,14 @@ class CorpusScreen(PlaygroundScreen):
     def _sync_form(self, choice: CorpusChoice) -> None:
         self._syncing = True
         try:
-            names = set(catalog())
-            self.query_one("#corpus-name", Select).value = choice.source if choice.source in names else FILE
+            names = list(catalog())
+            picker = self.query_one("#corpus-name", Select)
+            if choice.source in names:
+                picker.value = choice.source
+            else:  # a file opened by path: the picker's last entry names it
+                picker.set_options([(n, n) for n in names] + [(f"{Path(choice.source).name} (file)", FILE)])
+                picker.value = FILE
+                self.query_one("#corpus-path", Input).value = choice.source
             self.query_one("#corpus-mode", Select).value = choice.mode
             self.query_one("#corpus-tokenizer", Select).value = choice.tokenizer
             self.query_one("#corpus-vocab-size", Input).value = str(choice.vocab_size)
