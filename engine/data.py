@@ -15,9 +15,11 @@ where ``Y`` is ``X`` shifted one token to the right (the next-token targets).
 Randomness comes only from the ``np.random.Generator`` passed in, and is drawn
 when the iterator is created, so ``coverage`` can replay exactly which corpus
 positions an epoch uses (exercise 8.3.5). Batches are gathered with one
-fancy-index per batch (random) or are views of two reshaped tensors
-(sequential). Left out: padding, bucketing by length and devices (the trainer
-moves batches).
+fancy-index per batch (random) or sliced from two reshaped views of the corpus
+(sequential). The corpus keeps its narrow id dtype (``uint8`` for characters):
+only each batch is widened to ``int64``, so a 200 MB corpus is never copied
+into 1.6 GB of ``int64``. Left out: padding, bucketing by length and devices
+(the trainer moves batches).
 """
 
 from __future__ import annotations
@@ -84,14 +86,20 @@ def _sequential_layout(
     return offset, row_len, row_len // num_steps
 
 
-def _as_tensor(corpus: np.ndarray | torch.Tensor) -> torch.Tensor:
+def _as_array(corpus: np.ndarray | torch.Tensor) -> np.ndarray:
+    """The corpus as a 1-D numpy array, in its own (possibly narrow) integer dtype."""
     if isinstance(corpus, torch.Tensor):
-        t = corpus.detach().to("cpu", torch.int64)
-    else:
-        t = torch.from_numpy(np.ascontiguousarray(corpus, dtype=np.int64))
-    if t.ndim != 1:
-        raise ConfigError(f"corpus must be a 1-D array of token indices (got shape {tuple(t.shape)})")
-    return t
+        corpus = corpus.detach().cpu().numpy()
+    a = np.asarray(corpus)
+    if a.ndim != 1:
+        raise ConfigError(f"corpus must be a 1-D array of token indices (got shape {tuple(a.shape)})")
+    return a
+
+
+def _long(block: np.ndarray) -> torch.Tensor:
+    """One batch's ids as an ``int64`` tensor (what embeddings and one_hot index with).
+    Only the batch is widened: the corpus stays in its narrow dtype."""
+    return torch.from_numpy(block.astype(np.int64))
 
 
 def seq_data_iter_random(
@@ -101,15 +109,15 @@ def seq_data_iter_random(
 
     No two subsequences of the epoch overlap; each is used at most once.
     """
-    tokens = _as_tensor(corpus)
+    tokens = _as_array(corpus)
     check_sizes(len(tokens), batch_size, num_steps)
     starts = _random_starts(len(tokens), batch_size, num_steps, rng or np.random.default_rng())
-    window = torch.arange(num_steps + 1)
+    window = np.arange(num_steps + 1)
 
     def batches() -> Iterator[Batch]:
         for row_starts in starts:
             # (batch_size, num_steps + 1) tokens in one gather; X and Y are views.
-            w = tokens[torch.from_numpy(row_starts)[:, None] + window]
+            w = _long(tokens[row_starts[:, None] + window])
             yield w[:, :-1], w[:, 1:]
 
     return batches()
@@ -119,18 +127,19 @@ def seq_data_iter_sequential(
     corpus: np.ndarray, batch_size: int, num_steps: int, *, rng: np.random.Generator | None = None
 ) -> Iterator[Batch]:
     """One epoch of sequential partitioning (D2L's ``seq_data_iter_sequential``)."""
-    tokens = _as_tensor(corpus)
+    tokens = _as_array(corpus)
     check_sizes(len(tokens), batch_size, num_steps)
     offset, row_len, num_batches = _sequential_layout(
         len(tokens), batch_size, num_steps, rng or np.random.default_rng()
     )
     num_tokens = row_len * batch_size
+    # Views of the corpus: row i of batch k+1 continues row i of batch k.
     Xs = tokens[offset : offset + num_tokens].reshape(batch_size, row_len)
     Ys = tokens[offset + 1 : offset + 1 + num_tokens].reshape(batch_size, row_len)
 
     def batches() -> Iterator[Batch]:
         for i in range(0, num_steps * num_batches, num_steps):
-            yield Xs[:, i : i + num_steps], Ys[:, i : i + num_steps]
+            yield _long(Xs[:, i : i + num_steps]), _long(Ys[:, i : i + num_steps])
 
     return batches()
 

@@ -17,7 +17,9 @@ become ``<unk>`` (index 0, as in ``Vocab``).
 - ``unigram`` is SentencePiece's unigram language model; ``pieces`` are in the
   trainer's order (by score).
 
-``vocab.token_freqs`` counts each piece in the encoded fitting corpus.
+``vocab.token_freqs`` counts each piece in the encoded fitting corpus. A big
+corpus streams: the trainer reads the lines chunk by chunk
+(``train_from_iterator``) and encoding goes one ``encode_batch`` per chunk.
 
 Reproducibility: BPE training is deterministic. HuggingFace's WordPiece and
 Unigram trainers are not (ties broken in hash order; parallel float sums), so
@@ -30,7 +32,7 @@ byte fallback and added tokens other than ``<unk>``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -38,10 +40,11 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from engine.errors import ConfigError
-from engine.tokenizers import Tokenizer
+from engine.tokenizers import Chunks, Tokenizer
 from engine.vocab import UNK, Vocab
 
 WORDPIECE_PREFIX = "♯♯"
+CHUNK_IDS = 1 << 20  # ids per bincount when counting pieces
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -82,12 +85,31 @@ class SubwordTokenizer(Tokenizer):
         return model
 
     # -- fitting ------------------------------------------------------------
-    def fit(self, lines: list[str]) -> SubwordTokenizer:
+    def _fit(self, chunks: Chunks) -> None:
+        self._train(chunks())
+        self._count(self.encode_chunks(chunks()))
+
+    def fit_encode(self, chunks: Chunks, *, size_hint: int = 0) -> np.ndarray:
+        # One encoding pass gives both the ids and the piece counts.
+        self._train(chunks())
+        ids = self.encode_chunks(chunks(), size_hint=size_hint)
+        self._count(ids)
+        return ids
+
+    def _train(self, chunks: Iterable[list[str]]) -> None:
+        """Train the HuggingFace model on the lines, streamed chunk by chunk."""
         hf, trainer = self._new()
+        chars: set[str] = set()  # for the error message only
+
+        def lines() -> Iterator[list[str]]:
+            for batch in chunks:
+                chars.update(*batch)
+                yield batch
+
         try:
-            hf.train_from_iterator(lines, trainer=trainer, length=len(lines))
+            hf.train_from_iterator(lines(), trainer=trainer)
         except Exception as exc:  # the Rust trainer raises plain Exception
-            alphabet = len(set("".join(lines).encode("utf-8")))
+            alphabet = len(set("".join(chars).encode("utf-8", "surrogatepass")))
             raise ConfigError(
                 f"vocab_size {self.vocab_size} is too small for {self.kind} on this text ({exc}); "
                 f"it needs at least the {alphabet + 1} distinct bytes plus <unk>"
@@ -95,10 +117,14 @@ class SubwordTokenizer(Tokenizer):
         spec = json.loads(hf.to_str())
         spec["model"] = self._after_training(spec["model"])
         self._set(HFTokenizer.from_str(json.dumps(spec)))
-        ids = self.encode_corpus(lines)
-        freqs = np.bincount(ids, minlength=len(self.pieces)).tolist()
-        self.vocab = Vocab.from_pieces(self.pieces, freqs)
-        return self
+        self.vocab = Vocab.from_pieces(self.pieces, [0] * len(self.pieces))  # sized for id_dtype
+
+    def _count(self, ids: np.ndarray) -> None:
+        """Piece counts from the encoded corpus (bincount a chunk at a time: it widens to int64)."""
+        freqs = np.zeros(len(self.pieces), dtype=np.int64)
+        for start in range(0, len(ids), CHUNK_IDS):
+            freqs += np.bincount(ids[start : start + CHUNK_IDS], minlength=len(self.pieces))
+        self.vocab = Vocab.from_pieces(self.pieces, freqs.tolist())
 
     def _set(self, hf: HFTokenizer) -> None:
         self._hf = hf
@@ -127,13 +153,13 @@ class SubwordTokenizer(Tokenizer):
         return [enc.tokens for enc in self.hf.encode_batch(lines, add_special_tokens=False)]
 
     def encode(self, text: str) -> np.ndarray:
-        return np.array(self.hf.encode(text, add_special_tokens=False).ids, dtype=np.int32)
+        return np.array(self.hf.encode(text, add_special_tokens=False).ids, dtype=self.id_dtype)
 
-    def encode_corpus(self, lines: list[str]) -> np.ndarray:
+    def encode_lines(self, lines: list[str]) -> np.ndarray:
         batch = getattr(self.hf, "encode_batch_fast", self.hf.encode_batch)
         encs = batch(lines, add_special_tokens=False)
         return np.fromiter(
-            (i for enc in encs for i in enc.ids), dtype=np.int32, count=sum(len(e.ids) for e in encs)
+            (i for enc in encs for i in enc.ids), dtype=self.id_dtype, count=sum(len(e.ids) for e in encs)
         )
 
     def decode(self, ids: Iterable[int]) -> str:

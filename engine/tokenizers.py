@@ -1,12 +1,23 @@
 """Tokenizers behind one interface, and the text pipeline (D2L 8.2).
 
-A ``Tokenizer`` is fitted on a list of lines, then turns text into a compact
-``int32`` array of indices into its ``vocab`` and back. ``char`` and ``word``
-are the book's tokenizers; ``bpe``, ``wordpiece`` and ``unigram`` are subword
-tokenizers trained with HuggingFace ``tokenizers`` (see ``engine.subword``).
+A ``Tokenizer`` is fitted on a list of lines, then turns text into an array
+of indices into its ``vocab`` and back, in the narrowest integer type that
+holds them (``vocab.id_dtype``: ``uint8`` for a char vocabulary, ``uint16``
+up to 65,536 tokens, else ``int32``). ``char`` and ``word`` are the book's
+tokenizers; ``bpe``, ``wordpiece`` and ``unigram`` are subword tokenizers
+trained with HuggingFace ``tokenizers`` (see ``engine.subword``).
 ``encode_corpus`` keeps D2L's semantics: the tokens of all lines concatenated,
 with no separator between lines. ``build_pipeline`` goes from a loaded corpus
 to those ids in one call.
+
+Big corpora stream: ``corpus_chunks`` cuts the text at line breaks into
+pieces of about ``CHUNK_CHARS`` characters and preprocesses one piece at a
+time, so the lines of the whole text never exist at once. Fitting counts
+tokens chunk by chunk (a ``Counter`` in first-seen order, so the vocabulary is
+the one ``Vocab(all tokens)`` would give), encoding appends each chunk's ids
+to one growing array. Chunks end at line breaks, so the result equals that of
+the whole text. ``build_pipeline`` reports each pass to an optional
+``progress(step, done, total)`` callback, in characters of text.
 
 Left out: reading corpora (``engine.corpus``), n-gram statistics
 (``engine.stats``) and minibatching (``engine.data``).
@@ -14,8 +25,10 @@ Left out: reading corpora (``engine.corpus``), n-gram statistics
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any, ClassVar
 
 import numpy as np
@@ -26,7 +39,41 @@ from engine.vocab import Vocab
 TOKENIZER_KINDS = ("char", "word", "bpe", "wordpiece", "unigram")
 SUBWORD_KINDS = ("bpe", "wordpiece", "unigram")
 MAX_VOCAB_SIZE = 1_000_000
+CHUNK_CHARS = 1 << 20  # characters per chunk of a streamed pass: bounds its temporaries (~20 MB)
 _SUBWORD_CLASSES = {"BPETokenizer", "WordPieceTokenizer", "UnigramTokenizer", "SubwordTokenizer"}
+
+Progress = Callable[[int, "int | None"], None]  # (done, total): as engine.corpus.Progress
+StepProgress = Callable[[str, int, "int | None"], None]  # (step name, done, total)
+Chunks = Callable[[], Iterator[list[str]]]  # a fresh pass over a corpus's lines, chunk by chunk
+
+
+class IdArray:
+    """A growing array of token ids of one dtype.
+
+    Growth and the final trim resize the buffer in place (``realloc``), which
+    for a big buffer moves pages rather than copying them: the ids of a big
+    corpus are not held twice, as a list of parts plus ``np.concatenate`` would.
+    """
+
+    def __init__(self, dtype: np.dtype, capacity: int = 0) -> None:
+        self._buf = np.empty(max(int(capacity), 1 << 12), dtype=dtype)
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def extend(self, ids: np.ndarray) -> None:
+        need = self._n + len(ids)
+        if need > len(self._buf):
+            self._buf.resize(max(need, len(self._buf) * 3 // 2), refcheck=False)
+        self._buf[self._n : need] = ids
+        self._n = need
+
+    def finish(self) -> np.ndarray:
+        """The ids appended so far, as one array (the buffer is handed over)."""
+        buf, self._buf = self._buf, np.empty(0, dtype=self._buf.dtype)
+        buf.resize(self._n, refcheck=False)
+        return buf
 
 
 _VISIBLE_WS = str.maketrans({" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"})
@@ -45,24 +92,54 @@ class Tokenizer:
         self.merges: list[tuple[str, str]] = []
         self.pieces: list[str] = []
 
+    @property
+    def id_dtype(self) -> np.dtype:
+        """The dtype of encoded ids: the narrowest integer type for ``len(vocab)``."""
+        return self.vocab.id_dtype
+
     def fit(self, lines: list[str]) -> Tokenizer:
+        self._fit(lambda: iter([lines]))
+        return self
+
+    def _fit(self, chunks: Chunks) -> None:
+        """Learn the vocabulary from one or more passes over ``chunks()``."""
         raise NotImplementedError
+
+    def fit_encode(self, chunks: Chunks, *, size_hint: int = 0) -> np.ndarray:
+        """Fit on a corpus given as chunks of lines, then encode it (``encode_corpus``).
+
+        ``chunks()`` starts a fresh pass each call: the first pass fits, the
+        last one encodes. ``size_hint``: an upper bound on the number of tokens.
+        """
+        self._fit(chunks)
+        return self.encode_chunks(chunks(), size_hint=size_hint)
 
     def tokenize(self, lines: list[str]) -> list[list[str]]:
         """Token strings per line."""
         raise NotImplementedError
 
     def encode(self, text: str) -> np.ndarray:
-        """``int32`` indices of ``text``'s tokens; unknown tokens give ``vocab.unk``."""
+        """Indices of ``text``'s tokens (dtype ``id_dtype``); unknown tokens give ``vocab.unk``."""
         raise NotImplementedError
 
     def decode(self, ids: Iterable[int]) -> str:
         raise NotImplementedError
 
-    def encode_corpus(self, lines: list[str]) -> np.ndarray:
-        """D2L: the tokens of all lines, concatenated with no separator, as ``int32``."""
+    def encode_lines(self, lines: list[str]) -> np.ndarray:
+        """D2L: the tokens of ``lines``, concatenated with no separator."""
         parts = [self.encode(line) for line in lines]
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=self.id_dtype)
+
+    def encode_corpus(self, lines: list[str]) -> np.ndarray:
+        """D2L: the tokens of all lines, concatenated with no separator, as ``id_dtype``."""
+        return self.encode_chunks(iter([lines]))
+
+    def encode_chunks(self, chunks: Iterable[list[str]], *, size_hint: int = 0) -> np.ndarray:
+        """``encode_corpus`` of the concatenated chunks, encoding one chunk at a time."""
+        out = IdArray(self.id_dtype, size_hint)
+        for lines in chunks:
+            out.extend(self.encode_lines(lines))
+        return out.finish()
 
     def unknown_chars(self, text: str) -> list[str]:
         """Distinct characters (or words) of ``text`` that would map to ``<unk>``."""
@@ -92,16 +169,59 @@ class Tokenizer:
         return f"{type(self).__name__}(vocab={len(self.vocab)}, lossless={self.lossless})"
 
 
-class CharTokenizer(Tokenizer):
+class CountingTokenizer(Tokenizer):
+    """Char and word: the vocabulary is D2L's ``Vocab`` of the token counts."""
+
+    def _fit(self, chunks: Chunks) -> None:
+        counts: Counter[str] = Counter()
+        for lines in chunks():
+            self._count(lines, counts)
+        self._set_vocab(Vocab.from_counts(counts, min_freq=self.min_freq))
+
+    def _count(self, lines: list[str], counts: Counter[str]) -> None:
+        """Add the tokens of ``lines`` to ``counts`` in stream order (new ones at the end)."""
+        raise NotImplementedError
+
+    def _set_vocab(self, vocab: Vocab) -> None:
+        self.vocab = vocab
+
+    def unfiltered(self) -> CountingTokenizer:
+        """A copy whose vocabulary keeps every counted token (``min_freq`` 0): its ids
+        are the tokens as written, with none mapped to ``<unk>``."""
+        tok = type(self)(vocab_size=self.vocab_size, min_freq=0)
+        counts = dict(self.vocab.token_freqs)  # most frequent first, ties first-seen: re-sorting keeps it
+        tok._set_vocab(Vocab.from_counts(counts, reserved_tokens=self.vocab.reserved_tokens))
+        return tok
+
+    def drops_tokens(self) -> bool:
+        """True when ``min_freq`` mapped some counted token to ``<unk>`` (then the
+        rarest one, last in ``token_freqs``, is among them)."""
+        freqs = self.vocab.token_freqs
+        return bool(freqs) and freqs[-1][0] not in self.vocab.token_to_idx
+
+
+class CharTokenizer(CountingTokenizer):
     """One token per character (D2L's ``tokenize(lines, 'char')``)."""
 
     kind = "char"
     lossless = True
 
-    def fit(self, lines: list[str]) -> CharTokenizer:
-        self.vocab = Vocab("".join(lines), min_freq=self.min_freq)
+    def _count(self, lines: list[str], counts: Counter[str]) -> None:
+        text = "".join(lines)
+        cps = _code_points(text)
+        if len(cps) == 0:
+            return
+        per_cp = np.bincount(cps)  # one count per code point 0..max: at most 1.1M entries
+        present = np.flatnonzero(per_cp)
+        new = [chr(c) for c in present.tolist() if chr(c) not in counts]
+        for ch in sorted(new, key=text.find):  # first-seen order, as Counter(text) has
+            counts[ch] = 0
+        for c, n in zip(present.tolist(), per_cp[present].tolist()):
+            counts[chr(c)] += n
+
+    def _set_vocab(self, vocab: Vocab) -> None:
+        self.vocab = vocab
         self._build_table()
-        return self
 
     def _build_table(self) -> None:
         # Sorted code points of the single-character tokens and their indices:
@@ -109,19 +229,19 @@ class CharTokenizer(Tokenizer):
         singles = [(ord(t), i) for i, t in enumerate(self.vocab.idx_to_token) if len(t) == 1]
         singles.sort()
         self._cps = np.array([c for c, _ in singles], dtype=np.uint32)
-        self._ids = np.array([i for _, i in singles], dtype=np.int32)
+        self._ids = np.array([i for _, i in singles], dtype=self.id_dtype)
 
     def tokenize(self, lines: list[str]) -> list[list[str]]:
         return [list(line) for line in lines]
 
     def encode(self, text: str) -> np.ndarray:
-        cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        cps = _code_points(text)
         if len(self._cps) == 0:
-            return np.full(len(cps), self.vocab.unk, dtype=np.int32)
+            return np.full(len(cps), self.vocab.unk, dtype=self.id_dtype)
         pos = np.searchsorted(self._cps, cps).clip(max=len(self._cps) - 1)
-        return np.where(self._cps[pos] == cps, self._ids[pos], self.vocab.unk).astype(np.int32)
+        return np.where(self._cps[pos] == cps, self._ids[pos], self._ids.dtype.type(self.vocab.unk))
 
-    def encode_corpus(self, lines: list[str]) -> np.ndarray:
+    def encode_lines(self, lines: list[str]) -> np.ndarray:
         return self.encode("".join(lines))
 
     def decode(self, ids: Iterable[int]) -> str:
@@ -138,24 +258,30 @@ class CharTokenizer(Tokenizer):
         return tok
 
 
-class WordTokenizer(Tokenizer):
+def _code_points(text: str) -> np.ndarray:
+    """The code points of ``text`` as ``uint32`` (lone surrogates kept, as Python has them)."""
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+class WordTokenizer(CountingTokenizer):
     """Whitespace-separated words (D2L's ``line.split()``); decoding joins with
     one space, so runs of whitespace and line ends are not restored."""
 
     kind = "word"
     lossless = False
 
-    def fit(self, lines: list[str]) -> WordTokenizer:
-        self.vocab = Vocab([w for line in lines for w in line.split()], min_freq=self.min_freq)
-        return self
+    def _count(self, lines: list[str], counts: Counter[str]) -> None:
+        counts.update(" ".join(lines).split())
 
     def tokenize(self, lines: list[str]) -> list[list[str]]:
         return [line.split() for line in lines]
 
     def encode(self, text: str) -> np.ndarray:
-        return np.array(self.vocab[text.split()], dtype=np.int32)
+        words = text.split()
+        get = self.vocab.token_to_idx.get
+        return np.fromiter(map(get, words, repeat(self.vocab.unk)), dtype=self.id_dtype, count=len(words))
 
-    def encode_corpus(self, lines: list[str]) -> np.ndarray:
+    def encode_lines(self, lines: list[str]) -> np.ndarray:
         return self.encode(" ".join(lines))
 
     def decode(self, ids: Iterable[int]) -> str:
@@ -217,17 +343,28 @@ def __getattr__(name: str) -> Any:
 
 @dataclass(frozen=True, eq=False)  # identity equality: ids is an array
 class TextPipeline:
-    """A corpus, its preprocessed lines, the fitted tokenizer and the ids."""
+    """A corpus, the fitted tokenizer and the ids of the whole corpus."""
 
     corpus: Any  # engine.corpus.Corpus (anything with .text)
     mode: str  # preprocessing mode: "d2l" or "raw"
-    lines: list[str]  # preprocessed lines
-    tokenizer: Tokenizer  # fitted on ``lines``
-    ids: np.ndarray  # int32 token indices of the whole corpus (encode_corpus)
+    tokenizer: Tokenizer  # fitted on the corpus's preprocessed lines
+    ids: np.ndarray  # token indices of the whole corpus (encode_corpus), dtype vocab.id_dtype
+    num_lines: int  # number of preprocessed lines
+    warnings: tuple[str, ...] = ()  # the corpus's own, and one when the mode drops most of its letters
 
     @property
     def vocab(self) -> Vocab:
         return self.tokenizer.vocab
+
+    @property
+    def lines(self) -> list[str]:
+        """The preprocessed lines, rebuilt from the text on every access: on a big
+        corpus they take several times its size, so stream ``chunks()`` instead."""
+        return corpus_lines(self.corpus.text, self.mode, self.tokenizer.kind)
+
+    def chunks(self, chunk_chars: int | None = None, progress: Progress | None = None) -> Iterator[list[str]]:
+        """The preprocessed lines, chunk by chunk (``corpus_chunks``)."""
+        return corpus_chunks(self.corpus.text, self.mode, self.tokenizer.kind, chunk_chars, progress)
 
 
 def corpus_lines(text: str, mode: str, tokenizer: str) -> list[str]:
@@ -243,6 +380,64 @@ def corpus_lines(text: str, mode: str, tokenizer: str) -> list[str]:
     return lines
 
 
+def text_pieces(text: str, chunk_chars: int) -> Iterator[str]:
+    """``text`` in consecutive pieces of about ``chunk_chars`` characters, each
+    ending just after a line break (the last one may not; a longer line is one
+    piece). ``"ab\ncd\ne", 4`` → ``"ab\n", "cd\n", "e"``."""
+    start, n = 0, len(text)
+    while start < n:
+        end = start + max(1, chunk_chars)
+        if end >= n:
+            yield text[start:]
+            return
+        cut = text.rfind("\n", start, end)
+        if cut < 0:
+            cut = text.find("\n", end)
+            if cut < 0:
+                yield text[start:]
+                return
+        yield text[start : cut + 1]
+        start = cut + 1
+
+
+def corpus_chunks(
+    text: str, mode: str, tokenizer: str, chunk_chars: int | None = None, progress: Progress | None = None
+) -> Iterator[list[str]]:
+    """``corpus_lines(text, mode, tokenizer)``, one piece of text at a time.
+
+    The chunks concatenated are exactly ``corpus_lines``: pieces (of about
+    ``chunk_chars``, default ``CHUNK_CHARS``) end at line breaks, and only the
+    text's last line goes without its ``"\n"`` in raw mode.
+    ``progress(done, total)`` is called before the first chunk and after each
+    one, in characters of ``text``.
+    """
+    from engine.corpus import preprocess
+
+    total, done = len(text), 0
+    chunk_chars = chunk_chars or CHUNK_CHARS
+    if progress is not None:
+        progress(0, total)
+    keep_breaks = mode == "raw" and tokenizer != "word"
+    for piece in text_pieces(text, chunk_chars):
+        done += len(piece)
+        lines = preprocess(piece, mode)
+        if keep_breaks:
+            last = lines.pop() if done == total and lines else None
+            lines = [line + "\n" for line in lines]
+            if last is not None:
+                lines.append(last)
+        yield lines
+        if progress is not None:
+            progress(done, total)
+
+
+def _token_bound(text: str, kind: str) -> int:
+    """An upper bound on the number of tokens of ``text`` (sizes the id array)."""
+    # A char token is a character; a word needs a character and a separator;
+    # a subword piece at least one UTF-8 byte (ASCII assumed: the array grows if not).
+    return len(text) if kind != "word" else len(text) // 2 + 1
+
+
 def build_pipeline(
     corpus: Any,
     *,
@@ -250,12 +445,34 @@ def build_pipeline(
     tokenizer: str = "char",
     vocab_size: int = 1000,
     min_freq: int = 0,
+    progress: StepProgress | None = None,
 ) -> TextPipeline:
     """Preprocess ``corpus.text``, fit a tokenizer of kind ``tokenizer`` on the
-    lines and encode them (D2L's ``load_corpus_time_machine``)."""
+    lines and encode them (D2L's ``load_corpus_time_machine``), streaming.
+
+    ``progress(step, done, total)`` hears each pass over the text: ``"counting
+    tokens"`` or ``"training <kind>"``, then ``"encoding"``, in characters.
+    """
+    from engine.corpus import preprocess
 
     _check_params(tokenizer, vocab_size, min_freq)
-    lines = corpus_lines(corpus.text, mode, tokenizer)
-    tok = make_tokenizer(tokenizer, vocab_size=vocab_size, min_freq=min_freq).fit(lines)
-    return TextPipeline(corpus=corpus, mode=mode, lines=lines, tokenizer=tok, ids=tok.encode_corpus(lines))
+    preprocess("", mode)  # a bad mode raises ConfigError before any work
+    text = corpus.text
+    tok = make_tokenizer(tokenizer, vocab_size=vocab_size, min_freq=min_freq)
+    steps = iter(["counting tokens" if tokenizer in ("char", "word") else f"training {tokenizer}"])
+    num_lines = 0
 
+    def chunks() -> Iterator[list[str]]:
+        nonlocal num_lines
+        step = next(steps, "encoding")
+        report = None if progress is None else (lambda done, total: progress(step, done, total))
+        num_lines = 0
+        for lines in corpus_chunks(text, mode, tokenizer, progress=report):
+            num_lines += len(lines)
+            yield lines
+
+    ids = tok.fit_encode(chunks, size_hint=_token_bound(text, tokenizer))
+    from engine.corpus import mode_warnings
+
+    warnings = tuple(getattr(corpus, "warnings", ())) + mode_warnings(corpus.text, mode)
+    return TextPipeline(corpus=corpus, mode=mode, tokenizer=tok, ids=ids, num_lines=num_lines, warnings=warnings)

@@ -6,8 +6,12 @@ first (ties keep first-seen order, so the result is deterministic). Unknown
 tokens map to ``<unk>``. ``token_freqs`` keeps the counts of every token seen,
 including those ``min_freq`` dropped, so a UI can show what was cut.
 
-``Vocab.from_pieces`` builds a vocabulary whose order is fixed by someone else
-(a trained subword model) and whose counts come from encoding the corpus.
+``Vocab.from_counts`` builds the same vocabulary from counts gathered
+elsewhere (a ``Counter`` filled chunk by chunk over a big corpus), and
+``Vocab.from_pieces`` one whose order is fixed by someone else (a trained
+subword model) and whose counts come from encoding the corpus. ``id_dtype``
+is the narrowest integer type that holds every index: ``uint8`` up to 256
+tokens, ``uint16`` up to 65,536, else ``int32``.
 
 Left out: tokenisation itself (``engine.tokenizers``) and n-gram statistics
 (``engine.stats``).
@@ -16,12 +20,27 @@ Left out: tokenisation itself (``engine.tokenizers``) and n-gram statistics
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, overload
 
 import numpy as np
 
 UNK = "<unk>"
+
+
+def narrowest_dtype(vocab_size: int) -> np.dtype:
+    """The narrowest integer type holding indices ``0..vocab_size-1``.
+
+    ``uint8`` for up to 256 tokens (a char vocabulary), ``uint16`` for up to
+    65,536, else ``int32`` (``MAX_VOCAB_SIZE`` is far below 2**31). Token ids of
+    a 200 MB text then take 200 MB rather than 800 MB. Consumers widen a batch
+    to ``int64`` when they index an embedding, never the whole array.
+    """
+    if vocab_size <= 1 << 8:
+        return np.dtype(np.uint8)
+    if vocab_size <= 1 << 16:
+        return np.dtype(np.uint16)
+    return np.dtype(np.int32)
 
 
 class Vocab:
@@ -46,7 +65,20 @@ class Vocab:
         # D2L flattens a 2D list (one list of tokens per line) into one stream.
         if tokens and isinstance(tokens[0], (list, tuple)):
             tokens = [tok for line in tokens for tok in line]
-        counter = Counter(tokens)
+        self._build(Counter(tokens), min_freq, reserved_tokens)
+
+    @classmethod
+    def from_counts(
+        cls, counts: Mapping[str, int], min_freq: int = 0, reserved_tokens: Sequence[str] = ()
+    ) -> Vocab:
+        """``Vocab(tokens)`` from ``Counter(tokens)``: the same vocabulary, provided
+        ``counts`` lists tokens in first-seen order (a ``Counter`` updated in
+        stream order does), so ties are broken the same way."""
+        v = cls.__new__(cls)
+        v._build(counts, min_freq, reserved_tokens)
+        return v
+
+    def _build(self, counter: Mapping[str, int], min_freq: int, reserved_tokens: Sequence[str]) -> None:
         # sorted() is stable and Counter keeps insertion order: ties stay first-seen.
         self.token_freqs: list[tuple[str, int]] = sorted(
             counter.items(), key=lambda kv: kv[1], reverse=True
@@ -92,6 +124,11 @@ class Vocab:
 
     def __len__(self) -> int:
         return len(self.idx_to_token)
+
+    @property
+    def id_dtype(self) -> np.dtype:
+        """The narrowest integer type for this vocabulary's indices (``narrowest_dtype``)."""
+        return narrowest_dtype(len(self))
 
     def __contains__(self, token: object) -> bool:
         return token in self.token_to_idx

@@ -25,6 +25,11 @@ from engine.tokenizers import (
 )
 
 
+def narrowest(vocab_len: int) -> type:
+    """The first of uint8, uint16, int32 whose range holds every index 0..vocab_len-1."""
+    return next(t for t in (np.uint8, np.uint16, np.int32) if np.iinfo(t).max >= vocab_len - 1)
+
+
 @dataclass(frozen=True)
 class StandIn:
     """Anything with ``.text`` works as a corpus for ``build_pipeline``."""
@@ -47,8 +52,8 @@ def time_machine(corpus_dir: Path) -> StandIn:
 def test_d2l_figures(time_machine, kind, n_tokens, vocab_0, vocab_10):
     p = build_pipeline(time_machine, mode="d2l", tokenizer=kind, min_freq=0)
     assert isinstance(p, TextPipeline)
-    assert len(p.lines) == 3221
-    assert p.ids.dtype == np.int32 and p.ids.shape == (n_tokens,)
+    assert len(p.lines) == p.num_lines == 3221
+    assert p.ids.dtype == {"char": np.uint8, "word": np.uint16}[kind] and p.ids.shape == (n_tokens,)
     assert len(p.vocab) == vocab_0
     assert not (p.ids == 0).any()  # min_freq 0: nothing is unknown
     p10 = build_pipeline(time_machine, tokenizer=kind, min_freq=10)
@@ -75,7 +80,7 @@ def test_char_encode_matches_the_vocab_lookup():
     tok = make_tokenizer("char").fit(["hello world", "héllo ✓"])
     text = "wörld ✓ hello?"
     ids = tok.encode(text)
-    assert ids.dtype == np.int32
+    assert ids.dtype == np.uint8  # 11 tokens: <unk> and 10 characters
     assert ids.tolist() == tok.vocab[list(text)]
     assert tok.unknown_chars(text) == ["ö", "?"]
     assert tok.decode(ids) == "w<unk>rld ✓ hello<unk>"
@@ -184,9 +189,9 @@ def test_lossless_flags_are_as_documented():
     }
 
 
-def test_encode_corpus_is_int32_in_range_and_counts_match_frequencies(fitted, fit_lines):
+def test_encode_corpus_is_narrow_in_range_and_counts_match_frequencies(fitted, fit_lines):
     ids = fitted.encode_corpus(fit_lines)
-    assert ids.dtype == np.int32 and ids.ndim == 1 and len(ids) > 0
+    assert ids.dtype == narrowest(len(fitted.vocab)) and ids.ndim == 1 and len(ids) > 0
     assert 0 <= ids.min() and ids.max() < len(fitted.vocab)
     assert not (ids == fitted.vocab.unk).any()
     # token_freqs counts exactly the fitted corpus
@@ -256,7 +261,7 @@ def test_round_trip_where_lossless_and_ids_in_range(fitted, fit_lines, data):
     alphabet = sorted(set("".join(fit_lines)))
     text = data.draw(st.text(alphabet=alphabet, max_size=60), label="known text")
     ids = fitted.encode(text)
-    assert ids.dtype == np.int32
+    assert ids.dtype == narrowest(len(fitted.vocab))
     assert ((0 <= ids) & (ids < len(fitted.vocab))).all()
     if fitted.lossless:
         assert fitted.decode(ids) == text

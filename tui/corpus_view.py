@@ -5,6 +5,8 @@ line, the top tokens, the Zipf curves (log10 rank vs log10 frequency for 1-,
 2- and 3-grams, thinned to log-spaced ranks so the plot stays cheap) with the
 exponents fitted by ``engine.stats``, the tokens of the first few hundred
 characters and, for subword tokenizers, the merges or pieces in learned order.
+Everything comes from one ``engine.stats.corpus_stats`` pass, so a big corpus
+is counted once, within its memory bounds (n-grams on a prefix: ``ngram_tokens``).
 Every token is shown through the tokenizer's own ``display_token`` (byte-level
 pieces decoded, ``␣`` for a space, ``↵`` for a newline, ``##`` for a WordPiece
 continuation), so the UI has no mapping of its own.
@@ -15,6 +17,7 @@ Left out: drawing (the screen does that) and any statistic the engine lacks.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,26 +68,32 @@ def _log_spaced_ranks(n: int, points: int = ZIPF_POINTS) -> np.ndarray:
 
 def zipf_curve(ids: np.ndarray, n: int) -> ZipfCurve:
     """log10 rank vs log10 frequency of the n-grams of the token ids (one id per shown token)."""
-    freqs = stats.ngram_frequencies(ids, n).astype(np.float64)
+    return curve_from_frequencies(stats.ngram_frequencies(ids, n), n)
+
+
+def curve_from_frequencies(freqs: np.ndarray, n: int) -> ZipfCurve:
+    """The Zipf curve of n-gram counts sorted most frequent first, thinned to log-spaced ranks."""
+    freqs = np.asarray(freqs, dtype=np.float64)
     if len(freqs) < 2:
         return ZipfCurve(n, [], [], float("nan"))
     idx = _log_spaced_ranks(len(freqs))
-    try:
-        exponent = float(stats.zipf_fit(freqs.astype(np.int64).tolist())[0])
-    except Exception:  # too few ranks for the fit's range: show the curve anyway
-        exponent = float("nan")
+    exponent = float(stats.zipf_fit(freqs)[0])
     return ZipfCurve(n, np.log10(idx + 1).tolist(), np.log10(freqs[idx]).tolist(), exponent)
 
 
 def _preview(pipeline: Any) -> list[list[str]]:
     """Displayed tokens of the first lines, up to about PREVIEW_CHARS characters."""
-    lines, chars = [], 0
-    for line in pipeline.lines:
+    lines: list[str] = []
+    chars = 0
+    for chunk in pipeline.chunks(chunk_chars=4 * PREVIEW_CHARS):  # only the text's head is read
+        for line in chunk:
+            if chars >= PREVIEW_CHARS:
+                break
+            if line:
+                lines.append(line[: PREVIEW_CHARS - chars])
+                chars += len(lines[-1])
         if chars >= PREVIEW_CHARS:
             break
-        if line:
-            lines.append(line[: PREVIEW_CHARS - chars])
-            chars += len(lines[-1])
     show = pipeline.tokenizer.display_token
     return [[show(t) for t in line] for line in pipeline.tokenizer.tokenize(lines)]
 
@@ -100,9 +109,11 @@ def _subword(tokenizer: Any) -> tuple[str, list[str]]:
     return "", []
 
 
-def build_view(pipeline: Any, top_k: int = 40) -> CorpusView:
-    """All figures for ``pipeline``; slow parts (n-gram counts) happen here."""
-    ids = np.asarray(pipeline.ids)
+def build_view(
+    pipeline: Any, top_k: int = 40, progress: Callable[[str, int, int | None], None] | None = None
+) -> CorpusView:
+    """All figures for ``pipeline``; slow parts (n-gram counts) happen here and
+    report to ``progress(step, done, total)``."""
     vocab = pipeline.tokenizer.vocab
     corpus = pipeline.corpus
     title = getattr(corpus, "name", "corpus")
@@ -115,21 +126,22 @@ def build_view(pipeline: Any, top_k: int = 40) -> CorpusView:
     except Exception:  # a file corpus or no catalog: keep the name
         pass
     title_sub, subword = _subword(pipeline.tokenizer)
-    unk = float(np.mean(ids == vocab.unk)) if len(ids) else 0.0
+    counted = stats.corpus_stats(pipeline, max_n=4, curves=ZIPF_NS, progress=progress)
+    summary = counted.summary
     return CorpusView(
         pipeline=pipeline,
         title=title,
-        lines=len(pipeline.lines),
-        tokens=int(len(ids)),
+        lines=summary["lines"],
+        tokens=summary["tokens"],
         vocab_size=len(vocab),
-        unk_rate=unk,
+        unk_rate=summary["unk_rate"],
         top=[(pipeline.tokenizer.display_token(t), c) for t, c in vocab.token_freqs[:top_k]],
-        zipf=[zipf_curve(ids, n) for n in ZIPF_NS],
+        zipf=[curve_from_frequencies(counted.frequencies[n], n) for n in ZIPF_NS],
         preview=_preview(pipeline),
         subword_title=title_sub,
         subword=subword,
-        warnings=tuple(getattr(pipeline, "warnings", None) or getattr(corpus, "warnings", ()) or ()),
-        summary=stats.corpus_summary(pipeline, max_n=4),
+        warnings=tuple(getattr(corpus, "warnings", ()) or ()),
+        summary=summary,
     )
 
 

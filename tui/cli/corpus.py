@@ -9,7 +9,10 @@ The figures come from ``engine.stats.corpus_summary``: lines, tokens, vocab
 size (at ``min_freq`` 0 and 10 for char/word), the ``<unk>`` rate, the top
 tokens, and per n = 1..4 the number of distinct n-grams, the top ones and the
 Zipf exponent. A catalog corpus that is not on this machine is downloaded with
-a progress bar on stderr.
+a progress bar on stderr; so is every step of a big file (counting, encoding,
+n-grams) that runs longer than a second. On a corpus longer than
+``engine.stats.NGRAM_MAX_TOKENS`` tokens the n-grams (n >= 2) are counted on
+its first tokens, and the report says "(first N tokens)".
 
 Bad arguments (an unknown name, a missing or unreadable file, a value out of
 range) exit 2; a failed download or checksum exits 1. Never imports Textual.
@@ -20,13 +23,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
 from engine.corpus import PREPROCESS_MODES, Corpus, catalog, load_corpus
 from engine.errors import ConfigError, CorpusError
 from engine.stats import DEFAULT_RANK_RANGE, corpus_summary
-from engine.tokenizers import TOKENIZER_KINDS, build_pipeline
+from engine.tokenizers import TOKENIZER_KINDS, TextPipeline, build_pipeline
+
+SHOW_AFTER_S = 1.0  # a step's progress bar appears once the step has run this long
 
 
 def _int_at_least(lo: int) -> Any:
@@ -95,15 +101,27 @@ def load_corpus_arg(source: str, *, offline: bool = False) -> Corpus:
         bar.close()
 
 
+def pipeline_with_progress(corpus: Corpus, **kwargs: Any) -> TextPipeline:
+    """``build_pipeline`` with a bar on stderr for each pass that takes over a second."""
+    bar = StepBar()
+    try:
+        return build_pipeline(corpus, progress=bar, **kwargs)
+    finally:
+        bar.close()
+
+
 def run(args: argparse.Namespace) -> int:
     corpus = load_corpus_arg(args.corpus, offline=args.offline)
     for warning in corpus.warnings:
         print(f"rnnlab corpus: warning: {warning}", file=sys.stderr)
-    pipeline = build_pipeline(corpus, mode=args.mode, tokenizer=args.tokenizer,
-                              vocab_size=args.vocab_size, min_freq=args.min_freq)
-    for warning in pipeline.warnings[len(corpus.warnings):]:  # what preprocessing found
-        print(f"rnnlab corpus: warning: {warning}", file=sys.stderr)
-    summary = corpus_summary(pipeline, max_n=args.max_n, top_k=args.top, rank_range=args.zipf_ranks)
+    bar = StepBar()
+    try:
+        pipeline = build_pipeline(corpus, mode=args.mode, tokenizer=args.tokenizer,
+                                  vocab_size=args.vocab_size, min_freq=args.min_freq, progress=bar)
+        summary = corpus_summary(pipeline, max_n=args.max_n, top_k=args.top, rank_range=args.zipf_ranks,
+                                 progress=bar)
+    finally:
+        bar.close()
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -138,6 +156,50 @@ class _DownloadBar:
             self._progress = None
 
 
+class StepBar:
+    """``progress(step, done, total)`` as a rich bar on stderr, one line per step.
+
+    Nothing shows until a step has run ``SHOW_AFTER_S`` seconds, so a small
+    corpus prints nothing; the bar is transient (gone when done). ``clock`` is
+    injectable for tests.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, console: Any = None) -> None:
+        self._clock = clock
+        self._console = console
+        self._progress: Any = None
+        self._step: str | None = None
+        self._since = 0.0
+        self._task: Any = None
+
+    @property
+    def shown(self) -> bool:
+        return self._progress is not None
+
+    def __call__(self, step: str, done: int, total: int | None) -> None:
+        now = self._clock()
+        if step != self._step:
+            self._step, self._since, self._task = step, now, None
+        if self._progress is None:
+            if now - self._since < SHOW_AFTER_S:
+                return
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                                      TimeElapsedColumn(), console=self._console or Console(stderr=True),
+                                      transient=True)
+            self._progress.start()
+        if self._task is None:
+            self._task = self._progress.add_task(step, total=total)
+        self._progress.update(self._task, completed=done, total=total)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
 def _show_gram(gram: list[str], kind: str, show: Callable[[str], str]) -> str:
     if kind == "char":
         return show("".join(gram))  # 'the␣' reads better than 't' 'h' 'e' '␣'
@@ -162,11 +224,15 @@ def format_summary(s: dict[str, Any], *, title: str, show: Callable[[str], str] 
         "",
         f"{'n':>3}  {'distinct':>9}  {'total':>9}  zipf exponent (ranks {lo}-{hi})",
     ]
+    prefix = s.get("ngram_tokens")
+    first = f"   (first {prefix:,} tokens)" if prefix else ""
     for g in s["ngrams"]:
         a = "—" if g["zipf_exponent"] is None else f"{g['zipf_exponent']:.3f}"
-        out.append(f"{g['n']:>3}  {g['distinct']:>9}  {g['total']:>9}  {a}")
+        out.append(f"{g['n']:>3}  {g['distinct']:>9}  {g['total']:>9}  {a}{first if g['n'] > 1 else ''}")
+    if prefix and len(s["ngrams"]) > 1:
+        out.append(f"n-grams for n >= 2 are counted on the first {prefix:,} of {s['tokens']:,} tokens")
     for g in s["ngrams"]:
-        name = "tokens" if g["n"] == 1 else f"{g['n']}-grams"
+        name = "tokens" if g["n"] == 1 else f"{g['n']}-grams{first}"
         shown = [(_show_gram(gram, kind, show), count) for gram, count in g["top"]]
         width = max((len(text) for text, _ in shown), default=0)
         out += ["", f"top {name}"]
