@@ -150,7 +150,7 @@ def evaluate(model: RNNLM, ids: np.ndarray, batch_size: int, num_steps: int, dev
     n = len(ids) - 1
     rows = max(1, min(batch_size, n // max(1, num_steps)))
     length = n // rows
-    data = torch.as_tensor(np.asarray(ids[: rows * length + 1]), dtype=torch.long)
+    data = torch.from_numpy(np.asarray(ids[: rows * length + 1]).astype(np.int64))  # ids may be uint8/uint16
     X = data[:-1].reshape(rows, length).to(device)
     Y = data[1:].reshape(rows, length).to(device)
     was_training = model.training

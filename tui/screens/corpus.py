@@ -6,13 +6,15 @@ vocab size, min_freq); on the right the counts (lines, tokens, vocab size,
 exponents, the first few hundred characters as tokens in alternating colours
 and, for subword tokenizers, the merges or pieces in learned order.
 
-Loading runs in a thread worker; a first-run download shows a progress bar.
+Loading runs in a thread worker; a first-run download, and each step of a big
+file that runs over a second (counting, encoding, n-grams), show a progress bar.
 A corpus that fails to load shows its error in place and the previous corpus
 stays. Left out: editing the text, corpora other than plain text files.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -38,6 +40,7 @@ from tui.widgets.plot import SeriesPlot
 
 TOKEN_STYLES = ("black on #7fb3d5", "black on #f5cba7")  # alternating token backgrounds
 FILE = "(file)"  # corpus picker entry shown while a file path is in use
+STEP_SHOW_AFTER_S = 1.0  # a loading step's progress bar shows once the step has run this long
 
 
 def token_text(lines: list[list[str]]) -> Text:
@@ -76,6 +79,14 @@ class CorpusScreen(PlaygroundScreen):
     class Download(Message):
         """Bytes of a download so far (total None when unknown)."""
 
+        done: int
+        total: int | None
+
+    @dataclass
+    class Step(Message):
+        """A long step of loading (counting, encoding, n-grams): how far it got."""
+
+        step: str
         done: int
         total: int | None
 
@@ -162,11 +173,19 @@ class CorpusScreen(PlaygroundScreen):
             if not worker.is_cancelled:
                 self.post_message(self.Download(done, total))
 
+        started: dict[str, float] = {}
+
+        def step(name: str, done: int, total: int | None) -> None:
+            # Only a step that has run over a second shows (a small corpus never flickers).
+            now = time.monotonic()
+            if not worker.is_cancelled and now - started.setdefault(name, now) >= STEP_SHOW_AFTER_S:
+                self.post_message(self.Step(name, done, total))
+
         try:
             corpus = load_corpus(choice.source, progress=progress)
             pipeline = build_pipeline(corpus, mode=choice.mode, tokenizer=choice.tokenizer,
-                                      vocab_size=choice.vocab_size, min_freq=choice.min_freq)
-            view = build_view(pipeline)
+                                      vocab_size=choice.vocab_size, min_freq=choice.min_freq, progress=step)
+            view = build_view(pipeline, progress=step)
         except (RnnlabError, OSError) as exc:
             if not worker.is_cancelled:
                 self.post_message(self.Failed(str(exc), choice))
@@ -182,6 +201,12 @@ class CorpusScreen(PlaygroundScreen):
         self.query_one("#corpus-status", Static).update(
             f"downloading {self.choice.source}: {message.done / 1e3:,.0f}{of} kB"
         )
+
+    def on_corpus_screen_step(self, message: Step) -> None:
+        bar = self.query_one("#corpus-download", ProgressBar)
+        bar.display = True
+        bar.update(total=message.total, progress=message.done)
+        self.query_one("#corpus-status", Static).update(f"{message.step}…")
 
     def on_corpus_screen_loaded(self, message: Loaded) -> None:
         self.choice, self.view = message.choice, message.view
@@ -224,6 +249,8 @@ class CorpusScreen(PlaygroundScreen):
         if at_min_freq:  # char / word only: subword vocabularies are sized by training
             stats.append("\nvocab at min_freq ", style="dim")
             stats.append(" · ".join(f"{d['min_freq']}: {d['vocab_size']:,}" for d in at_min_freq), style="bold")
+        if view.summary.get("ngram_tokens"):  # a big corpus: n-grams counted on its head
+            stats.append(f"\nn-grams (n ≥ 2) on the first {view.summary['ngram_tokens']:,} tokens", style="dim")
         for warning in view.warnings:
             stats.append(f"\n⚠ {warning}", style="yellow")
         self.query_one("#corpus-stats", Static).update(stats)
