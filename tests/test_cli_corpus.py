@@ -150,3 +150,14 @@ def test_output_into_a_closed_pipe_ends_quietly():
     proc = subprocess.run(f"{sys.executable} -m tui.cli corpus --max-n 4 --json | head -c 10",
                           shell=True, capture_output=True, text=True)
     assert proc.stdout == "{\n  \"corpu" and "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+def test_d2l_mode_on_chinese_text_warns_and_suggests_raw(capsys, tmp_path):
+    f = tmp_path / "zh.txt"
+    f.write_text("北京欢迎你。这是一个中文句子。\n", encoding="utf-8")
+    rc, out, err = run_cli(capsys, str(f), "--max-n", "1")
+    assert rc == 0 and "tokens       0\n" in out
+    assert "rnnlab corpus: warning: d2l preprocessing keeps only the letters a-z" in err
+    assert "(--mode raw)" in err and len(err.strip().splitlines()) == 1
+    rc, _, err = run_cli(capsys, str(f), "--max-n", "1", "--mode", "raw")
+    assert rc == 0 and err == ""

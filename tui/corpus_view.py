@@ -140,7 +140,7 @@ def build_view(
         preview=_preview(pipeline),
         subword_title=title_sub,
         subword=subword,
-        warnings=tuple(getattr(corpus, "warnings", ()) or ()),
+        warnings=tuple(getattr(pipeline, "warnings", None) or getattr(corpus, "warnings", ()) or ()),
         summary=summary,
     )
 

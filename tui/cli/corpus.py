@@ -118,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         pipeline = build_pipeline(corpus, mode=args.mode, tokenizer=args.tokenizer,
                                   vocab_size=args.vocab_size, min_freq=args.min_freq, progress=bar)
+        for warning in pipeline.warnings[len(corpus.warnings):]:  # what preprocessing found
+            print(f"rnnlab corpus: warning: {warning}", file=sys.stderr)
         summary = corpus_summary(pipeline, max_n=args.max_n, top_k=args.top, rank_range=args.zipf_ranks,
                                  progress=bar)
     finally:
