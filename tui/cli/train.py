@@ -122,13 +122,12 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, Any]:
         ids = run.corpus_ids()
         prepare_ids(ids, run.model_config, train_cfg)
         return ids, run.model_config, train_cfg, run.tokenizer, run
-    from tui.cli.corpus import load_corpus_arg
-    from engine.tokenizers import build_pipeline
+    from tui.cli.corpus import load_corpus_arg, pipeline_with_progress
 
     train_cfg = TrainConfig(**train_kw)
     corpus = load_corpus_arg(args.corpus)
-    pipeline = build_pipeline(corpus, mode=args.mode, tokenizer=args.tokenizer, vocab_size=args.vocab_size,
-                              min_freq=args.min_freq)
+    pipeline = pipeline_with_progress(corpus, mode=args.mode, tokenizer=args.tokenizer,
+                                      vocab_size=args.vocab_size, min_freq=args.min_freq)
     model_cfg = ModelConfig(**{"kind": "gru", **_given(args, args._model_fields), "vocab_size": len(pipeline.vocab)})
     run = create_run(args.runs_dir, model_cfg, train_cfg, pipeline)  # checks sizes and device before the folder
     return pipeline, model_cfg, train_cfg, pipeline.tokenizer, run
