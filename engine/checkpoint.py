@@ -14,7 +14,12 @@ in the same folder, then ``os.replace``):
 All three are written to fsync'd temp files before any is renamed into place
 (``checkpoint.json`` last), so a failed save leaves the previous checkpoint
 whole. Loading checks that the json's epoch/step agree with the weights'
-metadata, which catches a crash in the instant between the renames.
+metadata, which catches a crash in the instant between the renames. A failed
+write raises ``WriteError`` whose advice follows the errno (permissions vs. a
+full disk). A process killed mid-save leaves its temp files (``.model.safetensors.*.tmp``,
+and safetensors' own ``.tmp*``); ``remove_temp_files`` deletes them, and must
+only run while no one is writing the folder (the trainer calls it when training
+on a run starts).
 
 Nothing is ever unpickled: no ``torch.load``. Deliberately absent: keeping
 several checkpoints (a run keeps its latest).
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,7 +39,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from engine.errors import RunError
+from engine.errors import RunError, write_error
 
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -76,9 +82,33 @@ def _commit(pairs: list[tuple[str, Path]]) -> None:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the new one, never half."""
+    """Write ``data`` to ``path`` so readers see the old file or the new one, never half.
+
+    A failed write (no permission, a full disk) raises ``WriteError`` and leaves the old file and no temp file.
+    """
     path = Path(path)
-    _commit([(_write_temp(path, lambda tmp: Path(tmp).write_bytes(data)), path)])
+    try:
+        _commit([(_write_temp(path, lambda tmp: Path(tmp).write_bytes(data)), path)])
+    except OSError as exc:
+        raise write_error(exc, path, f"{path.name} is unchanged") from None
+
+
+def remove_temp_files(folder: Path) -> list[str]:
+    """Delete the temp files a killed save left in ``folder``; the names removed.
+
+    Ours are ``.<file>.<random>.tmp``; safetensors writes its own ``.tmp<random>``
+    next to them before renaming. Only call this when nothing is writing the
+    folder: a live writer's temp file would vanish under it.
+    """
+    removed = []
+    for p in Path(folder).glob(".*"):
+        if p.is_file() and (p.name.endswith(".tmp") or re.fullmatch(r"\.tmp\w{6}", p.name)):
+            try:
+                p.unlink()
+            except OSError:  # a read-only folder: the temp files are harmless, the next write will say
+                continue
+            removed.append(p.name)
+    return sorted(removed)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -95,16 +125,19 @@ def save_checkpoint(
     optimizer_state: Mapping[str, Any],
     trainer_state: dict[str, Any],
     rng_state: torch.Tensor | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> None:
     """Write a checkpoint; ``trainer_state`` must be JSON-safe and hold ``epoch`` and ``step``.
 
-    All three files are written to temp files first; only when every one is on
-    disk are they renamed into place (``checkpoint.json`` last). A failure while
-    writing — a full disk, a kill — leaves the previous checkpoint untouched and
-    raises ``RunError``.
+    ``metadata`` goes into both safetensors headers next to epoch and step (the
+    run's vocabulary fingerprint). All three files are written to temp files
+    first; only when every one is on disk are they renamed into place
+    (``checkpoint.json`` last). A failure while writing — a full disk, no
+    permission, a kill — leaves the previous checkpoint untouched (and no temp
+    file) and raises ``WriteError``.
     """
     folder = Path(folder)
-    tag = {"epoch": str(trainer_state["epoch"]), "step": str(trainer_state["step"])}
+    tag = {**(metadata or {}), "epoch": str(trainer_state["epoch"]), "step": str(trainer_state["step"])}
     model_tensors = {k: _cpu(v) for k, v in model_state.items()}
     tensors: dict[str, torch.Tensor] = {}
     plain_state: dict[str, dict[str, Any]] = {}
@@ -120,6 +153,7 @@ def save_checkpoint(
     doc["optimizer"] = {"param_groups": optimizer_state.get("param_groups", []), "state": plain_state}
     body = (json.dumps(doc, indent=2) + "\n").encode("utf-8")
     temps: list[tuple[str, Path]] = []
+    path = folder / MODEL_FILE  # the file being written, for the message
     try:
         for path, write in (
             (folder / MODEL_FILE, lambda tmp: save_file(model_tensors, tmp, metadata=tag)),
@@ -128,18 +162,13 @@ def save_checkpoint(
         ):
             temps.append((_write_temp(path, write), path))
         _commit(temps)
-    except OSError as exc:
+    except BaseException as exc:
         for tmp, _ in temps:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        raise RunError(
-            f"could not save the checkpoint in {folder} ({exc.strerror or exc}); "
-            "the previous checkpoint is kept — free some disk space and resume the run"
-        ) from None
-    except BaseException:
-        for tmp, _ in temps:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        # safetensors reports a failed write as SafetensorError ("... (os error 28)"), not OSError
+        if isinstance(exc, (OSError, SafetensorError)):
+            raise write_error(exc, path, "the previous checkpoint is kept; resume the run once this is fixed") from None
         raise
 
 
@@ -183,7 +212,7 @@ def load_trainer_state(folder: Path) -> dict[str, Any]:
 # checkpoint.json fields readers rely on, and the types they must have (or null)
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "epoch": (int,), "step": (int,), "epochs": (int,), "train_ppl": (float, int), "val_ppl": (float, int),
-    "best_ppl": (float, int), "elapsed_s": (float, int), "status": (str,), "device": (str,),
+    "best_ppl": (float, int), "elapsed_s": (float, int), "status": (str,), "device": (str,), "error": (str,),
 }
 
 

@@ -14,7 +14,9 @@ with per-token tables, tokens never seen in training masked in the output
 bias) under ``torch.inference_mode()`` on the model's device. An **empty prefix** starts from a zero state with a first token drawn
 from the corpus's unigram frequencies (``vocab.token_freqs``, with the same α:
 greedy picks the most frequent token, e.g. ' ' for characters). Unknown
-characters in the prefix map to ``<unk>``; the warning is in ``.warnings``.
+characters in the prefix map to ``<unk>``; the warning is in ``.warnings``. A
+tokenizer whose size is not the model's vocab_size is refused (ConfigError);
+``engine.runs`` checks a run's tokenizer.json against its weights' fingerprint.
 Sampling is seedable and happens on the CPU, so a seed gives the same text on
 any device. Left out: beam search and repetition penalties.
 """
@@ -40,6 +42,15 @@ def check_sampling(alpha: float, top_k: int | None, top_p: float | None) -> None
         raise ConfigError(f"top_k must be a positive integer (got {top_k!r})")
     if top_p is not None and not 0 < top_p <= 1:
         raise ConfigError(f"top_p must be in (0, 1] (got {top_p!r})")
+
+
+def check_vocab(model: RNNLM, tokenizer: Any) -> None:
+    """ConfigError unless the tokenizer has exactly the model's vocab_size tokens (another run's tokenizer
+    would index past the model's output layer, or map ids to the wrong tokens)."""
+    n = len(tokenizer.vocab)
+    if n != model.cfg.vocab_size:
+        raise ConfigError(f"the tokenizer has {n} tokens but the model was trained with {model.cfg.vocab_size}: "
+                          "the tokenizer does not belong to this model; use the tokenizer saved with its run")
 
 
 def sampling_distribution(logits: torch.Tensor, alpha: float = 1.0, top_k: int | None = None,
@@ -124,6 +135,7 @@ class Generation(Iterator[str]):
     def __init__(self, model: RNNLM, tokenizer: Any, prefix: str, num_tokens: int, *, alpha: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None) -> None:
         check_sampling(alpha, top_k, top_p)
+        check_vocab(model, tokenizer)
         if num_tokens < 0:
             raise ConfigError(f"num_tokens must be zero or more (got {num_tokens})")
         self.model, self.tokenizer, self.prefix = model, tokenizer, prefix
@@ -221,6 +233,7 @@ def next_token_distribution(model: RNNLM, tokenizer: Any, prefix: str, *, alpha:
                             top_k: int | None = None, top_p: float | None = None, n: int = 10) -> TokenDistribution:
     """The top ``n`` (token, q) after ``prefix``, with α / top-k / top-p applied (the UI's bars)."""
     check_sampling(alpha, top_k, top_p)
+    check_vocab(model, tokenizer)
     was_training = model.training
     model.eval()
     try:

@@ -12,16 +12,43 @@ A run folder holds everything needed to resume training or generate text::
 
 Whole files are written atomically; the logs are appended line by line (a
 resumed run first drops lines past its checkpoint). A missing or corrupt folder
-raises ``RunError`` with the path and what to do. Left out: comparing runs and
-pruning old ones (``delete_run`` removes one folder).
+raises ``RunError`` with the path and what to do; a write that fails (no
+permission, a read-only or full disk) raises ``WriteError`` (a ``RunError``)
+whose advice follows the errno, and never leaves a half-written file.
+
+Damaged log lines: ``metrics()`` and ``events()`` read the logs line by line as
+bytes and skip any line that is not a UTF-8 JSON object (a disk error, an
+editor, a crash mid-line). ``Run.warnings`` then holds one line per damaged
+file, e.g. ``".../metrics.jsonl: skipped 2 damaged lines (3, 17): not UTF-8
+JSON records"``, for the caller to show; ``check_logs()`` reads both logs and
+returns them. A last line without its newline is being written (or was cut by
+a crash) and is skipped silently. A resume rewrites the logs with the good
+lines only.
+
+Vocabulary fingerprint: ``vocab_fingerprint`` (the size and the sha256 of the
+token list in id order) is recorded in config.json when the run is created and
+in model.safetensors' metadata at every checkpoint. ``Run.tokenizer`` (and so
+``load_model``, generation and resuming) refuses a tokenizer.json that does not
+match, naming both files; runs saved before fingerprints are checked by size.
+
+Temp files: a process killed mid-save leaves ``.<file>.*.tmp`` files; they are
+removed when training on the run starts or resumes (``begin_training``, called
+by the trainer, the run's one writer) — not when a run is merely opened, since
+the TUI opens the run it is training. A run that fails or is interrupted before
+its first checkpoint with nothing logged is removed (``discard_if_unused``); an
+out-of-memory failure marks the checkpoint "failed" (``mark_failed``). Left
+out: comparing runs and pruning old ones (``delete_run`` removes one folder),
+and locking a run against two trainers at once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +57,7 @@ import numpy as np
 import torch
 
 from engine import checkpoint, paths
-from engine.errors import ConfigError, RunError, RunNotFoundError
+from engine.errors import ConfigError, RunError, RunNotFoundError, write_error
 from engine.events import Event, Progress, Sample
 from engine.models import ModelConfig, RNNLM, build_model
 from engine.training import TrainConfig, prepare_ids, resolve_device
@@ -40,6 +67,18 @@ TOKENIZER_FILE = "tokenizer.json"
 METRICS_FILE = "metrics.jsonl"
 EVENTS_FILE = "events.jsonl"
 SAMPLES_FILE = "samples.log"
+LOG_FILES = (METRICS_FILE, EVENTS_FILE, SAMPLES_FILE)
+MAX_LINES_SHOWN = 10  # line numbers a damaged-log warning lists
+
+
+def vocab_fingerprint(tokens: Sequence[str]) -> dict[str, Any]:
+    """The vocabulary's size and the sha256 of its tokens in id order, JSON-encoded.
+
+    >>> fp = vocab_fingerprint(["<unk>", "a"])  # sha256 of the bytes '["<unk>", "a"]'
+    >>> fp["vocab_len"], fp["vocab_sha256"][:12]
+    (2, '45c9880e277a')
+    """
+    return {"vocab_len": len(tokens), "vocab_sha256": hashlib.sha256(json.dumps(list(tokens)).encode()).hexdigest()}
 
 
 @dataclass(frozen=True)
@@ -56,7 +95,7 @@ class RunSummary:
     val_ppl: float | None  # validation perplexity at the checkpoint
     device: str  # device it trained on
     created: str  # creation time, ISO 8601
-    status: str  # new | running | completed | stopped | diverged | corrupt
+    status: str  # new | running | completed | stopped | diverged | failed (out of memory) | corrupt
     error: str | None = None  # why the folder is unreadable (status == "corrupt")
     unstable: bool = False  # the saved weights' perplexity is worse than guessing uniformly (> vocab size)
 
@@ -81,6 +120,8 @@ class Run:
         except (KeyError, TypeError, ConfigError) as exc:
             raise RunError(f"{cfg_path} does not describe a model and training config ({exc}); the run is corrupt") from None
         self._tokenizer: Any = None
+        self._fingerprint: dict[str, Any] | None = None
+        self._damaged: dict[str, list[int]] = {}  # log file -> numbers of the lines skipped at the last read
 
     @property
     def name(self) -> str:
@@ -91,18 +132,50 @@ class Run:
 
     @property
     def tokenizer(self) -> Any:
-        """The fitted tokenizer saved with the run."""
+        """The fitted tokenizer saved with the run, checked against the vocabulary the weights were trained with."""
         if self._tokenizer is None:
             from engine.tokenizers import load_tokenizer
 
             path = self.path / TOKENIZER_FILE
             try:
-                self._tokenizer = load_tokenizer(json.loads(path.read_text(encoding="utf-8")))
+                tok = load_tokenizer(json.loads(path.read_text(encoding="utf-8")))
             except FileNotFoundError:
                 raise RunError(f"{path} is missing; the run is corrupt") from None
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise RunError(f"{path} cannot be read ({exc}); the run is corrupt") from None
+            fingerprint = vocab_fingerprint(tok.vocab.idx_to_token)
+            self._check_vocab(fingerprint)
+            self._tokenizer, self._fingerprint = tok, fingerprint
         return self._tokenizer
+
+    def _trained_vocab(self) -> tuple[dict[str, Any] | None, str]:
+        """(fingerprint, file it comes from): the weights' metadata, else config.json's; None for older runs."""
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(self.path / checkpoint.MODEL_FILE), framework="pt", device="cpu") as f:
+                meta = f.metadata() or {}
+            if "vocab_sha256" in meta:
+                return {"vocab_len": int(meta["vocab_len"]), "vocab_sha256": meta["vocab_sha256"]}, checkpoint.MODEL_FILE
+        except (OSError, SafetensorError, ValueError, KeyError):
+            pass  # no weights yet (or unreadable ones: load_model says so)
+        tok = self.config.get("tokenizer", {})
+        if isinstance(tok, dict) and "vocab_sha256" in tok:
+            return {"vocab_len": tok.get("vocab_len"), "vocab_sha256": tok["vocab_sha256"]}, CONFIG_FILE
+        return None, ""
+
+    def _check_vocab(self, have: dict[str, Any]) -> None:
+        """RunError when tokenizer.json is not the vocabulary the model was made for."""
+        want, where = self._trained_vocab()
+        advice = "the tokenizer does not belong to this model; restore the run's tokenizer.json or start a new run"
+        if want is not None and want != have:
+            verb = "was trained with" if where == checkpoint.MODEL_FILE else "was created with"
+            raise RunError(f"{self.path}: {TOKENIZER_FILE} has {have['vocab_len']} tokens (sha256 "
+                           f"{have['vocab_sha256'][:12]}) but {where} {verb} {want['vocab_len']} tokens (sha256 "
+                           f"{str(want['vocab_sha256'])[:12]}): {advice}")
+        if have["vocab_len"] != self.model_config.vocab_size:
+            raise RunError(f"{self.path}: {TOKENIZER_FILE} has {have['vocab_len']} tokens but the model in "
+                           f"{CONFIG_FILE} has vocab_size {self.model_config.vocab_size}: {advice}")
 
     def save_train_config(self, cfg: TrainConfig) -> None:
         """Record changed training options (a resume with more epochs or another lr)."""
@@ -120,13 +193,57 @@ class Run:
 
     def save_checkpoint(self, model_state: Any, optimizer_state: Any, trainer_state: dict[str, Any],
                         rng_state: torch.Tensor | None = None) -> None:
-        checkpoint.save_checkpoint(self.path, model_state, optimizer_state, trainer_state, rng_state)
+        """Save a checkpoint whose weights carry the vocabulary's fingerprint (WriteError when it cannot be written)."""
+        self.tokenizer  # loads and checks tokenizer.json once, setting self._fingerprint
+        assert self._fingerprint is not None
+        meta = {k: str(v) for k, v in self._fingerprint.items()}
+        checkpoint.save_checkpoint(self.path, model_state, optimizer_state, trainer_state, rng_state, metadata=meta)
+
+    def mark_failed(self, reason: str) -> bool:
+        """Record in checkpoint.json that training failed (status "failed", ``error``), keeping the saved
+        weights; False when there is no checkpoint or it cannot be rewritten."""
+        try:
+            doc = self.trainer_state()
+            if doc is None:
+                return False
+            checkpoint.atomic_write_json(self.path / checkpoint.CHECKPOINT_FILE,
+                                         {**doc, "status": "failed", "error": reason})
+        except RunError:
+            return False
+        return True
+
+    def begin_training(self) -> list[str]:
+        """Called by the trainer, the run's one writer, before it writes: delete the temp files a killed save
+        left (their names are returned), and drop the logs of an attempt that never reached a checkpoint
+        (training starts again from step 0)."""
+        removed = checkpoint.remove_temp_files(self.path)
+        if not self.has_checkpoint() and any(
+                (self.path / n).is_file() and (self.path / n).stat().st_size for n in LOG_FILES):
+            self.truncate_logs(0, 0)
+        return removed
+
+    def discard_if_unused(self) -> bool:
+        """Delete the folder if training never got anywhere: no checkpoint, nothing logged, no other file."""
+        try:
+            names = {p.name for p in self.path.iterdir()
+                     if not (p.name.startswith(".") and p.name.endswith(".tmp"))}
+            if self.has_checkpoint() or names - {CONFIG_FILE, TOKENIZER_FILE, *LOG_FILES}:
+                return False
+            if any((self.path / n).stat().st_size > 0 for n in LOG_FILES if n in names):
+                return False
+            shutil.rmtree(self.path)
+        except OSError:
+            return False
+        return True
 
     def load_checkpoint(self) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any], torch.Tensor | None]:
         return checkpoint.load_checkpoint(self.path)
 
     def load_model(self, device: str | torch.device = "cpu") -> RNNLM:
-        """The model with its latest weights (saved on any device, loaded via the CPU), in eval mode."""
+        """The model with its latest weights (saved on any device, loaded via the CPU), in eval mode.
+
+        The run's tokenizer.json is checked against the weights first (RunError when it does not belong)."""
+        self.tokenizer
         model = build_model(self.model_config)
         state = checkpoint.load_model_state(self.path)
         try:
@@ -144,20 +261,58 @@ class Run:
         else:
             line = json.dumps(event.to_dict()) + "\n"
             name = METRICS_FILE if isinstance(event, Progress) else EVENTS_FILE
-        with open(self.path / name, "a", encoding="utf-8") as f:
-            f.write(line)
+        try:
+            with open(self.path / name, "a", encoding="utf-8") as f:
+                f.write(line)
+        except OSError as exc:
+            raise write_error(exc, self.path / name, "training stopped; the last checkpoint is kept") from None
 
     def _read_jsonl(self, name: str) -> list[dict[str, Any]]:
+        """The log's records; lines that are not a UTF-8 JSON object are skipped and noted for ``warnings``."""
         path = self.path / name
-        if not path.exists():
-            return []
-        out = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line torn by a crash: skip it
+        out: list[dict[str, Any]] = []
+        bad: list[int] = []
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError:
+            self._damaged.pop(name, None)
+            return out
+        except OSError as exc:
+            raise RunError(f"{path} cannot be read ({exc.strerror or exc})") from None
+        with f:
+            for number, raw in enumerate(f, 1):
+                if not raw.endswith(b"\n"):
+                    break  # the last line, still being written or cut short by a crash
+                if not raw.strip():
+                    continue
+                try:
+                    record = json.loads(raw.decode("utf-8"))
+                except (UnicodeDecodeError, ValueError):
+                    record = None
+                if _is_record(record):
+                    out.append(record)
+                else:
+                    bad.append(number)
+        self._damaged[name] = bad
         return out
+
+    @property
+    def warnings(self) -> list[str]:
+        """One line per log file whose last read skipped damaged lines (empty when all were good)."""
+        out = []
+        for name in (METRICS_FILE, EVENTS_FILE):
+            bad = self._damaged.get(name)
+            if bad:
+                shown = ", ".join(map(str, bad[:MAX_LINES_SHOWN])) + (", …" if len(bad) > MAX_LINES_SHOWN else "")
+                lines = "line" if len(bad) == 1 else "lines"
+                out.append(f"{self.path / name}: skipped {len(bad)} damaged {lines} ({shown}): not UTF-8 JSON records")
+        return out
+
+    def check_logs(self) -> list[str]:
+        """Read both logs and return ``warnings`` (what a resume or the Runs screen would skip)."""
+        self.metrics()
+        self.events()
+        return self.warnings
 
     def metrics(self) -> list[dict[str, Any]]:
         """Every logged Progress event as a dict, oldest first."""
@@ -174,10 +329,14 @@ class Run:
         kept = [e for e in self.events() if e.get("epoch", 0) <= epoch]
         checkpoint.atomic_write_bytes(self.path / EVENTS_FILE, "".join(json.dumps(e) + "\n" for e in kept).encode())
         samples = self.path / SAMPLES_FILE
-        if samples.exists():
-            lines = samples.read_text(encoding="utf-8").splitlines(keepends=True)
-            keep = [ln for ln in lines if (m := re.match(r"epoch (\d+):", ln)) is None or int(m.group(1)) <= epoch]
-            checkpoint.atomic_write_bytes(samples, "".join(keep).encode("utf-8"))
+        try:
+            lines = samples.read_bytes().splitlines()  # bytes: a damaged line is kept as it is, not a crash
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise RunError(f"{samples} cannot be read ({exc.strerror or exc})") from None
+        keep = [ln + b"\n" for ln in lines if (m := re.match(rb"epoch (\d+):", ln)) is None or int(m.group(1)) <= epoch]
+        checkpoint.atomic_write_bytes(samples, b"".join(keep))
 
     # --- data --------------------------------------------------------------
     def corpus_ids(self) -> np.ndarray:
@@ -205,6 +364,12 @@ class Run:
         )
 
 
+def _is_record(obj: Any) -> bool:
+    """A log record: a JSON object whose epoch and step, when present, are whole numbers."""
+    return isinstance(obj, dict) and all(
+        isinstance(obj[k], int) and not isinstance(obj[k], bool) for k in ("epoch", "step") if k in obj)
+
+
 def _slug(s: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", s.lower()).strip("-")[:40] or "corpus"
 
@@ -216,10 +381,13 @@ def create_run(runs_dir: Path | str | None, model_cfg: ModelConfig, train_cfg: T
     The configuration is checked against the corpus and the machine first
     (sizes, device), so a run that could not train leaves no folder behind.
     """
-    prepare_ids(pipeline, model_cfg, train_cfg)
+    prepare_ids(pipeline, model_cfg, train_cfg)  # sizes, memory
     resolve_device(train_cfg.device)
     root = _root(runs_dir)
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(exc, root, "no run was created") from None
     corpus = pipeline.corpus
     base = f"{time.strftime('%Y%m%d-%H%M%S')}-{model_cfg.kind}-{_slug(corpus.name)}"
     for i in range(1, 1000):
@@ -229,6 +397,8 @@ def create_run(runs_dir: Path | str | None, model_cfg: ModelConfig, train_cfg: T
             break
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise write_error(exc, path, "no run was created") from None
     else:  # pragma: no cover
         raise RunError(f"could not find a free run name like {base} in {root}")
     tok = pipeline.tokenizer
@@ -238,12 +408,16 @@ def create_run(runs_dir: Path | str | None, model_cfg: ModelConfig, train_cfg: T
         "corpus": {"name": corpus.name, "path": str(Path(corpus.path).resolve())},
         "mode": pipeline.mode,
         # The fitted tokenizer's own settings win over what a caller believes they were.
-        "tokenizer": {**(tokenizer_settings or {}), "kind": tok.kind, "vocab_len": len(tok.vocab),
-                      "vocab_size": getattr(tok, "vocab_size", None), "min_freq": getattr(tok, "min_freq", None)},
+        "tokenizer": {**(tokenizer_settings or {}), "kind": tok.kind, "vocab_size": getattr(tok, "vocab_size", None),
+                      "min_freq": getattr(tok, "min_freq", None), **vocab_fingerprint(tok.vocab.idx_to_token)},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    checkpoint.atomic_write_json(path / TOKENIZER_FILE, tok.to_dict())
-    checkpoint.atomic_write_json(path / CONFIG_FILE, config)
+    try:
+        checkpoint.atomic_write_json(path / TOKENIZER_FILE, tok.to_dict())
+        checkpoint.atomic_write_json(path / CONFIG_FILE, config)
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)  # no half-made run folder
+        raise
     return Run(path)
 
 

@@ -39,8 +39,8 @@ from engine.events import Checkpoint, Diverged, Event, Finished, Progress, Sampl
 from engine.models import ModelConfig, RNNLM, build_model, detach_state
 from engine.precision import float32_cudnn
 from engine.throughput import Throughput
-from engine.training import (TrainConfig, clip_gradients, evaluate, make_optimizer, perplexity, prepare_ids,
-                             resolve_device, sequence_loss)
+from engine.training import (MEMORY_ADVICE, TrainConfig, clip_gradients, evaluate, make_optimizer, out_of_memory,
+                             perplexity, prepare_ids, resolve_device, sequence_loss)
 
 __all__ = ["TrainConfig", "train", "prepare_ids"]
 
@@ -351,7 +351,47 @@ def train(data: Any, model_cfg: ModelConfig, train_cfg: TrainConfig, *, tokenize
     there, resuming from its checkpoint if it has one. ``stop``: set it to stop
     cleanly (a checkpoint is saved). ``model``: train this model instead of a
     fresh ``build_model(model_cfg)``. Configuration problems raise ConfigError
-    before the first event.
+    before the first event. Running out of memory raises RunError (the run's
+    last checkpoint is kept and marked failed); a run that fails before it has
+    logged or saved anything is removed.
     """
-    loop = _Loop(data, model_cfg, train_cfg, tokenizer, run, stop, model)
-    return loop.run_all()
+    if run is not None:
+        run.begin_training()
+    try:
+        loop = _Loop(data, model_cfg, train_cfg, tokenizer, run, stop, model)
+    except BaseException as exc:
+        error = _failure(run, exc, None)
+        if error is None:
+            raise
+    else:
+        return _guarded(loop)
+    raise error  # outside the handler: the out-of-memory error's frames (and tensors) are let go
+
+
+def _guarded(loop: _Loop) -> Iterator[Event]:
+    try:
+        yield from loop.run_all()
+    except BaseException as exc:  # GeneratorExit too: a consumer that gives up before anything was saved
+        error = _failure(loop.run, exc, loop)
+        if error is None:
+            raise
+    else:
+        return
+    raise error
+
+
+def _failure(run: Any, exc: BaseException, loop: _Loop | None) -> RunError | None:
+    """Clean up after ``exc`` ended training; the RunError to raise instead when it is out of memory."""
+    error = None
+    if out_of_memory(exc):
+        at = f" at epoch {loop.epoch}, step {loop.step} on {loop.device}" if loop is not None else ""
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        reason = f"out of memory{at} ({detail})"
+        kept = "nothing was saved"
+        if run is not None and run.mark_failed(reason):
+            st = run.trainer_state() or {}
+            kept = f"the last checkpoint (epoch {st.get('epoch')}, step {st.get('step')}) is kept"
+        error = RunError(f"{reason}; {kept}; {MEMORY_ADVICE}")
+    if run is not None:
+        run.discard_if_unused()
+    return error

@@ -8,6 +8,14 @@ The math, in D2L's terms: the loss is the cross-entropy averaged over all
 by ``min(1, θ / ‖g‖)`` (D2L 8.5.4); clipping by value clamps each entry to
 ``[-θ, θ]``.
 
+Memory, in float32 bytes (``memory_estimate``): per parameter the weight,
+its gradient, the optimizer's state (SGD none, Adam/AdamW two moments) and the
+trainer's copy of the last good epoch (weights and optimizer state again); plus
+the activations autograd keeps for one minibatch, ``bptt_bytes`` over
+batch_size × num_steps positions (the whole epoch's with detach=False).
+``prepare_ids`` refuses a configuration whose estimate exceeds the device's
+free memory (``free_memory``), naming the options to lower.
+
 Left out: learning-rate schedules and weight decay settings beyond the
 optimizers' defaults.
 """
@@ -15,6 +23,8 @@ optimizers' defaults.
 from __future__ import annotations
 
 import math
+import os
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,11 +33,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from engine.errors import ConfigError
-from engine.models import ModelConfig, RNNLM
+from engine.models import ModelConfig, RNNLM, build_model
 from engine.train_config import CLIPS, DEVICES, OPTIMIZERS, SAMPLERS, TrainConfig, _choice
 
 __all__ = ["CLIPS", "DEVICES", "OPTIMIZERS", "SAMPLERS", "TrainConfig", "resolve_device", "split_ids", "prepare_ids",
-           "bptt_bytes", "make_optimizer", "clip_gradients", "sequence_loss", "perplexity", "evaluate"]
+           "bptt_bytes", "MemoryEstimate", "memory_estimate", "free_memory", "check_memory", "out_of_memory",
+           "MEMORY_ADVICE", "make_optimizer", "clip_gradients", "sequence_loss", "perplexity", "evaluate"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -86,6 +97,7 @@ def prepare_ids(data: Any, model_cfg: ModelConfig, cfg: TrainConfig) -> tuple[np
                 f"detach=False keeps the whole epoch's graph: about {need / 2**20:.0f} MiB for {len(train_ids)} "
                 f"training tokens (bptt_limit_mb={cfg.bptt_limit_mb}); lower max_tokens, detach, or raise the limit"
             )
+    check_memory(model_cfg, cfg, len(train_ids), resolve_device(cfg.device))
     return train_ids, val_ids
 
 
@@ -99,6 +111,109 @@ def bptt_bytes(model_cfg: ModelConfig, n_tokens: int) -> int:
     per_layer = {"scratch": 3, "rnn": 3, "gru": 10, "lstm": 12}[model_cfg.kind]
     floats = model_cfg.input_size + per_layer * model_cfg.num_hiddens * model_cfg.num_layers + 3 * model_cfg.vocab_size
     return 4 * floats * n_tokens
+
+
+OPTIMIZER_STATES = {"sgd": 0, "adam": 2, "adamw": 2}  # floats of state per parameter (Adam: exp_avg, exp_avg_sq)
+MEMORY_ADVICE = ("lower batch_size, num_steps, num_hiddens or num_layers, or shrink the vocabulary "
+                 "(min_freq / vocab_size)")
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes training holds at once (float32), in two parts."""
+
+    weights: int  # weights, gradients, optimizer state and the trainer's copy of the last good epoch
+    activations: int  # the graph of one minibatch (of the whole epoch when detach=False)
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.activations
+
+
+def num_params(model_cfg: ModelConfig) -> int:
+    """The model's parameter count, from the model itself built on the meta device (no memory used)."""
+    with torch.device("meta"):
+        model = build_model(model_cfg)
+    return sum(p.numel() for p in model.parameters())
+
+
+def memory_estimate(model_cfg: ModelConfig, cfg: TrainConfig, n_train_tokens: int) -> MemoryEstimate:
+    """What training needs, per the module doc: P parameters take 4·P·(2 + k) bytes with the
+    optimizer's k floats of state per parameter, and the trainer's snapshot 4·P·(1 + k) more."""
+    k = OPTIMIZER_STATES[cfg.optimizer]
+    weights = 4 * num_params(model_cfg) * ((2 + k) + (1 + k))
+    positions = cfg.batch_size * cfg.num_steps if cfg.detach else n_train_tokens
+    return MemoryEstimate(weights, bptt_bytes(model_cfg, positions))
+
+
+def _meminfo_available() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _cgroup_available() -> int | None:
+    """Room left under a cgroup v2 memory limit (a container's or a cluster job's), page cache counted as free."""
+    root = "/sys/fs/cgroup/"
+    try:
+        with open(root + "memory.max", encoding="ascii") as f:
+            limit = f.read().strip()
+        if limit == "max":
+            return None
+        with open(root + "memory.current", encoding="ascii") as f:
+            used = int(f.read())
+        with open(root + "memory.stat", encoding="ascii") as f:
+            stat = dict(line.split() for line in f if line.count(" ") == 1)
+        return int(limit) - used + int(stat.get("inactive_file", 0))
+    except (OSError, ValueError):
+        return None
+
+
+def free_memory(device: torch.device) -> int | None:
+    """Bytes free for training on ``device``: CUDA's free memory, or the RAM available to this process
+    (MemAvailable, capped by a cgroup limit); None when unknown (mps)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type != "cpu":
+        return None
+    known = [x for x in (_meminfo_available(), _cgroup_available()) if x is not None]
+    return min(known) if known else None
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:,.0f} MiB" if n >= 10 * 2**20 else f"{n / 2**20:.2f} MiB"
+
+
+def check_memory(model_cfg: ModelConfig, cfg: TrainConfig, n_train_tokens: int, device: torch.device) -> MemoryEstimate:
+    """The estimate; ConfigError naming the options to lower when it exceeds the device's free memory."""
+    need = memory_estimate(model_cfg, cfg, n_train_tokens)
+    free = free_memory(device)
+    if free is not None and need.total > free:
+        graph = ("the whole epoch's graph (detach=False)" if not cfg.detach
+                 else f"one minibatch's graph ({cfg.batch_size} × {cfg.num_steps} positions)")
+        raise ConfigError(
+            f"training needs about {_mib(need.total)} on {device} ({_mib(need.weights)} for the weights, gradients, "
+            f"optimizer state and a copy of the last good epoch; {_mib(need.activations)} for {graph}) but only "
+            f"{_mib(free)} is free; {MEMORY_ADVICE}")
+    return need
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is the device or the host running out of memory: torch's OutOfMemoryError,
+    Python's MemoryError, or a RuntimeError saying so (the CPU allocator's "can't allocate memory")."""
+    oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+    if isinstance(exc, (MemoryError, oom)):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

@@ -6,8 +6,9 @@
 
 Columns: name, corpus, model, epochs done / configured, final train and
 validation perplexity, device, status, date. Unreadable folders are listed as
-``corrupt`` with the reason. On a terminal this is a table; piped, it is
-tab-separated lines with a header (for ``sort``, ``cut``, ``awk``). Left out:
+``corrupt`` with the reason; a log file with damaged lines gets one warning on
+stderr naming the file and the lines. On a terminal this is a table; piped, it
+is tab-separated lines with a header (for ``sort``, ``cut``, ``awk``). Left out:
 plots and comparisons (the TUI does those).
 """
 
@@ -39,8 +40,11 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    import sys
+
     from engine import paths
-    from engine.runs import delete_run, list_runs
+    from engine.errors import RunError
+    from engine.runs import delete_run, list_runs, open_run
 
     console = Console()
     if args.delete:
@@ -52,6 +56,13 @@ def run(args: argparse.Namespace) -> int:
     if not runs:
         console.print(f"no runs in {where}; start one with `rnnlab train`", highlight=False)
         return 0
+    for r in runs:
+        try:
+            warnings = [] if r.error else open_run(r.path).check_logs()
+        except RunError as exc:  # an unreadable log file: say so, list the run anyway
+            warnings = [str(exc)]
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
     columns = ("name", "corpus", "model", "epochs", "train ppl", "val ppl", "device", "status", "date")
     rows = [(r.name, r.corpus, r.model, f"{r.epochs_done}/{r.epochs}", _ppl(r.train_ppl), _ppl(r.val_ppl),
              r.device, f"corrupt: {r.error}" if r.error else f"{r.status}, unstable" if r.unstable else r.status, r.created.replace("T", " "))

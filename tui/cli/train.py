@@ -7,8 +7,13 @@
 Every ``TrainConfig`` and ``ModelConfig`` field is a flag (``--num-steps``,
 ``--clip value``, ``--no-detach`` …). The bar (on stderr) shows epoch, live
 train/validation perplexity and tokens/s; samples, spikes and divergence are
-printed above it. Ctrl-C stops cleanly: the run is saved and the exit status is
-130 (a second Ctrl-C aborts at once). Bad options exit 2 naming the option.
+printed above it. Ctrl-C, a hangup (the terminal or SSH connection closed) and
+``kill`` (SIGTERM, e.g. a cluster's job limit) stop cleanly at the next step:
+the weights reached are saved, the run is marked stopped and the exit status is
+130, 129 or 143 (a second signal aborts at once, keeping the last checkpoint).
+Bad options exit 2 naming the option; a run that cannot be written (no
+permission, a full disk) or runs out of memory exits 1 with the reason.
+``--resume`` prints one warning per log file with damaged lines (dropped).
 Left out: training several runs at once (the TUI compares runs).
 """
 
@@ -17,7 +22,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import signal
+import stat
 import threading
 from typing import Any
 
@@ -137,60 +144,118 @@ def _fmt(x: float | None) -> str:
     return "-" if x is None else str(x) if not math.isfinite(x) else f"{x:.3f}" if abs(x) < 1e6 else f"{x:.3g}"
 
 
+class _StopOnSignal:
+    """Ctrl-C (SIGINT), a closed terminal or SSH connection (SIGHUP), ``kill`` or a cluster's job limit
+    (SIGTERM) while ``rnnlab train`` runs. Before training starts a signal aborts (KeyboardInterrupt);
+    during training the first sets ``stop`` — the trainer saves the weights reached and ends at the next
+    step — and a second aborts at once. The exit status is 128 + the first signal's number, as a shell
+    reports it: 130, 129, 143. The engine itself never touches signals."""
+
+    NAMES = ("SIGINT", "SIGHUP", "SIGTERM")
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.training = False
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            for name in self.NAMES:
+                sig = getattr(signal, name, None)  # Windows has no SIGHUP
+                if sig is not None:
+                    self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is None:
+            self.signum = signum
+        if signum == getattr(signal, "SIGHUP", None):
+            _drop_terminal()
+        if not self.training or self.stop.is_set():
+            raise KeyboardInterrupt
+        self.stop.set()
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signum or signal.SIGINT)
+
+
+def _drop_terminal() -> None:
+    """After a hangup the terminal is gone and writing to it fails (EIO): point stdout and stderr, when they
+    are a terminal (a character device), at /dev/null so no failed print interrupts saving the run."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in (1, 2):
+            try:
+                if stat.S_ISCHR(os.fstat(fd).st_mode):
+                    os.dup2(devnull, fd)
+            except OSError:
+                continue
+    finally:
+        os.close(devnull)
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
+    with _StopOnSignal() as signals:
+        try:
+            return _train(args, out, err, signals)
+        except KeyboardInterrupt:
+            err.print("interrupted (the last checkpoint is kept)", markup=False)
+            return signals.exit_code
+
+
+def _train(args: argparse.Namespace, out: Any, err: Any, signals: _StopOnSignal) -> int:
     from rich.markup import escape
+    from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from engine.trainer import train
 
-    out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
-    try:
-        data, model_cfg, train_cfg, tokenizer, run_ = _prepare(args)
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        return 130
-    stop = threading.Event()
-
-    def on_sigint(signum: int, frame: Any) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-
-    previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
-    err.print(f"run {run_.name}: {model_cfg.kind} {model_cfg.num_hiddens}x{model_cfg.num_layers}, "
-              f"{train_cfg.optimizer} lr {train_cfg.lr:g}, {train_cfg.epochs} epochs  ({run_.path})",
-              markup=False, highlight=False)
+    data, model_cfg, train_cfg, tokenizer, run_ = _prepare(args)
     finished: Finished | None = None
-    bar = Bar(TextColumn("epoch {task.completed:.0f}/{task.total:.0f}"), BarColumn(),
-              TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=err,
-              transient=False)
     try:
+        if args.resume:
+            for warning in run_.check_logs():  # damaged log lines: the resume drops them
+                err.print(f"warning: {warning}", markup=False, highlight=False)
+        err.print(f"run {run_.name}: {model_cfg.kind} {model_cfg.num_hiddens}x{model_cfg.num_layers}, "
+                  f"{train_cfg.optimizer} lr {train_cfg.lr:g}, {train_cfg.epochs} epochs  ({run_.path})",
+                  markup=False, highlight=False)
+        bar = Bar(TextColumn("epoch {task.completed:.0f}/{task.total:.0f}"), BarColumn(),
+                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=err,
+                  transient=False)
         with bar:
             task = bar.add_task("train", total=train_cfg.epochs, info="starting")
-            for ev in train(data, model_cfg, train_cfg, tokenizer=tokenizer, run=run_, stop=stop):
-                if isinstance(ev, Progress):
-                    done = ev.epoch if ev.epoch_end else ev.epoch - 1
-                    clipped = f" clipped {ev.clip_fraction:.0%}" if train_cfg.clip != "off" else ""
-                    bar.update(task, completed=done, info=f"ppl {_fmt(ev.train_ppl)} val {_fmt(ev.val_ppl)} "
-                                                          f"‖g‖ {ev.grad_norm:.3g}{clipped} "
-                                                          f"{ev.tokens_per_s:,.0f} tok/s")
-                elif isinstance(ev, Sample):
-                    bar.console.print(f"epoch {ev.epoch}: {ev.text!r}", markup=False, highlight=False)
-                elif isinstance(ev, Spike):
-                    bar.console.print(f"[yellow]spike[/] at epoch {ev.epoch}: {ev.metric} perplexity "
-                                      f"{ev.val_ppl:.3f} > {train_cfg.spike_factor:g} × best {ev.best_val_ppl:.3f}")
-                elif isinstance(ev, Diverged):
-                    bar.console.print(f"[red]diverged[/]: {escape(ev.message)}", highlight=False)
-                elif isinstance(ev, Finished):
-                    finished = ev
-    except KeyboardInterrupt:
-        err.print("interrupted (the last checkpoint is kept)", markup=False)
-        return 130
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+            signals.training = True
+            events = train(data, model_cfg, train_cfg, tokenizer=tokenizer, run=run_, stop=signals.stop)
+            try:
+                for ev in events:
+                    if isinstance(ev, Progress):
+                        done = ev.epoch if ev.epoch_end else ev.epoch - 1
+                        clipped = f" clipped {ev.clip_fraction:.0%}" if train_cfg.clip != "off" else ""
+                        bar.update(task, completed=done, info=f"ppl {_fmt(ev.train_ppl)} val {_fmt(ev.val_ppl)} "
+                                                              f"‖g‖ {ev.grad_norm:.3g}{clipped} "
+                                                              f"{ev.tokens_per_s:,.0f} tok/s")
+                    elif isinstance(ev, Sample):
+                        bar.console.print(f"epoch {ev.epoch}: {ev.text!r}", markup=False, highlight=False)
+                    elif isinstance(ev, Spike):
+                        bar.console.print(f"[yellow]spike[/] at epoch {ev.epoch}: {ev.metric} perplexity "
+                                          f"{ev.val_ppl:.3f} > {train_cfg.spike_factor:g} × best {ev.best_val_ppl:.3f}")
+                    elif isinstance(ev, Diverged):
+                        bar.console.print(f"[red]diverged[/]: {escape(ev.message)}", highlight=False)
+                    elif isinstance(ev, Finished):
+                        finished = ev
+            finally:
+                events.close()  # an abort (a second signal) lets the trainer clean up now, not at garbage collection
+    except BaseException:
+        run_.discard_if_unused()  # interrupted before training wrote anything: no empty run folder
+        raise
     assert finished is not None
     out.print(f"{finished.reason}: epoch {finished.epoch}, step {finished.step}, train perplexity "
               f"{_fmt(finished.train_ppl)}, validation perplexity {_fmt(finished.val_ppl)}  run {run_.name}",
@@ -200,5 +265,5 @@ def run(args: argparse.Namespace) -> int:
                   f"{model_cfg.vocab_size} tokens; lower the learning rate or turn on clipping (--clip norm)",
                   markup=False, highlight=False)
     if finished.reason == "stopped":
-        return 130
+        return signals.exit_code
     return 1 if finished.reason == "diverged" else 0
