@@ -196,7 +196,9 @@ def load_trainer_state(folder: Path) -> dict[str, Any]:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RunError(f"{path} is missing: the run has no checkpoint yet") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except OSError as exc:
+        raise RunError(f"{path} cannot be read ({exc.strerror or exc}); check the folder's permissions") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RunError(f"{path} is not valid JSON ({exc}); the run is corrupt") from None
     if not isinstance(doc, dict) or "epoch" not in doc or "step" not in doc:
         raise RunError(f"{path} lacks epoch/step; the run is corrupt")

@@ -60,8 +60,8 @@ def os_errno(exc: BaseException) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def write_error(exc: BaseException, path: Path | str, kept: str = "") -> WriteError:
-    """A ``WriteError`` for writing ``path``: what failed, ``kept`` (what is safe), what to do.
+def write_error(exc: BaseException, path: Path | str, kept: str = "", action: str = "write") -> WriteError:
+    """A ``WriteError`` for failing to ``action`` ``path``: what failed, ``kept`` (what is safe), what to do.
 
     >>> str(write_error(OSError(28, "No space left on device"), "runs/x/metrics.jsonl"))
     'could not write runs/x/metrics.jsonl: No space left on device; the disk is full: free some space'
@@ -75,4 +75,4 @@ def write_error(exc: BaseException, path: Path | str, kept: str = "") -> WriteEr
         advice = "the disk is full: free some space"
     else:
         advice = "check the disk and the folder"
-    return WriteError(f"could not write {path}: {reason}; {kept + '; ' if kept else ''}{advice}", code)
+    return WriteError(f"could not {action} {path}: {reason}; {kept + '; ' if kept else ''}{advice}", code)

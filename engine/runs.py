@@ -112,7 +112,9 @@ class Run:
             self.config: dict[str, Any] = json.loads(cfg_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise RunError(f"{cfg_path} is missing: {self.path} is not a run folder (or is corrupt)") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except OSError as exc:
+            raise RunError(f"{cfg_path} cannot be read ({exc.strerror or exc}); check the folder's permissions") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise RunError(f"{cfg_path} is not valid JSON ({exc}); the run is corrupt") from None
         try:
             self.model_config = ModelConfig(**self.config["model"])
@@ -387,7 +389,7 @@ def create_run(runs_dir: Path | str | None, model_cfg: ModelConfig, train_cfg: T
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise write_error(exc, root, "no run was created") from None
+        raise write_error(exc, root, "no run was created", action="create") from None
     corpus = pipeline.corpus
     base = f"{time.strftime('%Y%m%d-%H%M%S')}-{model_cfg.kind}-{_slug(corpus.name)}"
     for i in range(1, 1000):
@@ -398,7 +400,7 @@ def create_run(runs_dir: Path | str | None, model_cfg: ModelConfig, train_cfg: T
         except FileExistsError:
             continue
         except OSError as exc:
-            raise write_error(exc, path, "no run was created") from None
+            raise write_error(exc, path, "no run was created", action="create") from None
     else:  # pragma: no cover
         raise RunError(f"could not find a free run name like {base} in {root}")
     tok = pipeline.tokenizer
@@ -444,8 +446,13 @@ def list_runs(runs_dir: Path | str | None = None) -> list[RunSummary]:
     root = _root(runs_dir)
     if not root.is_dir():
         return []
+    try:
+        paths_ = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True)
+    except OSError as exc:
+        raise RunError(f"cannot list the runs folder {root} ({exc.strerror or exc}); check its permissions "
+                       "or choose another runs folder (--runs-dir or $RNNLAB_HOME)") from None
     out = []
-    for path in sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True):
+    for path in paths_:
         try:
             out.append(Run(path).summary())
         except RunError as exc:
@@ -458,4 +465,7 @@ def delete_run(path_or_name: Path | str, runs_dir: Path | str | None = None) -> 
     path = _find(path_or_name, runs_dir)
     if not (path / CONFIG_FILE).is_file():
         raise RunError(f"{path} is not a run folder (no {CONFIG_FILE}); nothing deleted")
-    shutil.rmtree(path)
+    try:
+        shutil.rmtree(path)
+    except OSError as exc:
+        raise write_error(exc, path, "the run may be partly deleted", action="delete") from None

@@ -184,7 +184,8 @@ def test_permission_errors_ask_for_another_runs_folder(code):
     from engine.errors import write_error
 
     msg = str(write_error(PermissionError(code, os.strerror(code)), "/runs/x/config.json"))
-    assert os.strerror(code) in msg and "--runs-dir" in msg and "free" not in msg
+    assert msg.startswith(f"could not write /runs/x/config.json: {os.strerror(code)}; ")
+    assert "--runs-dir" in msg and "free" not in msg
 
 
 @pytest.mark.parametrize("exc", [OSError(errno.ENOSPC, "No space left on device"),
@@ -275,6 +276,21 @@ def test_full_disk_while_logging_exits_1_and_keeps_the_checkpoint(tmp_path, monk
     assert rc == 1 and "Traceback" not in err
     assert "metrics.jsonl: No space left on device" in err and "free some space" in err
     assert before and snapshot(only_run(tmp_path)) == before
+
+
+def test_unreadable_runs_folder_and_failed_delete_exit_1(trained, monkeypatch, capsys):
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(Path, "iterdir", refuse)
+    assert main(["runs", "--runs-dir", str(trained.parent)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot list the runs folder" in err and "Permission denied" in err and "Traceback" not in err
+    monkeypatch.undo()
+    monkeypatch.setattr(shutil, "rmtree", refuse)
+    assert main(["runs", "--delete", trained.name, "--runs-dir", str(trained.parent)]) == 1
+    err = capsys.readouterr().err
+    assert f"could not delete {trained}: Permission denied" in err and "free" not in err
 
 
 # --- 4. damaged logs --------------------------------------------------------------------------------
