@@ -16,14 +16,11 @@ raises ``RunError`` with the path and what to do; a write that fails (no
 permission, a read-only or full disk) raises ``WriteError`` (a ``RunError``)
 whose advice follows the errno, and never leaves a half-written file.
 
-Damaged log lines: ``metrics()`` and ``events()`` read the logs line by line as
-bytes and skip any line that is not a UTF-8 JSON object (a disk error, an
-editor, a crash mid-line). ``Run.warnings`` then holds one line per damaged
-file, e.g. ``".../metrics.jsonl: skipped 2 damaged lines (3, 17): not UTF-8
-JSON records"``, for the caller to show; ``check_logs()`` reads both logs and
-returns them. A last line without its newline is being written (or was cut by
-a crash) and is skipped silently. A resume rewrites the logs with the good
-lines only.
+Damaged log lines: ``metrics()`` and ``events()`` skip any line that is not a
+UTF-8 JSON object (``engine.runlog``). ``Run.warnings`` then holds one line per
+damaged file, e.g. ``".../metrics.jsonl: skipped 2 damaged lines (3, 17): not
+UTF-8 JSON records"``, for the caller to show; ``check_logs()`` reads both logs
+and returns them. A resume rewrites the logs with the good lines only.
 
 Vocabulary fingerprint: ``vocab_fingerprint`` (the size and the sha256 of the
 token list in id order) is recorded in config.json when the run is created and
@@ -56,7 +53,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine import checkpoint, paths
+from engine import checkpoint, paths, runlog
 from engine.errors import ConfigError, RunError, RunNotFoundError, write_error
 from engine.events import Event, Progress, Sample
 from engine.models import ModelConfig, RNNLM, build_model
@@ -68,7 +65,6 @@ METRICS_FILE = "metrics.jsonl"
 EVENTS_FILE = "events.jsonl"
 SAMPLES_FILE = "samples.log"
 LOG_FILES = (METRICS_FILE, EVENTS_FILE, SAMPLES_FILE)
-MAX_LINES_SHOWN = 10  # line numbers a damaged-log warning lists
 
 
 def vocab_fingerprint(tokens: Sequence[str]) -> dict[str, Any]:
@@ -263,52 +259,18 @@ class Run:
         else:
             line = json.dumps(event.to_dict()) + "\n"
             name = METRICS_FILE if isinstance(event, Progress) else EVENTS_FILE
-        try:
-            with open(self.path / name, "a", encoding="utf-8") as f:
-                f.write(line)
-        except OSError as exc:
-            raise write_error(exc, self.path / name, "training stopped; the last checkpoint is kept") from None
+        runlog.append_line(self.path / name, line)
 
     def _read_jsonl(self, name: str) -> list[dict[str, Any]]:
-        """The log's records; lines that are not a UTF-8 JSON object are skipped and noted for ``warnings``."""
-        path = self.path / name
-        out: list[dict[str, Any]] = []
-        bad: list[int] = []
-        try:
-            f = open(path, "rb")
-        except FileNotFoundError:
-            self._damaged.pop(name, None)
-            return out
-        except OSError as exc:
-            raise RunError(f"{path} cannot be read ({exc.strerror or exc})") from None
-        with f:
-            for number, raw in enumerate(f, 1):
-                if not raw.endswith(b"\n"):
-                    break  # the last line, still being written or cut short by a crash
-                if not raw.strip():
-                    continue
-                try:
-                    record = json.loads(raw.decode("utf-8"))
-                except (UnicodeDecodeError, ValueError):
-                    record = None
-                if _is_record(record):
-                    out.append(record)
-                else:
-                    bad.append(number)
-        self._damaged[name] = bad
-        return out
+        """The log's records; damaged lines are skipped and noted for ``warnings``."""
+        records, self._damaged[name] = runlog.read_jsonl(self.path / name)
+        return records
 
     @property
     def warnings(self) -> list[str]:
         """One line per log file whose last read skipped damaged lines (empty when all were good)."""
-        out = []
-        for name in (METRICS_FILE, EVENTS_FILE):
-            bad = self._damaged.get(name)
-            if bad:
-                shown = ", ".join(map(str, bad[:MAX_LINES_SHOWN])) + (", …" if len(bad) > MAX_LINES_SHOWN else "")
-                lines = "line" if len(bad) == 1 else "lines"
-                out.append(f"{self.path / name}: skipped {len(bad)} damaged {lines} ({shown}): not UTF-8 JSON records")
-        return out
+        return [runlog.damage_warning(self.path / name, self._damaged[name])
+                for name in (METRICS_FILE, EVENTS_FILE) if self._damaged.get(name)]
 
     def check_logs(self) -> list[str]:
         """Read both logs and return ``warnings`` (what a resume or the Runs screen would skip)."""
@@ -326,19 +288,9 @@ class Run:
     def truncate_logs(self, step: int, epoch: int) -> None:
         """Drop what was logged after the checkpoint a resume starts from: metric
         lines past ``step``, events and samples of epochs past ``epoch``."""
-        kept = [m for m in self.metrics() if m.get("step", 0) <= step]
-        checkpoint.atomic_write_bytes(self.path / METRICS_FILE, "".join(json.dumps(m) + "\n" for m in kept).encode())
-        kept = [e for e in self.events() if e.get("epoch", 0) <= epoch]
-        checkpoint.atomic_write_bytes(self.path / EVENTS_FILE, "".join(json.dumps(e) + "\n" for e in kept).encode())
-        samples = self.path / SAMPLES_FILE
-        try:
-            lines = samples.read_bytes().splitlines()  # bytes: a damaged line is kept as it is, not a crash
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise RunError(f"{samples} cannot be read ({exc.strerror or exc})") from None
-        keep = [ln + b"\n" for ln in lines if (m := re.match(rb"epoch (\d+):", ln)) is None or int(m.group(1)) <= epoch]
-        checkpoint.atomic_write_bytes(samples, b"".join(keep))
+        runlog.rewrite_jsonl(self.path / METRICS_FILE, [m for m in self.metrics() if m.get("step", 0) <= step])
+        runlog.rewrite_jsonl(self.path / EVENTS_FILE, [e for e in self.events() if e.get("epoch", 0) <= epoch])
+        runlog.truncate_samples(self.path / SAMPLES_FILE, epoch)
 
     # --- data --------------------------------------------------------------
     def corpus_ids(self) -> np.ndarray:
@@ -364,12 +316,6 @@ class Run:
             device=st.get("device", self.train_config.device), created=self.config.get("created", ""),
             status=st.get("status", "new"), unstable=bool(st.get("unstable", False)),
         )
-
-
-def _is_record(obj: Any) -> bool:
-    """A log record: a JSON object whose epoch and step, when present, are whole numbers."""
-    return isinstance(obj, dict) and all(
-        isinstance(obj[k], int) and not isinstance(obj[k], bool) for k in ("epoch", "step") if k in obj)
 
 
 def _slug(s: str) -> str:

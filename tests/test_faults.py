@@ -250,6 +250,7 @@ def test_full_disk_at_a_checkpoint_exits_1_and_keeps_the_previous_checkpoint(tmp
 def test_full_disk_while_logging_exits_1_and_keeps_the_checkpoint(tmp_path, monkeypatch, capsys):
     import builtins
 
+    import engine.runlog
     import engine.runs
     from engine.events import Checkpoint
 
@@ -269,7 +270,7 @@ def test_full_disk_while_logging_exits_1_and_keeps_the_checkpoint(tmp_path, monk
         log_event(self, event)
         state["checkpoints"] += isinstance(event, Checkpoint)
 
-    monkeypatch.setattr(engine.runs, "open", full_after_two_checkpoints, raising=False)
+    monkeypatch.setattr(engine.runlog, "open", full_after_two_checkpoints, raising=False)
     monkeypatch.setattr(engine.runs.Run, "log_event", count)
     rc = main(["train", *TINY, "--epochs", "6", "--checkpoint-interval-s", "0", "--runs-dir", str(tmp_path)])
     err = capsys.readouterr().err
