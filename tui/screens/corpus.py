@@ -35,7 +35,7 @@ from tui.screens.base import PlaygroundScreen
 from tui.corpus_view import CorpusView, build_view, format_exponent
 from tui.messages import PipelineChanged
 from tui.session import CorpusChoice
-from tui.widgets.form import parse_int
+from tui.widgets.form import FormScroll, parse_int
 from tui.widgets.plot import SeriesPlot
 
 TOKEN_STYLES = ("black on #7fb3d5", "black on #f5cba7")  # alternating token backgrounds
@@ -110,7 +110,7 @@ class CorpusScreen(PlaygroundScreen):
         names = list(catalog())
         yield Header()
         with Horizontal(id="corpus-body"):
-            with VerticalScroll(id="corpus-form", classes="form"):
+            with FormScroll(id="corpus-form", classes="form"):
                 yield from self._row("corpus", Select([(n, n) for n in names] + [(FILE, FILE)],
                                                       value=self.choice.source, allow_blank=False,
                                                       compact=True, id="corpus-name"))

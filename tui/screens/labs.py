@@ -39,7 +39,7 @@ from engine.errors import ConfigError
 from engine.stats import corpus_summary
 from tui.corpus_view import format_exponent
 from tui.screens.base import PlaygroundScreen, error_text
-from tui.widgets.form import parse_int
+from tui.widgets.form import FormScroll, parse_int
 from tui.widgets.plot import SeriesPlot
 
 FIELDS = (  # (name, default, hint): the coverage experiment's settings, D2L's defaults
@@ -112,7 +112,7 @@ class LabsScreen(PlaygroundScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="labs-body"):
-            with VerticalScroll(id="labs-form", classes="form"):
+            with FormScroll(id="labs-form", classes="form"):
                 yield Static("coverage (8.3.5)", classes="form-heading")
                 for name, default, hint in FIELDS:
                     with Horizontal(classes="field-row"):

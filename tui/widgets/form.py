@@ -99,7 +99,12 @@ def parse_int(name: str, raw: str) -> int:
         raise ConfigError(f"{name} must be a whole number (got {raw.strip()!r})") from None
 
 
-class ConfigForm(VerticalScroll):
+class FormScroll(VerticalScroll, can_focus=False):
+    """A form's scrolling column. Its fields take focus (and scroll it into view); the column
+    itself is no tab stop, which would show no focus and take no keys a field does not."""
+
+
+class ConfigForm(FormScroll):
     """Rows for ``specs``; ``values()`` parses them, ``validate()`` checks them."""
 
     @dataclass
