@@ -17,7 +17,7 @@ maps rare ones to ``<unk>`` (the ``<unk>`` rate is reported separately).
 Memory: token counts (n = 1) are exact on any corpus. For n >= 2 each
 position's n-gram gets a dense integer id, built level by level (the n-gram
 at ``i`` is the (n-1)-gram at ``i`` followed by token ``i+n-1``) and counted
-with one stable sort, about 40 bytes per token. On a corpus longer than
+with one sort, about 20 bytes per token. On a corpus longer than
 ``NGRAM_MAX_TOKENS`` tokens the n-grams are counted on its first
 ``NGRAM_MAX_TOKENS`` tokens, and the summary says so (``ngram_tokens``).
 
@@ -37,7 +37,7 @@ import numpy as np
 from engine.errors import ConfigError
 
 DEFAULT_RANK_RANGE = (10, 1000)
-NGRAM_MAX_TOKENS = 2_000_000  # n >= 2 counted on at most this many tokens: ~80 MB of work arrays
+NGRAM_MAX_TOKENS = 2_000_000  # n >= 2 counted on at most this many tokens: ~40 MB of work arrays
 CHUNK_IDS = 1 << 20  # ids per step of a pass over the whole id array
 
 StepProgress = Callable[[str, int, "int | None"], None]  # (step name, done, total)
@@ -68,7 +68,10 @@ def zipf_fit(
     a line through two or three points says nothing about a power law.
     """
     lo, hi = _check_rank_range(rank_range)
-    f = np.sort(np.asarray(freqs, dtype=np.float64))[::-1][lo - 1 : hi]
+    f = np.asarray(freqs)
+    if len(f) > hi:  # only the hi largest matter: partition instead of sorting them all
+        f = np.partition(f, len(f) - hi)[len(f) - hi :]
+    f = np.sort(f.astype(np.float64))[::-1][lo - 1 : hi]
     if len(f) < MIN_FIT_RANKS:
         return math.nan, math.nan
     log_r = np.log(np.arange(lo, lo + len(f), dtype=np.float64))
@@ -92,8 +95,8 @@ class NgramTable:
     """Every distinct n-gram of a code stream: where it first starts and how often it occurs."""
 
     n: int
-    first: np.ndarray  # int64 position of each distinct n-gram's first occurrence
-    counts: np.ndarray  # int64 count of each
+    first: np.ndarray  # position of each distinct n-gram's first occurrence (int32 or int64)
+    counts: np.ndarray  # count of each (int32 or int64)
 
 
 def ngram_tables(codes: np.ndarray, max_n: int, min_n: int = 1) -> Iterator[NgramTable]:
@@ -104,13 +107,17 @@ def ngram_tables(codes: np.ndarray, max_n: int, min_n: int = 1) -> Iterator[Ngra
     (3, 5) at 0 twice and (5, 3) at 1 once. Each level re-numbers its n-grams
     densely (0..distinct-1), so the next level's key ``rank * base + code``
     stays below ``len(codes) * base``: no overflow, whatever the vocabulary.
+    Work arrays are int32 where they can be (positions, ranks): ~17 bytes per
+    token at the peak, plus the table.
     """
     _check_n(max_n)
-    codes = np.asarray(codes).astype(np.int64, copy=False)
+    codes = np.asarray(codes)
     base = int(codes.max()) + 1 if len(codes) else 1
     if len(codes) and base > len(codes):  # sparse codes (a big vocabulary): number them densely
-        codes = np.unique(codes, return_inverse=True)[1].astype(np.int64).ravel()
+        codes = np.unique(codes, return_inverse=True)[1].ravel()
         base = int(codes.max()) + 1
+    index = np.int32 if len(codes) < 2**31 else np.int64  # positions and dense ranks
+    codes = codes.astype(index, copy=False)
     ranks = codes  # 1-grams: the codes themselves are ids below base
     for n in range(1, max_n + 1):
         total = len(codes) - n + 1
@@ -119,42 +126,50 @@ def ngram_tables(codes: np.ndarray, max_n: int, min_n: int = 1) -> Iterator[Ngra
             return
         if n == 1 and min_n > 1:
             continue
-        if n == 1:
-            keys = ranks.copy()
-        else:
-            keys = ranks[:total] * base
+        keys = ranks[:total].astype(np.int64)
+        if n > 1:
+            keys *= base
             keys += codes[n - 1 : n - 1 + total]
         del ranks
-        order = _sort_keys(keys)  # keys sorted in place; positions in that order
+        order = _sort_keys(keys, index)  # keys sorted in place; positions in that order
         new = np.empty(total, dtype=bool)
         new[0] = True
         np.not_equal(keys[1:], keys[:-1], out=new[1:])
         del keys
-        starts = np.flatnonzero(new)
         if n >= min_n:
-            yield NgramTable(n, order[starts], np.diff(np.append(starts, total)))
-        del starts
+            starts = np.flatnonzero(new)
+            counts = np.diff(starts, append=total).astype(index)
+            first = order[starts]
+            del starts
+            yield NgramTable(n, first, counts)
+            del first, counts
         if n < max_n:
-            dense = np.cumsum(new, dtype=np.int64)
+            dense = np.cumsum(new, dtype=index)
             dense -= 1
-            ranks = np.empty(total, dtype=np.int64)
+            ranks = np.empty(total, dtype=index)
             ranks[order] = dense  # the dense id of the n-gram at each position
             del dense
         del order, new
 
 
-def _sort_keys(keys: np.ndarray) -> np.ndarray:
-    """Sort ``keys`` in place; return the positions in that order (ties by position)."""
+_BLOCK = 1 << 20  # elements per step of a blockwise operation (bounds its temporaries)
+
+
+def _sort_keys(keys: np.ndarray, index: type) -> np.ndarray:
+    """Sort int64 ``keys`` in place; return the positions (dtype ``index``) in that
+    order, ties by position."""
     total = len(keys)
     if int(keys.max()) < (2**63 - 1) // total:
         # Sorting values is several times faster than argsort: sort key * total + position.
         keys *= total
-        keys += np.arange(total, dtype=np.int64)
+        for s in range(0, total, _BLOCK):
+            keys[s : s + _BLOCK] += np.arange(s, min(s + _BLOCK, total), dtype=np.int64)
         keys.sort()
-        order = keys % total
+        order = np.empty(total, dtype=index)
+        np.remainder(keys, total, out=order, casting="unsafe")
         keys //= total
         return order
-    order = np.argsort(keys, kind="stable")
+    order = np.argsort(keys, kind="stable").astype(index)
     keys[:] = keys[order]
     return order
 
@@ -299,14 +314,14 @@ def _prefix_codes(pipeline: Any, limit: int) -> tuple[np.ndarray, list[str]]:
     if getattr(tok, "drops_tokens", lambda: False)():
         # min_freq mapped rare tokens to <unk>: encode the prefix again keeping every token.
         full = tok.unfiltered()
-        parts, n = [np.zeros(0, dtype=np.int64)], 0
+        parts, n = [np.zeros(0, dtype=np.int32)], 0
         for lines in pipeline.chunks():
             parts.append(full.encode_lines(lines))
             n += len(parts[-1])
             if n >= limit:
                 break
-        return np.concatenate(parts)[:limit].astype(np.int64), full.vocab.idx_to_token
-    return np.asarray(pipeline.ids[:limit]).astype(np.int64), tok.vocab.idx_to_token
+        return np.concatenate(parts)[:limit].astype(np.int32), full.vocab.idx_to_token
+    return np.asarray(pipeline.ids[:limit]).astype(np.int32), tok.vocab.idx_to_token
 
 
 def _count_equal(ids: np.ndarray, value: int) -> int:
@@ -343,13 +358,15 @@ def _summary(
 ) -> NgramSummary:
     """Summary of one table; ``codes[first:first+n]`` spells an n-gram through ``inverse``."""
     n, counts, first = table.n, table.counts, table.first
-    total = int(counts.sum())
+    total = int(counts.sum(dtype=np.int64))
     if total == 0:
         return NgramSummary(n, 0, 0, [], math.nan)
-    # Most frequent first, ties first-seen: one int64 key (count <= total, first < total).
-    key = (int(counts.max()) - counts) * (int(first.max()) + 1) + first
-    order = np.argpartition(key, top_k - 1)[:top_k] if top_k < len(key) else np.arange(len(key))
-    order = order[np.argsort(key[order])]
+    # Most frequent first, ties first-seen: the candidates are the n-grams at least as
+    # frequent as the top_k-th; sort them by one int64 key (count <= total, first < total).
+    kth = np.partition(counts, len(counts) - top_k)[len(counts) - top_k] if top_k < len(counts) else 0
+    cand = np.flatnonzero(counts >= kth)
+    key = (total - counts[cand].astype(np.int64)) * (total + 1) + first[cand]
+    order = cand[np.argsort(key)[:top_k]]
     top = []
     for j in order.tolist():
         start = int(first[j])

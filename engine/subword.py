@@ -45,6 +45,7 @@ from engine.vocab import UNK, Vocab
 
 WORDPIECE_PREFIX = "♯♯"
 CHUNK_IDS = 1 << 20  # ids per bincount when counting pieces
+ENCODE_BATCH_CHARS = 1 << 16  # characters of lines per encode_batch call
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -156,11 +157,18 @@ class SubwordTokenizer(Tokenizer):
         return np.array(self.hf.encode(text, add_special_tokens=False).ids, dtype=self.id_dtype)
 
     def encode_lines(self, lines: list[str]) -> np.ndarray:
+        # HuggingFace keeps ~100 bytes per token of an encoding (strings, offsets,
+        # masks): encode in batches of about ENCODE_BATCH_CHARS so that stays small.
         batch = getattr(self.hf, "encode_batch_fast", self.hf.encode_batch)
-        encs = batch(lines, add_special_tokens=False)
-        return np.fromiter(
-            (i for enc in encs for i in enc.ids), dtype=self.id_dtype, count=sum(len(e.ids) for e in encs)
-        )
+        parts, start, size = [], 0, 0
+        for i, line in enumerate(lines):
+            size += len(line)
+            if size >= ENCODE_BATCH_CHARS or i == len(lines) - 1:
+                encs = batch(lines[start : i + 1], add_special_tokens=False)
+                parts.append(np.fromiter((t for enc in encs for t in enc.ids), dtype=self.id_dtype,
+                                         count=sum(len(e.ids) for e in encs)))
+                start, size = i + 1, 0
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=self.id_dtype)
 
     def decode(self, ids: Iterable[int]) -> str:
         # Keep <unk> visible, as CharTokenizer does, rather than dropping it.

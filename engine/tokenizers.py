@@ -16,7 +16,10 @@ time, so the lines of the whole text never exist at once. Fitting counts
 tokens chunk by chunk (a ``Counter`` in first-seen order, so the vocabulary is
 the one ``Vocab(all tokens)`` would give), encoding appends each chunk's ids
 to one growing array. Chunks end at line breaks, so the result equals that of
-the whole text. ``build_pipeline`` reports each pass to an optional
+the whole text. A subword trainer's memory grows with the distinct words it
+sees, so ``bpe``/``wordpiece``/``unigram`` train on the lines of the first
+``SUBWORD_FIT_CHARS`` characters (the pipeline's warnings say so) and then
+encode all of the text. ``build_pipeline`` reports each pass to an optional
 ``progress(step, done, total)`` callback, in characters of text.
 
 Left out: reading corpora (``engine.corpus``), n-gram statistics
@@ -40,6 +43,7 @@ TOKENIZER_KINDS = ("char", "word", "bpe", "wordpiece", "unigram")
 SUBWORD_KINDS = ("bpe", "wordpiece", "unigram")
 MAX_VOCAB_SIZE = 1_000_000
 CHUNK_CHARS = 1 << 20  # characters per chunk of a streamed pass: bounds its temporaries (~20 MB)
+SUBWORD_FIT_CHARS = 5_000_000  # subword kinds train on the text's first lines up to this many characters
 _SUBWORD_CLASSES = {"BPETokenizer", "WordPieceTokenizer", "UnigramTokenizer", "SubwordTokenizer"}
 
 Progress = Callable[[int, "int | None"], None]  # (done, total): as engine.corpus.Progress
@@ -380,49 +384,63 @@ def corpus_lines(text: str, mode: str, tokenizer: str) -> list[str]:
     return lines
 
 
-def text_pieces(text: str, chunk_chars: int) -> Iterator[str]:
-    """``text`` in consecutive pieces of about ``chunk_chars`` characters, each
-    ending just after a line break (the last one may not; a longer line is one
-    piece). ``"ab\ncd\ne", 4`` → ``"ab\n", "cd\n", "e"``."""
-    start, n = 0, len(text)
+def text_pieces(text: str, chunk_chars: int, end: int | None = None) -> Iterator[str]:
+    """``text[:end]`` in consecutive pieces of about ``chunk_chars`` characters,
+    each ending just after a line break (the last one may not; a longer line is
+    one piece). ``"ab\ncd\ne", 4`` → ``"ab\n", "cd\n", "e"``."""
+    start, n = 0, len(text) if end is None else min(end, len(text))
     while start < n:
-        end = start + max(1, chunk_chars)
-        if end >= n:
-            yield text[start:]
+        stop = start + max(1, chunk_chars)
+        if stop >= n:
+            yield text[start:n]
             return
-        cut = text.rfind("\n", start, end)
+        cut = text.rfind("\n", start, stop)
         if cut < 0:
-            cut = text.find("\n", end)
+            cut = text.find("\n", stop, n)
             if cut < 0:
-                yield text[start:]
+                yield text[start:n]
                 return
         yield text[start : cut + 1]
         start = cut + 1
 
 
+def line_end(text: str, pos: int) -> int:
+    """The offset just past the line break at or after ``pos`` (``len(text)`` if none)."""
+    cut = text.find("\n", pos) if pos < len(text) else -1
+    return len(text) if cut < 0 else cut + 1
+
+
 def corpus_chunks(
-    text: str, mode: str, tokenizer: str, chunk_chars: int | None = None, progress: Progress | None = None
+    text: str,
+    mode: str,
+    tokenizer: str,
+    chunk_chars: int | None = None,
+    progress: Progress | None = None,
+    *,
+    end: int | None = None,
 ) -> Iterator[list[str]]:
     """``corpus_lines(text, mode, tokenizer)``, one piece of text at a time.
 
     The chunks concatenated are exactly ``corpus_lines``: pieces (of about
     ``chunk_chars``, default ``CHUNK_CHARS``) end at line breaks, and only the
-    text's last line goes without its ``"\n"`` in raw mode.
-    ``progress(done, total)`` is called before the first chunk and after each
-    one, in characters of ``text``.
+    text's last line goes without its ``"\n"`` in raw mode. ``end`` (a line
+    end, see ``line_end``) stops early: the lines of ``text[:end]``, as they
+    are in the whole text. ``progress(done, total)`` is called before the first
+    chunk and after each one, in characters of ``text[:end]``.
     """
     from engine.corpus import preprocess
 
-    total, done = len(text), 0
+    total = len(text) if end is None else min(end, len(text))
+    done = 0
     chunk_chars = chunk_chars or CHUNK_CHARS
     if progress is not None:
         progress(0, total)
     keep_breaks = mode == "raw" and tokenizer != "word"
-    for piece in text_pieces(text, chunk_chars):
+    for piece in text_pieces(text, chunk_chars, total):
         done += len(piece)
         lines = preprocess(piece, mode)
         if keep_breaks:
-            last = lines.pop() if done == total and lines else None
+            last = lines.pop() if done == len(text) and lines else None
             lines = [line + "\n" for line in lines]
             if last is not None:
                 lines.append(last)
@@ -452,6 +470,8 @@ def build_pipeline(
 
     ``progress(step, done, total)`` hears each pass over the text: ``"counting
     tokens"`` or ``"training <kind>"``, then ``"encoding"``, in characters.
+    A subword tokenizer is trained on the lines of the first
+    ``SUBWORD_FIT_CHARS`` characters (a warning then says so) and encodes all.
     """
     from engine.corpus import preprocess
 
@@ -459,6 +479,8 @@ def build_pipeline(
     preprocess("", mode)  # a bad mode raises ConfigError before any work
     text = corpus.text
     tok = make_tokenizer(tokenizer, vocab_size=vocab_size, min_freq=min_freq)
+    # A subword trainer's memory grows with the distinct words it has seen: fit on the head.
+    fit_end = len(text) if tokenizer not in SUBWORD_KINDS else line_end(text, SUBWORD_FIT_CHARS)
     steps = iter(["counting tokens" if tokenizer in ("char", "word") else f"training {tokenizer}"])
     num_lines = 0
 
@@ -467,7 +489,8 @@ def build_pipeline(
         step = next(steps, "encoding")
         report = None if progress is None else (lambda done, total: progress(step, done, total))
         num_lines = 0
-        for lines in corpus_chunks(text, mode, tokenizer, progress=report):
+        end = len(text) if step == "encoding" else fit_end
+        for lines in corpus_chunks(text, mode, tokenizer, progress=report, end=end):
             num_lines += len(lines)
             yield lines
 
@@ -475,4 +498,7 @@ def build_pipeline(
     from engine.corpus import mode_warnings
 
     warnings = tuple(getattr(corpus, "warnings", ())) + mode_warnings(corpus.text, mode)
+    if fit_end < len(text):
+        warnings += (f"{tokenizer} was trained on the first {fit_end:,} of {len(text):,} characters "
+                     "(a subword trainer's memory grows with the text); all of the text is encoded",)
     return TextPipeline(corpus=corpus, mode=mode, tokenizer=tok, ids=ids, num_lines=num_lines, warnings=warnings)

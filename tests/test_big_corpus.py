@@ -25,7 +25,15 @@ from engine import stats, tokenizers
 from engine.corpus import Corpus, load_corpus, preprocess
 from engine.data import SAMPLERS, data_iter
 from engine.stats import corpus_stats, corpus_summary, ngram_counts
-from engine.tokenizers import IdArray, build_pipeline, corpus_chunks, corpus_lines, make_tokenizer, text_pieces
+from engine.tokenizers import (
+    IdArray,
+    build_pipeline,
+    corpus_chunks,
+    corpus_lines,
+    line_end,
+    make_tokenizer,
+    text_pieces,
+)
 from engine.vocab import Vocab, narrowest_dtype
 from tui.cli import main
 from tui.cli.corpus import StepBar
@@ -108,12 +116,17 @@ TEXT = st.text(alphabet=st.sampled_from(list("ab cD\n\n.é✓\t")), max_size=300
 
 @settings(max_examples=80, deadline=None)
 @given(text=TEXT, chunk=st.integers(1, 40), mode=st.sampled_from(["d2l", "raw"]),
-       kind=st.sampled_from(["char", "word", "bpe"]))
-def test_chunks_concatenate_to_the_lines_of_the_whole_text(text, chunk, mode, kind):
+       kind=st.sampled_from(["char", "word", "bpe"]), head=st.integers(0, 300))
+def test_chunks_concatenate_to_the_lines_of_the_whole_text(text, chunk, mode, kind, head):
     pieces = list(text_pieces(text, chunk))
     assert "".join(pieces) == text and all(p.endswith("\n") for p in pieces[:-1])
     chunks = list(corpus_chunks(text, mode, kind, chunk_chars=chunk))
-    assert [line for c in chunks for line in c] == corpus_lines(text, mode, kind)
+    lines = corpus_lines(text, mode, kind)
+    assert [line for c in chunks for line in c] == lines
+    # stopping at a line end gives the first lines, exactly as they are in the whole text
+    end = line_end(text, head)
+    first = [line for c in corpus_chunks(text, mode, kind, chunk_chars=chunk, end=end) for line in c]
+    assert first == lines[: len(preprocess(text[:end], mode))]
 
 
 @settings(max_examples=80, deadline=None)
@@ -164,6 +177,20 @@ def test_subword_token_counts_over_many_id_chunks_match_the_token_strings(timema
     counter = Counter(tokens)
     assert uni["distinct"] == len(counter) and uni["total"] == len(tokens)
     assert uni["top"] == [[[t], c] for t, c in counter.most_common(400)]  # ties first-seen
+
+
+def test_a_subword_tokenizer_trains_on_the_head_of_a_big_text_and_says_so(timemachine, monkeypatch):
+    text = timemachine.text
+    assert build_pipeline(timemachine, tokenizer="bpe", vocab_size=300).warnings == ()
+    monkeypatch.setattr(tokenizers, "SUBWORD_FIT_CHARS", 20_000)
+    p = build_pipeline(timemachine, tokenizer="bpe", vocab_size=300)
+    head = text.index("\n", 20_000) + 1  # the line that holds character 20,000 is trained on whole
+    assert p.warnings == (f"bpe was trained on the first {head:,} of {len(text):,} characters (a subword "
+                          "trainer's memory grows with the text); all of the text is encoded",)
+    alone = make_tokenizer("bpe", vocab_size=300).fit(corpus_lines(text[:head], "d2l", "bpe"))
+    assert p.tokenizer.merges == alone.merges
+    assert np.array_equal(p.ids, alone.encode_corpus(corpus_lines(text, "d2l", "bpe")))
+    assert len(p.ids) == sum(c for _, c in p.vocab.token_freqs)  # pieces counted over the whole text
 
 
 # --- n-grams on a prefix -------------------------------------------------------------
