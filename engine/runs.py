@@ -296,15 +296,16 @@ class Run:
     def corpus_ids(self) -> np.ndarray:
         """Re-read the corpus and encode it with the saved tokenizer (to resume training)."""
         from engine.corpus import load_corpus
-        from engine.tokenizers import corpus_lines
+        from engine.tokenizers import corpus_chunks
 
         corpus = self.config.get("corpus", {})
         where = corpus.get("path") if corpus.get("path") and Path(corpus["path"]).is_file() else corpus.get("name")
         if not where:
             raise RunError(f"{self.path / CONFIG_FILE} names no corpus; cannot resume")
         text = load_corpus(where).text
-        lines = corpus_lines(text, self.config.get("mode", "d2l"), self.tokenizer.kind)
-        return np.asarray(self.tokenizer.encode_corpus(lines))
+        # Streamed a chunk of lines at a time, as build_pipeline did: a big corpus's lines never all exist.
+        chunks = corpus_chunks(text, self.config.get("mode", "d2l"), self.tokenizer.kind)
+        return self.tokenizer.encode_chunks(chunks, size_hint=len(text))
 
     def summary(self) -> RunSummary:
         st = self.trainer_state() or {}
