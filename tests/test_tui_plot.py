@@ -46,7 +46,7 @@ def test_plot_legend_follows_the_drawn_series() -> None:
             plot.set_series("validation", [], [])  # no points yet: not in the legend
             plot.replot()
             await pilot.pause()
-            first = [n for n, _ in legend.entries]
+            first = [n for n, *_ in legend.entries]
             same = legend.entries
             plot.append("train", 2, 4.0)
             plot.replot()
@@ -54,6 +54,6 @@ def test_plot_legend_follows_the_drawn_series() -> None:
             plot.append("validation", 2, 6.0)
             plot.replot()
             await pilot.pause()
-            return hidden, first, kept, [n for n, _ in legend.entries], legend.display
+            return hidden, first, kept, [n for n, *_ in legend.entries], legend.display
 
     assert asyncio.run(main()) == (False, ["train"], True, ["train", "validation"], True)

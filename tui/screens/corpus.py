@@ -25,7 +25,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widget import Widget
-from textual.widgets import DataTable, Footer, Header, Input, Label, ProgressBar, Select, Static
+from textual.widgets import DataTable, Header, Input, Label, ProgressBar, Select, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from engine.corpus import PREPROCESS_MODES, catalog, load_corpus
@@ -35,6 +35,7 @@ from tui.screens.base import PlaygroundScreen
 from tui.corpus_view import CorpusView, build_view, format_exponent
 from tui.messages import PipelineChanged
 from tui.session import CorpusChoice
+from tui.widgets.footer import KeysFooter
 from tui.widgets.form import FormScroll, parse_int
 from tui.widgets.plot import SeriesPlot
 
@@ -142,7 +143,7 @@ class CorpusScreen(PlaygroundScreen):
                         yield Static("", id="corpus-preview")
                     with VerticalScroll(id="corpus-subword-box"):
                         yield Static("", id="corpus-subword")
-        yield Footer(compact=True)
+        yield KeysFooter()
 
     @staticmethod
     def _row(label: str, widget: Widget) -> ComposeResult:

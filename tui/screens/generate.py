@@ -6,7 +6,7 @@ names it, and every bar and piece of text is tagged with the run that produced
 it, so nothing from another model is shown. A run that finishes in the
 background never replaces it: a banner offers it, and ``ctrl+o`` switches.
 ``escape`` leaves the prompt, so that ``?`` and the screen keys work; ``tab``
-goes back. Typing a prompt resets the text to the prompt; ``enter`` or
+goes back (see ``tui.screens.base``). Typing a prompt resets the text to the prompt; ``enter`` or
 ``ctrl+s`` streams a continuation onto the end of the text, so pressing it
 again keeps going. Beside it, bars show the next-token distribution
 q ∝ P^α for the current text (after top-k and top-p), recomputed as you type
@@ -33,7 +33,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.reactive import reactive
-from textual.widgets import Footer, Header, Input, Label, Static, TextArea
+from textual.widgets import Header, Input, Label, Static, TextArea
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from engine.errors import RnnlabError
@@ -43,6 +43,7 @@ from engine.runs import open_run
 from tui.messages import RunOffered
 from tui.screens.base import PlaygroundScreen, error_text
 from tui.widgets.bars import ProbBars
+from tui.widgets.footer import KeysFooter
 
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)  # the α steps ↑/↓ walk through
 TOP_KS = (None, 50, 20, 10, 5, 3, 1)  # ctrl+n cycles through these
@@ -62,7 +63,6 @@ class GenerateScreen(PlaygroundScreen):
     BINDINGS = [
         Binding("ctrl+s", "generate", "Generate"),
         Binding("ctrl+o", "switch_run", "Use new run"),
-        Binding("escape", "leave_prompt", "Leave prompt", show=False),
         # priority: the prompt Input would otherwise take up/down (it scrolls).
         Binding("up", "alpha(1)", "α up", priority=True),
         Binding("down", "alpha(-1)", "α down", priority=True),
@@ -114,7 +114,7 @@ class GenerateScreen(PlaygroundScreen):
             with Vertical(id="gen-side"):
                 yield Static("next token: q ∝ P^α", id="gen-bars-title")
                 yield ProbBars(id="gen-bars")
-        yield Footer(compact=True)
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.title, self.sub_title = "rnnlab", "Generate"
@@ -152,13 +152,10 @@ class GenerateScreen(PlaygroundScreen):
             self.app.session.set_run(offered)  # type: ignore[attr-defined]
             self.on_screen_resume()
 
-    def action_leave_prompt(self) -> None:
-        self.set_focus(None)
-
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "switch_run":
             return self._offer() is not None  # hidden unless a run is on offer
-        return True
+        return super().check_action(action, parameters)
 
     # -- settings -----------------------------------------------------------------
     @property

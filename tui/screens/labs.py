@@ -31,7 +31,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.widgets import DataTable, Footer, Header, Input, Label, Static
+from textual.widgets import DataTable, Header, Input, Label, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from engine.data import SAMPLERS, coverage
@@ -39,6 +39,7 @@ from engine.errors import ConfigError
 from engine.stats import corpus_summary
 from tui.corpus_view import format_exponent
 from tui.screens.base import PlaygroundScreen, error_text
+from tui.widgets.footer import KeysFooter
 from tui.widgets.form import FormScroll, parse_int
 from tui.widgets.plot import SeriesPlot
 
@@ -126,7 +127,7 @@ class LabsScreen(PlaygroundScreen):
                 yield Static("", id="labs-note")
                 yield DataTable(id="labs-coverage", cursor_type="none", zebra_stripes=True)
                 yield SeriesPlot("", id="labs-plot")
-        yield Footer(compact=True)
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.title, self.sub_title = "rnnlab", "Labs"

@@ -14,13 +14,14 @@ from pathlib import Path
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from engine.errors import RnnlabError
 from engine.runs import RunSummary, delete_run, list_runs, open_run
 from tui.screens.base import PlaygroundScreen
 from tui.messages import OpenRun
 from tui.screens.confirm import ConfirmScreen
+from tui.widgets.footer import KeysFooter
 from tui.widgets.plot import SeriesPlot
 
 METRICS = ("val_ppl", "train_ppl")
@@ -64,7 +65,7 @@ class RunsScreen(PlaygroundScreen):
         yield Static("", id="runs-note")
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         yield SeriesPlot("", xlabel="epoch", id="runs-plot")
-        yield Footer(compact=True)
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.title, self.sub_title = "rnnlab", "Runs"

@@ -25,7 +25,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.reactive import reactive
-from textual.widgets import Footer, Header, ProgressBar, Static
+from textual.widgets import Header, ProgressBar, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from engine.data import batches_per_epoch
@@ -38,6 +38,7 @@ from engine.training import TrainConfig, prepare_ids, resolve_device
 from tui.screens.base import PlaygroundScreen, error_text
 from tui.messages import RunSaved
 from tui.train_view import form_specs, progress_text
+from tui.widgets.footer import KeysFooter
 from tui.widgets.form import ConfigForm
 from tui.widgets.plot import SeriesPlot
 
@@ -93,7 +94,7 @@ class TrainScreen(PlaygroundScreen):
                 yield SeriesPlot("perplexity", xlabel="epoch", id="train-ppl")
                 yield SeriesPlot("gradient norm (before clipping)", xlabel="epoch", id="train-grad")
                 yield Static("", id="train-sample")
-        yield Footer(compact=True)
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.title, self.sub_title = "rnnlab", "Train"
@@ -147,7 +148,7 @@ class TrainScreen(PlaygroundScreen):
             return None if self.training else True  # None: shown greyed out
         if action == "stop":
             return True if self.training else None
-        return True
+        return super().check_action(action, parameters)
 
     def _show_status(self) -> None:
         pipeline = self.app.session.pipeline  # type: ignore[attr-defined]

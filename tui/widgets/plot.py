@@ -11,6 +11,10 @@ linearly with the number of points). Non-finite values (a diverged loss) are
 never drawn. Log axes are drawn by plotting log10 values, never with plotext's
 ``yscale("log")``, which breaks on rebuild.
 
+Without colour (``NO_COLOR`` set, so ``App.no_color``) no two series share a
+marker: overlaid runs and the Zipf curves are told apart by ``•``, ``+``,
+``x``... and the legend shows each series' marker.
+
 Left out: throttling — the caller decides when to ``replot``.
 """
 
@@ -56,10 +60,28 @@ class CachedPlot(PlotextPlot):
 
 COLORS = ("cyan", "orange", "green", "magenta", "yellow", "blue", "red", "white")
 RICH_COLORS = {"orange": "dark_orange"}  # plotext colour names Rich spells differently
+# Markers handed out under NO_COLOR, in order (a line first); plotext draws a one-character marker as is.
+NO_COLOR_MARKERS = ("braille", "•", "+", "x", "o", "*", "#", "@", "%", "&")
+GLYPHS = {"braille": "━", "hd": "━", "fhd": "━", "dot": "·", "sd": "█"}  # legend glyph of plotext's named markers
+
+
+def distinct_markers(wanted: dict[str, str]) -> dict[str, str]:
+    """Each series' marker, changed where an earlier series already has it (wanted: name -> marker).
+
+    {"train": "braille", "validation": "•", "test": "braille"} -> the third gets "+".
+    """
+    out: dict[str, str] = {}
+    for name, marker in wanted.items():
+        if marker in out.values():
+            free = [m for m in NO_COLOR_MARKERS if m not in out.values()]
+            marker = free[0] if free else marker  # more series than markers: share the last ones
+        out[name] = marker
+    return out
 
 
 class Legend(Widget):
-    """``━ name`` per series, in its colour, packed into as few lines as the width allows.
+    """``━ name`` per series (``• name`` etc. for a series drawn with a marker), in its colour,
+    packed into as few lines as the width allows.
 
     Entries never break inside (a Static would wrap "━ 1-gram a=4.07" between
     the bar and the name).
@@ -69,7 +91,7 @@ class Legend(Widget):
 
     def __init__(self, classes: str | None = None) -> None:
         super().__init__(classes=classes)
-        self.entries: list[tuple[str, str]] = []  # (name, plotext colour)
+        self.entries: list[tuple[str, ...]] = []  # (name, plotext colour[, glyph; default ━])
         self.display = False  # until there is a series to name
 
     def set_entries(self, entries: list[tuple[str, str]]) -> None:
@@ -79,8 +101,8 @@ class Legend(Widget):
 
     def lines(self, width: int) -> list[Text]:
         out: list[Text] = []
-        for name, color in self.entries:
-            entry = f"━ {name}"
+        for name, color, *glyph in self.entries:
+            entry = f"{glyph[0] if glyph else '━'} {name}"
             if out and out[-1].cell_len + 2 + len(entry) <= width:
                 out[-1].append("  ")
             else:
@@ -209,15 +231,17 @@ class SeriesPlot(Widget):
         plt = plot.plt
         plt.clear_data()
         drawn = []
+        markers = {name: self.series_markers.get(name, self.marker) for name in self.series}
+        if self.app.no_color:  # colour cannot tell the series apart: their markers must
+            markers = distinct_markers(markers)
         for name, hist in self.series.items():
             xs, ys = hist.points()
             if not xs:
                 continue
-            marker = self.series_markers.get(name, self.marker)
-            plt.plot(xs, ys, color=self.series_colors[name], marker=marker)
+            plt.plot(xs, ys, color=self.series_colors[name], marker=markers[name])
             drawn.append(name)
         legend = self.query_one(Legend)
-        entries = [(name, self.series_colors[name]) for name in drawn]
+        entries = [(name, self.series_colors[name], GLYPHS.get(markers[name], markers[name])) for name in drawn]
         if entries != legend.entries:  # unchanged during training: no re-layout per replot
             legend.set_entries(entries)
         plt.title(self.plot_title if drawn or not self.empty_message else self.empty_message)
