@@ -91,3 +91,34 @@ def test_run_in_training_cannot_be_deleted(corpus_dir) -> None:
     assert len(runs) == 1 and modal == "RunsScreen" and still == [True] and running
     assert any(title == "Not deleted" and "is training now" in message for title, message in notes)
     assert left == []
+
+
+def test_damaged_log_lines_are_skipped_with_a_warning(corpus_dir) -> None:
+    """A line of metrics.jsonl that is not UTF-8, and one that is not JSON: the Runs screen
+    draws the good epochs, says which lines it skipped, and keeps running."""
+    path = tiny_run()
+    metrics = path / "metrics.jsonl"
+    lines = metrics.read_bytes().splitlines(keepends=True)
+    epoch_ends = sum(b'"epoch_end": true' in line for line in lines)
+    metrics.write_bytes(lines[0] + b"\xff\xfe\x00 not text\n" + b'{"epoch": 1, "step":\n' + b"".join(lines[1:]))
+    events = path / "events.jsonl"
+    bad_event = len(events.read_bytes().splitlines()) + 1  # the number of the line appended next
+    with events.open("ab") as f:
+        f.write(b"\x80garbage\n")
+
+    async def body(app, pilot):
+        await pilot.press("f4")
+        await pilot.pause()
+        screen = app.screen
+        plot = screen.query_one("#runs-plot", SeriesPlot)
+        shown = str(screen.query_one("#runs-warnings").render())
+        notes = [(n.title, n.message) for n in app._notifications]
+        return {name: len(h) for name, h in plot.series.items()}, screen.warnings, shown, notes, app.is_running
+
+    series, warnings, shown, notes, running = run_app(body)
+    assert running
+    assert list(series.values()) == [epoch_ends] and epoch_ends == 2
+    assert warnings == [f"#1 {path.name}/metrics.jsonl: skipped 2 damaged lines (2, 3): not UTF-8 JSON records",
+                        f"#1 {path.name}/events.jsonl: skipped 1 damaged line ({bad_event}): not UTF-8 JSON records"]
+    assert all(f"⚠ {w}" in shown for w in warnings)
+    assert [m for t, m in notes if t == "Damaged run log: lines skipped"] == warnings

@@ -3,7 +3,10 @@
 ``space`` marks runs to overlay (e.g. clipping on vs off); with none marked
 the highlighted run is drawn. ``m`` switches between validation and training
 perplexity. ``g`` (or ``enter``) opens the highlighted run in Generate; ``d``
-deletes it after a confirmation.
+deletes it after a confirmation. A run whose final perplexity is worse than
+guessing uniformly (above the vocabulary size) is flagged "unstable" in the
+status column. Damaged lines of a drawn run's logs are skipped by the engine;
+its warnings show in the note line and once as a notification.
 
 Left out: renaming, resuming (``rnnlab train --resume``) and exporting runs.
 """
@@ -17,7 +20,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Header, Static
 
 from engine.errors import RnnlabError
-from engine.runs import RunSummary, delete_run, list_runs, open_run
+from engine.runs import Run, RunSummary, delete_run, list_runs, open_run
 from tui.screens.base import PlaygroundScreen
 from tui.messages import OpenRun
 from tui.screens.confirm import ConfirmScreen
@@ -31,15 +34,21 @@ def fmt(x: float | None) -> str:
     return "–" if x is None else f"{x:.3g}"
 
 
-def curve(path: Path, metric: str) -> tuple[list[float], list[float]]:
-    """(epoch, perplexity) at each epoch end of a run's metrics log."""
+def curve(run: Run, metric: str) -> tuple[list[float], list[float]]:
+    """(epoch, perplexity) at each epoch end of a run's metrics log (damaged lines are skipped
+    and left in ``run.warnings``)."""
     xs, ys = [], []
-    for m in open_run(path).metrics():
+    for m in run.metrics():
         value = m.get(metric)
         if m.get("epoch_end") and isinstance(value, (int, float)):
             xs.append(float(m["epoch"]))
             ys.append(float(value))
     return xs, ys
+
+
+def status_text(run: RunSummary) -> str:
+    """The status column: the run's status, and "unstable" when it ended worse than uniform guessing."""
+    return f"{run.status} unstable" if run.unstable else run.status
 
 
 class RunsScreen(PlaygroundScreen):
@@ -59,16 +68,20 @@ class RunsScreen(PlaygroundScreen):
         self.selected: set[str] = set()  # run paths marked for the overlay
         self.metric = METRICS[0]
         self._drawn: tuple[tuple[str, ...], str] | None = None  # (run paths, metric) on the plot now
+        self.warnings: list[str] = []  # damaged-log warnings of the runs drawn now
+        self._notified: set[str] = set()  # warnings already shown as a notification
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="runs-note")
+        yield Static("", id="runs-warnings")
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         yield SeriesPlot("", xlabel="epoch", id="runs-plot")
         yield KeysFooter()
 
     def on_mount(self) -> None:
         self.title, self.sub_title = "rnnlab", "Runs"
+        self.query_one("#runs-warnings").display = False
         self.query_one(DataTable).add_columns("", "#", "model", "corpus", "epochs", "train", "val",
                                               "status", "run")
 
@@ -85,7 +98,7 @@ class RunsScreen(PlaygroundScreen):
         table.clear()
         for i, r in enumerate(self.runs, 1):
             table.add_row("✓" if r.path in self.selected else " ", str(i), r.model, r.corpus,
-                          f"{r.epochs_done}/{r.epochs}", fmt(r.train_ppl), fmt(r.val_ppl), r.status, r.name,
+                          f"{r.epochs_done}/{r.epochs}", fmt(r.train_ppl), fmt(r.val_ppl), status_text(r), r.name,
                           key=r.path)
         if self.runs:
             table.move_cursor(row=min(row, len(self.runs) - 1))
@@ -116,14 +129,31 @@ class RunsScreen(PlaygroundScreen):
         label = "validation" if self.metric == "val_ppl" else "training"
         plot.plot_title = f"{label} perplexity" + (" (m: switch)" if chosen else "")
         plot.empty_message = "no runs to draw"
+        warnings = []
         for r in chosen:
             number = self.runs.index(r) + 1
             try:
-                xs, ys = curve(Path(r.path), self.metric)
-            except RnnlabError:
+                run = open_run(r.path)
+                xs, ys = curve(run, self.metric)
+                run.events()  # read too, so that its damaged lines are reported with the metrics'
+            except RnnlabError as exc:
+                warnings.append(f"#{number}: {exc}")
                 continue
+            # The engine's warnings name the whole path; the run's number and folder say enough here.
+            warnings += [f"#{number} {w.replace(str(run.path.parent) + '/', '')}" for w in run.warnings]
             plot.set_series(f"#{number} {r.model}", xs, ys)
         plot.replot()
+        self._show_warnings(warnings)
+
+    def _show_warnings(self, warnings: list[str]) -> None:
+        self.warnings = warnings
+        line = self.query_one("#runs-warnings", Static)
+        line.update("\n".join(f"⚠ {w}" for w in warnings))
+        line.display = bool(warnings)
+        for warning in warnings:
+            if warning not in self._notified:
+                self._notified.add(warning)
+                self.notify(warning, title="Damaged run log: lines skipped", severity="warning", timeout=10)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if not self.selected:
@@ -172,9 +202,7 @@ class RunsScreen(PlaygroundScreen):
                 self.notify(str(exc), title="Not deleted", severity="error")
                 return
             self.notify(f"Deleted {run.name}")
-            session = self.app.session  # type: ignore[attr-defined]
-            if session.run_path is not None and str(session.run_path.resolve()) == run.path:
-                session.set_run(None)
+            self.app.session.run_deleted(run.path)  # type: ignore[attr-defined]
             self.action_refresh()
 
         self.app.push_screen(ConfirmScreen(f"Delete run {run.name}?\n{run.model} · {run.corpus} · "
