@@ -15,7 +15,7 @@ from engine.models import ModelConfig
 from engine.runs import list_runs, open_run
 from engine.tokenizers import build_pipeline
 from engine.training import TrainConfig
-from textual.widgets import Input, Static
+from textual.widgets import DataTable, Input, Static
 from textual.worker import Worker, WorkerFailed, WorkerState
 from tui.widgets.form import ConfigForm
 from tui.widgets.plot import SeriesPlot
@@ -242,3 +242,36 @@ def test_keys_pressed_while_training_do_not_edit_the_form(corpus_dir) -> None:
 
     before, after, mode = run_app(body)
     assert after == before and mode == "labs"
+
+
+def test_stats_show_clipping_and_an_unstable_end(corpus_dir) -> None:
+    """θ = 0.001 clips every step (any ‖g‖ is larger): "clipped 100%"; lr 5 without clipping blows
+    up (perplexity far above the 28 characters): the run is flagged unstable on Train and Runs."""
+
+    async def body(app, pilot):
+        screen, seen = None, []
+        for overrides in ({("train", "clip"): "norm", ("train", "clip_theta"): 0.001},
+                          {("train", "clip"): "off", ("train", "lr"): 5.0}):
+            await open_train(app, pilot, overrides)
+            await pilot.press("ctrl+s")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            screen = app.screen
+            seen.append((str(screen.query_one("#train-stats", Static).render()),
+                         str(screen.query_one("#train-status", Static).render()), screen.run_path))
+        notes = [(n.title, n.message) for n in app._notifications]
+        await pilot.press("f4")
+        await pilot.pause()
+        runs = {r.name: r.status for r in app.screen.runs}
+        table = app.screen.query_one(DataTable)
+        statuses = {table.get_row_at(i)[-1]: table.get_row_at(i)[7] for i in range(table.row_count)}
+        return seen, notes, runs, statuses
+
+    (clipped, unstable), notes, runs, statuses = run_app(body)
+    assert "clipped 100%" in clipped[0] and "unstable" not in clipped[1]
+    assert "clipped 0%" in unstable[0] and unstable[1].startswith("unstable ")
+    first, second = clipped[2].name, unstable[2].name
+    summary = open_run(unstable[2]).summary()
+    assert summary.unstable and summary.val_ppl > 28
+    assert any(title == "Unstable run" and "worse than guessing uniformly" in message for title, message in notes)
+    assert statuses == {first: runs[first], second: f"{runs[second]} unstable"}

@@ -7,6 +7,9 @@ worker that hands the worker's ``cancelled_event`` to ``engine.trainer.train``
 as ``stop``; ``ctrl+g`` stops it (the trainer saves a checkpoint first).
 Progress events are posted as messages; the plots redraw at most twice a
 second and keep a downsampled history, so the UI costs training little.
+The stats lines show how often clipping changed the gradient; a run that ends
+worse than guessing uniformly (perplexity above the vocabulary size) is
+flagged "unstable" in the status line and by a notification.
 
 Left out: resuming runs (the CLI does that) and editing a run's config.
 """
@@ -81,6 +84,7 @@ class TrainScreen(PlaygroundScreen):
         self._next_replot = 0.0  # perf_counter time before which the plots are not redrawn
         self.events_seen = 0
         self.last_progress: Progress | None = None
+        self.unstable = False  # the run ended worse than guessing uniformly (Finished.unstable)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -161,6 +165,8 @@ class TrainScreen(PlaygroundScreen):
             status.append(f"{pipeline.corpus.name} · {pipeline.tokenizer.kind} · vocab {len(pipeline.tokenizer.vocab)}")
         if self.run_path is not None:
             status.append(f" · run {self.run_path.name}", style="dim")
+        if self.unstable and not self.training:
+            status = Text.assemble(("unstable ", "bold black on yellow"), status)
         self.query_one("#train-status", Static).update(status, layout=False)
 
     # -- start / stop -----------------------------------------------------------
@@ -184,6 +190,7 @@ class TrainScreen(PlaygroundScreen):
         self._exact_spe = False
         self.query_one("#train-ppl", SeriesPlot).empty_message = "training: the curves start after a few steps"
         self.events_seen = 0
+        self.unstable = False
         self.training = True
         self._worker = self._train(pipeline, *configs)
         self._show_status()
@@ -272,7 +279,13 @@ class TrainScreen(PlaygroundScreen):
                 self.last_progress = replace(self.last_progress, train_ppl=event.train_ppl, val_ppl=event.val_ppl)
             self._flush(force=True)
             self.training = False
+            self.unstable = event.unstable
             self._show_status()
+            if event.unstable:
+                ppl = event.val_ppl if event.val_ppl is not None else event.train_ppl
+                self.notify(f"Its perplexity ({ppl:.4g}) is above the vocabulary size: worse than guessing "
+                            "uniformly, so the model learned nothing usable. Try a smaller lr, or clip on.",
+                            title="Unstable run", severity="warning", timeout=12)
             if self.run_path is not None:
                 self.app.post_message(RunSaved(self.run_path, stopped_early=event.stopped_early))
 
