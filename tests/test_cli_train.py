@@ -196,3 +196,12 @@ def test_runs_piped_is_tab_separated_with_a_header(runs_dir, tmp_path, capsys):
     good = next(r for r in list_runs(d) if not r.error)
     assert rows[good.name][2:6] == ["gru 16x1", "2/2", f"{good.train_ppl:.3f}", f"{good.val_ppl:.3f}"]
     assert rows["not-a-run"][7].startswith("corrupt: ")
+
+
+def test_d2l_mode_on_chinese_text_says_why_nothing_is_left(tmp_path, capsys):
+    zh = tmp_path / "zh.txt"
+    zh.write_text("时间机器是一部小说。他说：我们去未来吧。\n" * 200, encoding="utf-8")
+    rc = main(["train", "--corpus", str(zh), *TINY, "--runs-dir", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "drops 100% of this text's letters" in err and "--mode raw" in err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # no run folder left

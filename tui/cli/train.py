@@ -25,6 +25,7 @@ import math
 import os
 import signal
 import stat
+import sys
 import threading
 from typing import Any
 
@@ -135,6 +136,8 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, Any]:
     corpus = load_corpus_arg(args.corpus)
     pipeline = pipeline_with_progress(corpus, mode=args.mode, tokenizer=args.tokenizer,
                                       vocab_size=args.vocab_size, min_freq=args.min_freq)
+    for warning in pipeline.warnings:
+        print(f"rnnlab train: warning: {warning}", file=sys.stderr)
     model_cfg = ModelConfig(**{"kind": "gru", **_given(args, args._model_fields), "vocab_size": len(pipeline.vocab)})
     run = create_run(args.runs_dir, model_cfg, train_cfg, pipeline)  # checks sizes and device before the folder
     return pipeline, model_cfg, train_cfg, pipeline.tokenizer, run
