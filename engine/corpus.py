@@ -270,7 +270,9 @@ def decode_text(data: bytes, *, source: str = "<bytes>") -> str:
             f"{source} looks binary (byte 0x00 at offset {offset}); pass a plain-text file"
         )
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return strip_gutenberg(text)
+    # Every Gutenberg marker line starts with "***": one fast scan spares a big
+    # text without any the line-by-line regex searches (seconds on 200 MB).
+    return strip_gutenberg(text) if "***" in text else text
 
 
 _START = re.compile(r"^\*{3}\s*START OF .*$", re.IGNORECASE | re.MULTILINE)

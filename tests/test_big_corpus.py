@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine import stats, tokenizers
-from engine.corpus import Corpus, load_corpus, preprocess
+from engine.corpus import Corpus, decode_text, load_corpus, preprocess, strip_gutenberg
 from engine.data import SAMPLERS, data_iter
 from engine.stats import corpus_stats, corpus_summary, ngram_counts
 from engine.tokenizers import (
@@ -193,6 +193,15 @@ def test_a_subword_tokenizer_trains_on_the_head_of_a_big_text_and_says_so(timema
     assert len(p.ids) == sum(c for _, c in p.vocab.token_freqs)  # pieces counted over the whole text
 
 
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.sampled_from(["*** START OF X ***\n", "*** END OF X ***\n", "To hear about new eBooks.\n",
+                                 "End of the Project Gutenberg EBook\n", "** no\n", "*\n", "text\n", "\n"]),
+                max_size=12))
+def test_decoding_skips_the_gutenberg_regexes_only_when_no_marker_can_match(parts):
+    text = "".join(parts)
+    assert decode_text(text.encode("utf-8")) == strip_gutenberg(text)
+
+
 # --- n-grams on a prefix -------------------------------------------------------------
 
 
@@ -270,6 +279,20 @@ def test_step_bar_shows_a_step_only_once_it_has_run_a_second():
     assert not bar.shown
     text = out.getvalue()
     assert "encoding" in text and "counting tokens" not in text
+
+
+def test_step_bar_timer_shows_a_step_that_blocks_without_reporting():
+    from rich.console import Console
+
+    out = io.StringIO()
+    bar = StepBar(clock=lambda: 0.0, console=Console(file=out, force_terminal=True, width=80))
+    bar("reading book.txt", 0, None)  # then load_corpus blocks: no more calls
+    assert not bar.shown
+    bar._on_timer()  # what the timer does once SHOW_AFTER_S has passed
+    assert bar.shown
+    bar.close()
+    bar._on_timer()  # a timer that fires after close shows nothing
+    assert not bar.shown and "reading book.txt" in out.getvalue()
 
 
 # --- memory -------------------------------------------------------------------------

@@ -9,8 +9,8 @@ The figures come from ``engine.stats.corpus_summary``: lines, tokens, vocab
 size (at ``min_freq`` 0 and 10 for char/word), the ``<unk>`` rate, the top
 tokens, and per n = 1..4 the number of distinct n-grams, the top ones and the
 Zipf exponent. A catalog corpus that is not on this machine is downloaded with
-a progress bar on stderr; so is every step of a big file (counting, encoding,
-n-grams) that runs longer than a second. On a corpus longer than
+a progress bar on stderr; so is every step of a big file (reading, counting,
+encoding, n-grams) that runs longer than a second. On a corpus longer than
 ``engine.stats.NGRAM_MAX_TOKENS`` tokens the n-grams (n >= 2) are counted on
 its first tokens, and the report says "(first N tokens)".
 
@@ -23,8 +23,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from engine.corpus import PREPROCESS_MODES, Corpus, catalog, load_corpus
@@ -90,14 +92,17 @@ def load_corpus_arg(source: str, *, offline: bool = False) -> Corpus:
     """``load_corpus`` for a command-line argument, with a download bar on stderr.
     A bad NAME|FILE is the user's argument (ConfigError: exit 2); download or
     checksum trouble with a catalog corpus is not (CorpusError: exit 1)."""
-    bar = _DownloadBar()
+    bar, reading = _DownloadBar(), StepBar()
     try:
+        if Path(source).expanduser().is_file():  # a big file takes seconds to read and decode
+            reading(f"reading {Path(source).name}", 0, None)
         return load_corpus(source, progress=bar, allow_download=not offline)
     except CorpusError as exc:
         if source in catalog():
             raise
         raise ConfigError(str(exc)) from exc
     finally:
+        reading.close()
         bar.close()
 
 
@@ -162,16 +167,20 @@ class StepBar:
     """``progress(step, done, total)`` as a rich bar on stderr, one line per step.
 
     Nothing shows until a step has run ``SHOW_AFTER_S`` seconds, so a small
-    corpus prints nothing; the bar is transient (gone when done). ``clock`` is
-    injectable for tests.
+    corpus prints nothing; the bar is transient (gone when done). A timer shows
+    a step that reports nothing more for that long (reading a file: ``total``
+    None gives a pulsing bar); ``clock`` is injectable for tests.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, console: Any = None) -> None:
         self._clock = clock
         self._console = console
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
         self._progress: Any = None
         self._step: str | None = None
         self._since = 0.0
+        self._last: tuple[int, int | None] = (0, None)
         self._task: Any = None
 
     @property
@@ -179,12 +188,30 @@ class StepBar:
         return self._progress is not None
 
     def __call__(self, step: str, done: int, total: int | None) -> None:
-        now = self._clock()
-        if step != self._step:
-            self._step, self._since, self._task = step, now, None
+        with self._lock:
+            now = self._clock()
+            self._last = (done, total)
+            if step != self._step:
+                self._step, self._since, self._task = step, now, None
+                self._restart_timer()
+            if self._progress is not None or now - self._since >= SHOW_AFTER_S:
+                self._show()
+
+    def _restart_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = threading.Timer(SHOW_AFTER_S, self._on_timer)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _on_timer(self) -> None:
+        with self._lock:
+            if self._step is not None:
+                self._show()
+
+    def _show(self) -> None:
+        """Start the bar if needed and bring the current step's line up to date (lock held)."""
         if self._progress is None:
-            if now - self._since < SHOW_AFTER_S:
-                return
             from rich.console import Console
             from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
@@ -192,14 +219,19 @@ class StepBar:
                                       TimeElapsedColumn(), console=self._console or Console(stderr=True),
                                       transient=True)
             self._progress.start()
+        done, total = self._last
         if self._task is None:
-            self._task = self._progress.add_task(step, total=total)
+            self._task = self._progress.add_task(self._step or "", total=total)
         self._progress.update(self._task, completed=done, total=total)
 
     def close(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._step = None
+            if self._progress is not None:
+                self._progress.stop()
+                self._progress = None
 
 
 def _show_gram(gram: list[str], kind: str, show: Callable[[str], str]) -> str:
