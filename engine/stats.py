@@ -222,7 +222,7 @@ def corpus_stats(
     curves: Sequence[int] = (),
     progress: StepProgress | None = None,
 ) -> CorpusStats:
-    """Token and n-gram statistics of a ``engine.tokenizers.TextPipeline``.
+    """Token and n-gram statistics of an ``engine.pipeline.TextPipeline``.
 
     Tokens (n = 1) are counted over the whole corpus; n >= 2 over its first
     ``max_ngram_tokens`` tokens (default ``NGRAM_MAX_TOKENS``), and then

@@ -1,4 +1,4 @@
-"""Tokenizers behind one interface, and the text pipeline (D2L 8.2).
+"""Tokenizers behind one interface (D2L 8.2).
 
 A ``Tokenizer`` is fitted on a list of lines, then turns text into an array
 of indices into its ``vocab`` and back, in the narrowest integer type that
@@ -7,22 +7,15 @@ up to 65,536 tokens, else ``int32``). ``char`` and ``word`` are the book's
 tokenizers; ``bpe``, ``wordpiece`` and ``unigram`` are subword tokenizers
 trained with HuggingFace ``tokenizers`` (see ``engine.subword``).
 ``encode_corpus`` keeps D2L's semantics: the tokens of all lines concatenated,
-with no separator between lines. ``build_pipeline`` goes from a loaded corpus
-to those ids in one call.
+with no separator between lines.
 
-Big corpora stream: ``corpus_chunks`` cuts the text at line breaks into
-pieces of about ``CHUNK_CHARS`` characters and preprocesses one piece at a
-time, so the lines of the whole text never exist at once. Fitting counts
-tokens chunk by chunk (a ``Counter`` in first-seen order, so the vocabulary is
-the one ``Vocab(all tokens)`` would give), encoding appends each chunk's ids
-to one growing array. Chunks end at line breaks, so the result equals that of
-the whole text. A subword trainer's memory grows with the distinct words it
-sees, so ``bpe``/``wordpiece``/``unigram`` train on the lines of the first
-``SUBWORD_FIT_CHARS`` characters (the pipeline's warnings say so) and then
-encode all of the text. ``build_pipeline`` reports each pass to an optional
-``progress(step, done, total)`` callback, in characters of text.
+Big corpora come in chunks of lines (``fit_encode``, ``encode_chunks``): char
+and word count tokens chunk by chunk in a ``Counter`` in first-seen order, so
+the vocabulary is the one ``Vocab(all tokens)`` would give, and encoding
+appends each chunk's ids to one growing ``IdArray``.
 
-Left out: reading corpora (``engine.corpus``), n-gram statistics
+Left out: reading corpora (``engine.corpus``), preprocessing and the chunked
+pipeline from a corpus to its ids (``engine.pipeline``), n-gram statistics
 (``engine.stats``) and minibatching (``engine.data``).
 """
 
@@ -30,7 +23,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from itertools import repeat
 from typing import Any, ClassVar
 
@@ -42,12 +34,11 @@ from engine.vocab import Vocab
 TOKENIZER_KINDS = ("char", "word", "bpe", "wordpiece", "unigram")
 SUBWORD_KINDS = ("bpe", "wordpiece", "unigram")
 MAX_VOCAB_SIZE = 1_000_000
-CHUNK_CHARS = 1 << 20  # characters per chunk of a streamed pass: bounds its temporaries (~20 MB)
-SUBWORD_FIT_CHARS = 5_000_000  # subword kinds train on the text's first lines up to this many characters
 _SUBWORD_CLASSES = {"BPETokenizer", "WordPieceTokenizer", "UnigramTokenizer", "SubwordTokenizer"}
+# The text pipeline moved to engine.pipeline; these names are still found here.
+_PIPELINE_NAMES = {"TextPipeline", "build_pipeline", "corpus_lines", "corpus_chunks", "text_pieces",
+                   "line_end", "StepProgress", "CHUNK_CHARS", "SUBWORD_FIT_CHARS"}
 
-Progress = Callable[[int, "int | None"], None]  # (done, total): as engine.corpus.Progress
-StepProgress = Callable[[str, int, "int | None"], None]  # (step name, done, total)
 Chunks = Callable[[], Iterator[list[str]]]  # a fresh pass over a corpus's lines, chunk by chunk
 
 
@@ -337,168 +328,14 @@ def load_tokenizer(d: dict[str, Any]) -> Tokenizer:
 
 
 def __getattr__(name: str) -> Any:
-    # The subword classes live in engine.subword; reach them lazily from here.
+    # The subword classes live in engine.subword, the pipeline in engine.pipeline:
+    # reach them lazily from here (``from engine.tokenizers import build_pipeline``).
     if name in _SUBWORD_CLASSES:
         from engine import subword
 
         return getattr(subword, name)
+    if name in _PIPELINE_NAMES:
+        from engine import pipeline
+
+        return getattr(pipeline, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-@dataclass(frozen=True, eq=False)  # identity equality: ids is an array
-class TextPipeline:
-    """A corpus, the fitted tokenizer and the ids of the whole corpus."""
-
-    corpus: Any  # engine.corpus.Corpus (anything with .text)
-    mode: str  # preprocessing mode: "d2l" or "raw"
-    tokenizer: Tokenizer  # fitted on the corpus's preprocessed lines
-    ids: np.ndarray  # token indices of the whole corpus (encode_corpus), dtype vocab.id_dtype
-    num_lines: int  # number of preprocessed lines
-    warnings: tuple[str, ...] = ()  # the corpus's own, and one when the mode drops most of its letters
-
-    @property
-    def vocab(self) -> Vocab:
-        return self.tokenizer.vocab
-
-    @property
-    def lines(self) -> list[str]:
-        """The preprocessed lines, rebuilt from the text on every access: on a big
-        corpus they take several times its size, so stream ``chunks()`` instead."""
-        return corpus_lines(self.corpus.text, self.mode, self.tokenizer.kind)
-
-    def chunks(self, chunk_chars: int | None = None, progress: Progress | None = None) -> Iterator[list[str]]:
-        """The preprocessed lines, chunk by chunk (``corpus_chunks``)."""
-        return corpus_chunks(self.corpus.text, self.mode, self.tokenizer.kind, chunk_chars, progress)
-
-
-def corpus_lines(text: str, mode: str, tokenizer: str) -> list[str]:
-    """The lines a tokenizer of kind ``tokenizer`` is fitted on and encodes."""
-    from engine.corpus import preprocess
-
-    lines = preprocess(text, mode)
-    if mode == "raw" and tokenizer != "word":
-        # D2L concatenates lines with no separator, which is right for its
-        # letters-only lines but would glue raw text's lines together: keep
-        # each line's "\n" so the model learns (and generates) line breaks.
-        lines = [line + "\n" for line in lines[:-1]] + lines[-1:]
-    return lines
-
-
-def text_pieces(text: str, chunk_chars: int, end: int | None = None) -> Iterator[str]:
-    """``text[:end]`` in consecutive pieces of about ``chunk_chars`` characters,
-    each ending just after a line break (the last one may not; a longer line is
-    one piece). ``"ab\ncd\ne", 4`` → ``"ab\n", "cd\n", "e"``."""
-    start, n = 0, len(text) if end is None else min(end, len(text))
-    while start < n:
-        stop = start + max(1, chunk_chars)
-        if stop >= n:
-            yield text[start:n]
-            return
-        cut = text.rfind("\n", start, stop)
-        if cut < 0:
-            cut = text.find("\n", stop, n)
-            if cut < 0:
-                yield text[start:n]
-                return
-        yield text[start : cut + 1]
-        start = cut + 1
-
-
-def line_end(text: str, pos: int) -> int:
-    """The offset just past the line break at or after ``pos`` (``len(text)`` if none)."""
-    cut = text.find("\n", pos) if pos < len(text) else -1
-    return len(text) if cut < 0 else cut + 1
-
-
-def corpus_chunks(
-    text: str,
-    mode: str,
-    tokenizer: str,
-    chunk_chars: int | None = None,
-    progress: Progress | None = None,
-    *,
-    end: int | None = None,
-) -> Iterator[list[str]]:
-    """``corpus_lines(text, mode, tokenizer)``, one piece of text at a time.
-
-    The chunks concatenated are exactly ``corpus_lines``: pieces (of about
-    ``chunk_chars``, default ``CHUNK_CHARS``) end at line breaks, and only the
-    text's last line goes without its ``"\n"`` in raw mode. ``end`` (a line
-    end, see ``line_end``) stops early: the lines of ``text[:end]``, as they
-    are in the whole text. ``progress(done, total)`` is called before the first
-    chunk and after each one, in characters of ``text[:end]``.
-    """
-    from engine.corpus import preprocess
-
-    total = len(text) if end is None else min(end, len(text))
-    done = 0
-    chunk_chars = chunk_chars or CHUNK_CHARS
-    if progress is not None:
-        progress(0, total)
-    keep_breaks = mode == "raw" and tokenizer != "word"
-    for piece in text_pieces(text, chunk_chars, total):
-        done += len(piece)
-        lines = preprocess(piece, mode)
-        if keep_breaks:
-            last = lines.pop() if done == len(text) and lines else None
-            lines = [line + "\n" for line in lines]
-            if last is not None:
-                lines.append(last)
-        yield lines
-        if progress is not None:
-            progress(done, total)
-
-
-def _token_bound(text: str, kind: str) -> int:
-    """An upper bound on the number of tokens of ``text`` (sizes the id array)."""
-    # A char token is a character; a word needs a character and a separator;
-    # a subword piece at least one UTF-8 byte (ASCII assumed: the array grows if not).
-    return len(text) if kind != "word" else len(text) // 2 + 1
-
-
-def build_pipeline(
-    corpus: Any,
-    *,
-    mode: str = "d2l",
-    tokenizer: str = "char",
-    vocab_size: int = 1000,
-    min_freq: int = 0,
-    progress: StepProgress | None = None,
-) -> TextPipeline:
-    """Preprocess ``corpus.text``, fit a tokenizer of kind ``tokenizer`` on the
-    lines and encode them (D2L's ``load_corpus_time_machine``), streaming.
-
-    ``progress(step, done, total)`` hears each pass over the text: ``"counting
-    tokens"`` or ``"training <kind>"``, then ``"encoding"``, in characters.
-    A subword tokenizer is trained on the lines of the first
-    ``SUBWORD_FIT_CHARS`` characters (a warning then says so) and encodes all.
-    """
-    from engine.corpus import preprocess
-
-    _check_params(tokenizer, vocab_size, min_freq)
-    preprocess("", mode)  # a bad mode raises ConfigError before any work
-    text = corpus.text
-    tok = make_tokenizer(tokenizer, vocab_size=vocab_size, min_freq=min_freq)
-    # A subword trainer's memory grows with the distinct words it has seen: fit on the head.
-    fit_end = len(text) if tokenizer not in SUBWORD_KINDS else line_end(text, SUBWORD_FIT_CHARS)
-    steps = iter(["counting tokens" if tokenizer in ("char", "word") else f"training {tokenizer}"])
-    num_lines = 0
-
-    def chunks() -> Iterator[list[str]]:
-        nonlocal num_lines
-        step = next(steps, "encoding")
-        report = None if progress is None else (lambda done, total: progress(step, done, total))
-        num_lines = 0
-        end = len(text) if step == "encoding" else fit_end
-        for lines in corpus_chunks(text, mode, tokenizer, progress=report, end=end):
-            num_lines += len(lines)
-            yield lines
-
-    ids = tok.fit_encode(chunks, size_hint=_token_bound(text, tokenizer))
-    from engine.corpus import mode_warnings
-
-    warnings = tuple(getattr(corpus, "warnings", ())) + mode_warnings(corpus.text, mode)
-    if fit_end < len(text):
-        warnings += (f"{tokenizer} was trained on the first {fit_end:,} of {len(text):,} characters "
-                     "(a subword trainer's memory grows with the text); all of the text is encoded",)
-    return TextPipeline(corpus=corpus, mode=mode, tokenizer=tok, ids=ids, num_lines=num_lines, warnings=warnings)

@@ -21,19 +21,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import stats, tokenizers
+from engine import pipeline, stats
 from engine.corpus import Corpus, decode_text, load_corpus, preprocess, strip_gutenberg
 from engine.data import SAMPLERS, data_iter
 from engine.stats import corpus_stats, corpus_summary, ngram_counts
-from engine.tokenizers import (
-    IdArray,
-    build_pipeline,
-    corpus_chunks,
-    corpus_lines,
-    line_end,
-    make_tokenizer,
-    text_pieces,
-)
+from engine.pipeline import build_pipeline, corpus_chunks, corpus_lines, line_end, text_pieces
+from engine.tokenizers import IdArray, make_tokenizer
 from engine.vocab import Vocab, narrowest_dtype
 from tui.cli import main
 from tui.cli.corpus import StepBar
@@ -139,7 +132,7 @@ def test_chunked_pipeline_equals_d2l_on_the_whole_text(text, chunk, mode, kind):
         lines = [line + "\n" for line in lines[:-1]] + lines[-1:]
     tokens = list("".join(lines)) if kind == "char" else [w for line in lines for w in line.split()]
     vocab = Vocab(tokens)
-    with mock.patch.object(tokenizers, "CHUNK_CHARS", chunk):
+    with mock.patch.object(pipeline, "CHUNK_CHARS", chunk):
         p = build_pipeline(StandIn(text), mode=mode, tokenizer=kind)
     assert p.vocab.idx_to_token == vocab.idx_to_token and p.vocab.token_freqs == vocab.token_freqs
     assert p.ids.tolist() == [vocab.token_to_idx[t] for t in tokens]
@@ -149,7 +142,7 @@ def test_chunked_pipeline_equals_d2l_on_the_whole_text(text, chunk, mode, kind):
 @pytest.mark.parametrize("kind", ["char", "word", "bpe", "wordpiece"])
 def test_the_book_in_small_chunks_gives_the_same_pipeline(kind, timemachine, monkeypatch):
     whole = build_pipeline(timemachine, mode="raw", tokenizer=kind, vocab_size=400)
-    monkeypatch.setattr(tokenizers, "CHUNK_CHARS", 997)
+    monkeypatch.setattr(pipeline, "CHUNK_CHARS", 997)
     chunked = build_pipeline(timemachine, mode="raw", tokenizer=kind, vocab_size=400)
     if kind == "wordpiece":  # HuggingFace's WordPiece trainer breaks ties in hash order
         assert len(chunked.vocab) == pytest.approx(len(whole.vocab), abs=20)
@@ -182,7 +175,7 @@ def test_subword_token_counts_over_many_id_chunks_match_the_token_strings(timema
 def test_a_subword_tokenizer_trains_on_the_head_of_a_big_text_and_says_so(timemachine, monkeypatch):
     text = timemachine.text
     assert build_pipeline(timemachine, tokenizer="bpe", vocab_size=300).warnings == ()
-    monkeypatch.setattr(tokenizers, "SUBWORD_FIT_CHARS", 20_000)
+    monkeypatch.setattr(pipeline, "SUBWORD_FIT_CHARS", 20_000)
     p = build_pipeline(timemachine, tokenizer="bpe", vocab_size=300)
     head = text.index("\n", 20_000) + 1  # the line that holds character 20,000 is trained on whole
     assert p.warnings == (f"bpe was trained on the first {head:,} of {len(text):,} characters (a subword "
@@ -244,7 +237,7 @@ def json_ngram_tokens(out: str) -> int | None:
 
 @pytest.mark.parametrize("kind, first_step", [("word", "counting tokens"), ("bpe", "training bpe")])
 def test_progress_hears_each_pass_with_growing_counts(kind, first_step, timemachine, monkeypatch):
-    monkeypatch.setattr(tokenizers, "CHUNK_CHARS", 10_000)
+    monkeypatch.setattr(pipeline, "CHUNK_CHARS", 10_000)
     calls: list[tuple[str, int, int | None]] = []
     p = build_pipeline(timemachine, tokenizer=kind, vocab_size=300, progress=lambda *a: calls.append(a))
     steps = list(dict.fromkeys(step for step, _, _ in calls))
@@ -305,7 +298,7 @@ def test_pipeline_and_summary_stay_within_a_few_times_the_text(kind, monkeypatch
     rng = np.random.default_rng(0)
     words = np.array(["the", "time", "machine", "traveller", "said", "and", "of", "a", "it", "was"])
     text = "\n".join(" ".join(rng.choice(words, size=12)) for _ in range(80_000)) + "\n"  # ~4.4 MB
-    monkeypatch.setattr(tokenizers, "CHUNK_CHARS", 1 << 16)
+    monkeypatch.setattr(pipeline, "CHUNK_CHARS", 1 << 16)
     monkeypatch.setattr(stats, "NGRAM_MAX_TOKENS", 100_000)
     tracemalloc.start()
     try:

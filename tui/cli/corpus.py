@@ -32,7 +32,8 @@ from typing import Any
 from engine.corpus import PREPROCESS_MODES, Corpus, catalog, load_corpus
 from engine.errors import ConfigError, CorpusError
 from engine.stats import DEFAULT_RANK_RANGE, corpus_summary
-from engine.tokenizers import TOKENIZER_KINDS, TextPipeline, build_pipeline
+from engine.pipeline import TextPipeline, build_pipeline
+from engine.tokenizers import TOKENIZER_KINDS
 
 SHOW_AFTER_S = 1.0  # a step's progress bar appears once the step has run this long
 
