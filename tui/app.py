@@ -61,7 +61,7 @@ class RnnlabApp(App[int]):
     def __init__(self) -> None:
         super().__init__()
         self.session = Session()
-        self._error: BaseException | None = None  # the unhandled error the app is ending with
+        self._errors: list[BaseException] = []  # unhandled errors, the first one the cause of the end
 
     def on_mount(self) -> None:
         # Textual leaves SIGHUP and SIGTERM at their defaults, which kill the process at once:
@@ -140,13 +140,13 @@ class RnnlabApp(App[int]):
     # -- unhandled errors ---------------------------------------------------------
     def _handle_exception(self, error: Exception) -> None:
         # Textual's hook for an error no handler caught: it sets return code 1 and ends the app.
-        self._error = error
+        self._errors.append(error)
         super()._handle_exception(error)
 
     def _fatal_error(self) -> None:
-        # Instead of Textual's traceback with locals: what happened, where the details are.
-        error = self._error
-        detail = "".join(traceback.format_exception(error)) if error is not None else "(no error recorded)"
+        # Instead of Textual's traceback with locals: what happened, where the details are. Errors
+        # while the app closes (widgets already gone) follow the first; the log keeps them all.
+        detail = "\n".join("".join(traceback.format_exception(e)) for e in self._errors)
         where = paths.home() / CRASH_LOG
         try:
             where.parent.mkdir(parents=True, exist_ok=True)
@@ -154,8 +154,10 @@ class RnnlabApp(App[int]):
             saved = f"The traceback is in {where}; please include it when reporting the problem."
         except OSError as exc:
             saved = f"Its traceback could not be saved to {where} ({exc.strerror or exc}):\n{detail}"
-        self.bell()
-        self.panic(Text(f"rnnlab stopped on an unexpected error: {type(error).__name__}: {error}\n{saved}"))
+        if len(self._errors) == 1:
+            error = self._errors[0]
+            self.bell()
+            self.panic(Text(f"rnnlab stopped on an unexpected error: {type(error).__name__}: {error}\n{saved}"))
 
 
 def exit_status(app: App[Any]) -> int:
