@@ -5,7 +5,7 @@ which the corpus sets) and ``TrainConfig`` in titled sections; a field not
 placed in ``SECTIONS`` goes to the end of the last one, so a new engine option
 still shows. ``progress_text`` turns a ``Progress`` event into three fixed lines
 (perplexities; gradient norm, the share of steps clipping changed, and speed;
-time) that fit the 43 columns left at 80×24.
+epoch and time) that fit the 43 columns left at 80×24.
 Left out: the plots (``tui.widgets.plot``) and the screen's wiring.
 """
 
@@ -61,14 +61,14 @@ def clock(seconds: float | None) -> str:
 
 
 def progress_text(p: Progress) -> Text:
-    """Three lines: epoch, train and validation perplexity; gradient norm, the share of steps
-    clipping changed, tokens/s (smoothed; the epoch's average at its end); time and ETA."""
+    """Three lines: train and validation perplexity; gradient norm, the share of steps clipping
+    changed, tokens/s (smoothed; the epoch's average at its end); epoch, time and ETA. Each fits
+    the 43 columns left at 80×24 (e.g. "epoch 9999/10000  time 1:23:45  ETA 1:23:45")."""
     stats = Text()
-    lines = ((("epoch", f"{p.epoch}/{p.epochs}"), ("train ppl", f"{p.train_ppl:.4g}"),
-              ("val ppl", "–" if p.val_ppl is None else f"{p.val_ppl:.4g}")),
+    lines = ((("train ppl", f"{p.train_ppl:.4g}"), ("val ppl", "–" if p.val_ppl is None else f"{p.val_ppl:.4g}")),
              (("‖g‖", f"{p.grad_norm:.3g}"), ("clipped", f"{p.clip_fraction:.0%}"),
               ("tok/s", f"{p.tokens_per_s:,.0f}")),
-             (("time", clock(p.elapsed_s)), ("ETA", clock(p.eta_s))))
+             (("epoch", f"{p.epoch}/{p.epochs}"), ("time", clock(p.elapsed_s)), ("ETA", clock(p.eta_s))))
     for i, line in enumerate(lines):
         if i:
             stats.append("\n")

@@ -23,7 +23,7 @@ class KeysFooter(Footer):
     """A compact Footer whose ``?`` and quit keys stay at the right edge."""
 
     DEFAULT_CSS = """
-    KeysFooter > #pinned-keys { dock: right; width: auto; height: 1; }
+    KeysFooter > #pinned-keys { dock: right; width: auto; height: 1; border-left: vkey $foreground 20%; }
     KeysFooter > #pinned-keys > FooterKey.-command-palette { dock: none; }
     """
 
