@@ -310,3 +310,28 @@ def test_pipeline_and_summary_stay_within_a_few_times_the_text(kind, monkeypatch
     assert s["tokens"] == (len(text) - 1 if kind == "char" else 12 * 80_000)  # raw: the last "\n" ends a line
     assert s["ngram_tokens"] == 100_000
     assert peak < 3 * len(text)
+
+
+def test_reading_a_marked_crlf_file_holds_at_most_its_bytes_and_one_text(tmp_path, corpus_dir):
+    """A Gutenberg book with CRLF line ends: the bytes are dropped before the text is copied, and the
+    one book between the markers is cut out with one slice, so at most two texts exist at once. The
+    old reader held the bytes, the text, its CRLF-free copy, the body and its end-note-free copy."""
+    import sys
+
+    from engine.corpus import load_corpus
+
+    book = (corpus_dir / "war_of_the_worlds.txt").read_bytes()  # CRLF, header, licence
+    head, rest = book.split(b"\r\n*** START", 1)
+    body, tail = rest.split(b"\r\n*** END", 1)
+    f = tmp_path / "big.txt"
+    f.write_bytes(head + b"\r\n*** START" + body * 12 + b"\r\n*** END" + tail)  # ~4.3 MB, ASCII
+    tracemalloc.start()
+    try:
+        text = load_corpus(str(f)).text
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    expected = body.split(b"\r\n", 1)[1].replace(b"\r\n", b"\n").decode("utf-8")
+    assert text.startswith("by H. G. Wells\n") and text.count("among the dead.\n") == 12
+    assert len(text) > 0.95 * len(expected * 12)
+    assert peak < 2.3 * sys.getsizeof(text)  # the text has curly quotes: 2 bytes a character
