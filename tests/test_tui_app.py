@@ -47,6 +47,23 @@ def test_signal_stops_training_with_a_checkpoint(corpus_dir, tmp_path, sig, stat
     assert (run / "model.safetensors").is_file()
 
 
+def test_a_hangup_ends_the_process_even_when_the_shutdown_hangs(corpus_dir, tmp_path) -> None:
+    """After an SSH drop Textual's shutdown can block for ever on its dead output; the run is saved
+    by then, and the watchdog ends the process with the hangup's status."""
+    child = start_child("hang", tmp_path)
+    run = wait_for_metrics(tmp_path, child)
+    child.send_signal(signal.SIGHUP)
+    try:
+        child.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+        raise AssertionError("the app never exited after SIGHUP") from None
+    assert child.returncode == 129
+    state = json.loads((run / "checkpoint.json").read_text())
+    assert state["status"] == "stopped" and (run / "model.safetensors").is_file()
+
+
 def test_unhandled_error_exits_1_with_a_plain_message(corpus_dir, tmp_path) -> None:
     child = start_child("crash", tmp_path)
     _, stderr = child.communicate(timeout=WAIT_S)

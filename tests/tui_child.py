@@ -4,7 +4,7 @@ signals (``kill -HUP``) and its exit status.
 ``python tests/tui_child.py train`` starts a long tiny run from the Train screen and
 keeps running until a signal or ctrl+q ends it. ``python tests/tui_child.py crash``
 makes the Runs screen's listing raise a plain ``ZeroDivisionError`` (an error no
-handler expects) and presses F4. Either way the process exits with
+handler expects) and presses F4. ``hang`` is ``train`` with the app's shutdown stuck. Either way the process exits with
 ``tui.app.run_app``'s status, which is what ``rnnlab`` returns.
 """
 
@@ -40,5 +40,18 @@ async def crash(pilot: Pilot) -> None:
     await pilot.press("f4")
 
 
+async def hang(pilot: Pilot) -> None:
+    """``train``, with the app's shutdown stuck the way a dead terminal leaves Textual's (its main
+    thread blocked on the output queue of a writer thread that died on EIO)."""
+    import time
+
+    async def stuck(self: object) -> None:
+        time.sleep(3600)  # blocks the event loop itself, as queue.put on a full queue does
+
+    type(pilot.app)._shutdown = stuck  # type: ignore[method-assign]
+    await train(pilot)
+
+
 if __name__ == "__main__":
-    sys.exit(run_app(headless=True, size=SIZE, auto_pilot={"train": train, "crash": crash}[sys.argv[1]]))
+    modes = {"train": train, "crash": crash, "hang": hang}
+    sys.exit(run_app(headless=True, size=SIZE, auto_pilot=modes[sys.argv[1]]))

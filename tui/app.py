@@ -39,6 +39,7 @@ from tui.screens.labs import LabsScreen
 from tui.screens.runs import RunsScreen
 from tui.screens.train import TrainScreen
 from tui.session import Session
+from tui.terminal import WRITERS, drop_terminal, exit_when_done
 
 # Signals that end the app like ctrl+q, and the exit status for each (128 + the signal's number).
 EXIT_SIGNALS = {signal.SIGHUP: 129, signal.SIGTERM: 143}
@@ -133,7 +134,12 @@ class RnnlabApp(App[int]):
     def stop_and_exit(self, status: int) -> None:
         """Stop workers (training saves and ends at its next batch), then exit with ``status``.
 
-        The process ends once the workers' threads are done, so the checkpoint is written."""
+        The process ends once the workers' threads are done, so the checkpoint is written. After a
+        hangup the terminal is gone: output goes to /dev/null, and a watchdog ends the process once no
+        run is being written should Textual's shutdown hang on its dead output (``tui.terminal``)."""
+        if status == EXIT_SIGNALS[signal.SIGHUP]:
+            drop_terminal()
+            exit_when_done(lambda: WRITERS.active, status)
         self.workers.cancel_all()
         self.exit(return_code=status)
 

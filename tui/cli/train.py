@@ -22,14 +22,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import os
 import signal
-import stat
 import sys
 import threading
 from typing import Any
 
 from engine.errors import ConfigError
+from tui.terminal import drop_terminal
 from engine.events import Diverged, Finished, Progress, Sample, Spike
 
 _TRAIN_HELP = {
@@ -178,7 +177,7 @@ class _StopOnSignal:
         if self.signum is None:
             self.signum = signum
         if signum == getattr(signal, "SIGHUP", None):
-            _drop_terminal()
+            drop_terminal()
         if not self.training or self.stop.is_set():
             raise KeyboardInterrupt
         self.stop.set()
@@ -186,21 +185,6 @@ class _StopOnSignal:
     @property
     def exit_code(self) -> int:
         return 128 + (self.signum or signal.SIGINT)
-
-
-def _drop_terminal() -> None:
-    """After a hangup the terminal is gone and writing to it fails (EIO): point stdout and stderr, when they
-    are a terminal (a character device), at /dev/null so no failed print interrupts saving the run."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        for fd in (1, 2):
-            try:
-                if stat.S_ISCHR(os.fstat(fd).st_mode):
-                    os.dup2(devnull, fd)
-            except OSError:
-                continue
-    finally:
-        os.close(devnull)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -38,8 +38,9 @@ from engine.models import ModelConfig
 from engine.runs import create_run
 from engine.trainer import train
 from engine.training import TrainConfig, prepare_ids, resolve_device
-from tui.screens.base import PlaygroundScreen, error_text
 from tui.messages import RunSaved
+from tui.screens.base import PlaygroundScreen, error_text
+from tui.terminal import WRITERS
 from tui.train_view import form_specs, progress_text
 from tui.widgets.footer import KeysFooter
 from tui.widgets.form import ConfigForm
@@ -226,10 +227,11 @@ class TrainScreen(PlaygroundScreen):
         # create_run checks sizes and device before making a folder: a ConfigError leaves none.
         # No tokenizer settings passed: create_run reads them off the fitted tokenizer, the one
         # source that cannot go stale (the Corpus form may already show a newer choice).
-        run = create_run(None, model_cfg, train_cfg, pipeline)
-        self.post_message(self.Started(run.path, worker))
-        for event in train(pipeline, model_cfg, train_cfg, run=run, stop=worker.cancelled_event):
-            self.post_message(self.TrainingEvent(event, worker))
+        with WRITERS:  # a hangup's watchdog waits for this block: the run's last checkpoint
+            run = create_run(None, model_cfg, train_cfg, pipeline)
+            self.post_message(self.Started(run.path, worker))
+            for event in train(pipeline, model_cfg, train_cfg, run=run, stop=worker.cancelled_event):
+                self.post_message(self.TrainingEvent(event, worker))
 
     def on_train_screen_started(self, message: Started) -> None:
         if message.worker is not self._worker:
