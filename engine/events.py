@@ -99,7 +99,7 @@ class Finished(_Event):
     val_ppl: float | None  # validation perplexity of the saved weights (None: none)
     stopped_early: bool  # True when stopped by the caller or by divergence
     reason: str  # "completed" | "stopped" | "diverged"
-    unstable: bool = False  # the saved weights' perplexity is worse than guessing uniformly (> vocab size)
+    unstable: bool = False  # the saved weights' perplexity is over twice that of uniform guessing (2 × vocab size)
 
 
 Event = Union[Progress, Sample, Diverged, Spike, Checkpoint, Finished]

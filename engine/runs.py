@@ -93,7 +93,7 @@ class RunSummary:
     created: str  # creation time, ISO 8601
     status: str  # new | running | completed | stopped | diverged | failed (out of memory) | corrupt
     error: str | None = None  # why the folder is unreadable (status == "corrupt")
-    unstable: bool = False  # the saved weights' perplexity is worse than guessing uniformly (> vocab size)
+    unstable: bool = False  # the saved weights' perplexity is over twice that of uniform guessing
 
 
 class Run:

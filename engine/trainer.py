@@ -54,6 +54,22 @@ DIVERGED_EXCESS = 20.0
 _clock = time.perf_counter  # the loop's clock (tests replace it to time windows exactly)
 
 
+# A model that has barely trained sits near perplexity vocab_size (uniform guessing), often a
+# little above; one that ends more than twice as perplexed learned something wrong.
+UNSTABLE_FACTOR = 2.0
+
+
+def stability_hint(clip: str) -> str:
+    """What to change after a run blew up or ended worse than guessing."""
+    return "turn on gradient clipping (clip=norm)" if clip == "off" else "lower the learning rate"
+
+
+def unstable_message(ppl: float, vocab_size: int, clip: str) -> str:
+    """The sentence the CLI and the TUI show for a run that ended unstable."""
+    return (f"its perplexity {ppl:.4g} is more than {UNSTABLE_FACTOR:g}× that of guessing uniformly among "
+            f"{vocab_size} tokens, so the model learned nothing usable; {stability_hint(clip)}")
+
+
 def loss_limit(vocab_size: int) -> float:
     """The mean loss per token past which a run counts as diverged."""
     return min(MAX_LOSS, math.log(max(vocab_size, 2)) + DIVERGED_EXCESS)
@@ -170,10 +186,10 @@ class _Loop:
         yield ev
 
     def _unstable(self, counters: dict[str, Any]) -> bool:
-        """Worse than guessing: a uniform guess over the vocabulary scores perplexity vocab_size (D2L 8.4.4),
-        so saved weights above it learned nothing usable, whatever the run's status says."""
+        """Worse than guessing: a uniform guess over the vocabulary scores perplexity vocab_size (D2L 8.4.4);
+        saved weights past UNSTABLE_FACTOR times that learned nothing usable, whatever the status says."""
         ppl = counters["val_ppl"] if counters["val_ppl"] is not None else counters["train_ppl"]
-        return ppl is not None and not ppl <= self.model.cfg.vocab_size
+        return ppl is not None and not ppl <= UNSTABLE_FACTOR * self.model.cfg.vocab_size
 
     # --- progress ----------------------------------------------------------
     def _progress(self, loss_sum: float, n_batches: int, tokens_per_s: float, norm: float, clipped: float,
@@ -188,7 +204,7 @@ class _Loop:
 
     def _diverged(self, bad_step: int, value: float, what: str) -> Iterator[Event]:
         lr = self.cfg.lr
-        hint = "turn on gradient clipping (clip=norm)" if self.cfg.clip == "off" else "lower the learning rate"
+        hint = stability_hint(self.cfg.clip)
         shown = f"became {value}" if not math.isfinite(value) else f"reached {value:.4g} nats per token"
         yield self._emit(Diverged(
             epoch=self.epoch, step=bad_step, lr=lr, loss=value,

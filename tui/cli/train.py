@@ -248,8 +248,10 @@ def _train(args: argparse.Namespace, out: Any, err: Any, signals: _StopOnSignal)
               f"{_fmt(finished.train_ppl)}, validation perplexity {_fmt(finished.val_ppl)}  run {run_.name}",
               markup=False, highlight=False)
     if finished.unstable:
-        err.print(f"unstable: the saved weights' perplexity is worse than guessing uniformly among "
-                  f"{model_cfg.vocab_size} tokens; lower the learning rate or turn on clipping (--clip norm)",
+        from engine.trainer import unstable_message
+
+        ppl = finished.val_ppl if finished.val_ppl is not None else finished.train_ppl
+        err.print(f"unstable: {unstable_message(ppl, model_cfg.vocab_size, train_cfg.clip)}",
                   markup=False, highlight=False)
     if finished.reason == "stopped":
         return signals.exit_code

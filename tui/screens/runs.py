@@ -4,7 +4,7 @@
 the highlighted run is drawn. ``m`` switches between validation and training
 perplexity. ``g`` (or ``enter``) opens the highlighted run in Generate; ``d``
 deletes it after a confirmation. A run whose final perplexity is worse than
-guessing uniformly (above the vocabulary size) is flagged "unstable" in the
+guessing uniformly (over twice the vocabulary size) is flagged "unstable" in the
 status column. Damaged lines of a drawn run's logs are skipped by the engine;
 its warnings show in the note line and once as a notification.
 

@@ -8,8 +8,8 @@ as ``stop``; ``ctrl+g`` stops it (the trainer saves a checkpoint first).
 Progress events are posted as messages; the plots redraw at most twice a
 second and keep a downsampled history, so the UI costs training little.
 The stats lines show how often clipping changed the gradient; a run that ends
-worse than guessing uniformly (perplexity above the vocabulary size) is
-flagged "unstable" in the status line and by a notification.
+more than twice as perplexed as guessing uniformly (perplexity over twice the
+vocabulary size) is flagged "unstable" in the status line and by a notification.
 
 Left out: resuming runs (the CLI does that) and editing a run's config.
 """
@@ -36,7 +36,7 @@ from engine.errors import RnnlabError
 from engine.events import Checkpoint, Diverged, Finished, Progress, Sample, Spike
 from engine.models import ModelConfig
 from engine.runs import create_run
-from engine.trainer import train
+from engine.trainer import train, unstable_message
 from engine.training import TrainConfig, prepare_ids, resolve_device
 from tui.messages import RunSaved
 from tui.screens.base import PlaygroundScreen, error_text
@@ -86,6 +86,7 @@ class TrainScreen(PlaygroundScreen):
         self.events_seen = 0
         self.last_progress: Progress | None = None
         self.unstable = False  # the run ended worse than guessing uniformly (Finished.unstable)
+        self._run_configs: tuple[ModelConfig, TrainConfig] | None = None  # those of the run started last
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -193,6 +194,7 @@ class TrainScreen(PlaygroundScreen):
         self.events_seen = 0
         self.unstable = False
         self.training = True
+        self._run_configs = configs
         self._worker = self._train(pipeline, *configs)
         self._show_status()
         # Leave the form: keys pressed while training (1–5 to switch screens, ?) must
@@ -285,9 +287,9 @@ class TrainScreen(PlaygroundScreen):
             self._show_status()
             if event.unstable:
                 ppl = event.val_ppl if event.val_ppl is not None else event.train_ppl
-                self.notify(f"Its perplexity ({ppl:.4g}) is above the vocabulary size: worse than guessing "
-                            "uniformly, so the model learned nothing usable. Try a smaller lr, or clip on.",
-                            title="Unstable run", severity="warning", timeout=12)
+                cfg = self._run_configs
+                text = unstable_message(ppl, cfg[0].vocab_size, cfg[1].clip) if cfg else f"perplexity {ppl:.4g}"
+                self.notify(text[0].upper() + text[1:] + ".", title="Unstable run", severity="warning", timeout=12)
             if self.run_path is not None:
                 self.app.post_message(RunSaved(self.run_path, stopped_early=event.stopped_early))
 
