@@ -168,7 +168,9 @@ def save_checkpoint(
                 os.unlink(tmp)
         # safetensors reports a failed write as SafetensorError ("... (os error 28)"), not OSError
         if isinstance(exc, (OSError, SafetensorError)):
-            raise write_error(exc, path, "the previous checkpoint is kept; resume the run once this is fixed") from None
+            kept = ("the previous checkpoint is kept; resume the run once this is fixed" if has_checkpoint(folder)
+                    else "nothing was saved yet, so a resume starts the run again once this is fixed")
+            raise write_error(exc, path, kept) from None
         raise
 
 

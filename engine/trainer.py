@@ -408,6 +408,6 @@ def _failure(run: Any, exc: BaseException, loop: _Loop | None) -> RunError | Non
             st = run.trainer_state() or {}
             kept = f"the last checkpoint (epoch {st.get('epoch')}, step {st.get('step')}) is kept"
         error = RunError(f"{reason}; {kept}; {MEMORY_ADVICE}")
-    if run is not None:
+    if run is not None and not isinstance(exc, ConfigError):  # a bad option on resume removes nothing
         run.discard_if_unused()
     return error

@@ -181,7 +181,9 @@ def free_memory(device: torch.device) -> int | None:
     """Bytes free for training on ``device``: CUDA's free memory, or the RAM available to this process
     (MemAvailable, capped by a cgroup limit); None when unknown (mps)."""
     if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
+        # mem_get_info counts what this process's caching allocator holds as used; it is free to us.
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(torch.cuda.mem_get_info(device)[0]) + cached
     if device.type != "cpu":
         return None
     known = [x for x in (_meminfo_available(), _cgroup_available()) if x is not None]

@@ -247,6 +247,36 @@ def test_full_disk_at_a_checkpoint_exits_1_and_keeps_the_previous_checkpoint(tmp
     assert open_run(run).trainer_state()["epoch"] == 2
 
 
+def test_full_disk_at_the_first_checkpoint_says_nothing_was_saved_yet(tmp_path, monkeypatch, capsys):
+    from safetensors import SafetensorError
+
+    def full(tensors, path, metadata=None):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(checkpoint, "save_file", full)
+    rc = main(["train", *TINY, "--epochs", "2", "--runs-dir", str(tmp_path)])
+    err = " ".join(capsys.readouterr().err.split())
+    assert rc == 1 and "nothing was saved yet" in err and "previous checkpoint" not in err
+    assert temp_files(tmp_path) == []
+
+
+def test_a_bad_option_on_resume_never_removes_the_run(tmp_path, pipeline):
+    """A run killed before it logged or saved anything, resumed with a batch too big for the corpus:
+    the ConfigError says so and the folder stays (it is the user's run, the option was wrong)."""
+    import dataclasses
+
+    from engine.errors import ConfigError
+    from engine.models import ModelConfig
+    from engine.runs import create_run
+    from engine.trainer import TrainConfig, train
+
+    mc, tc = ModelConfig(kind="gru", vocab_size=len(pipeline.vocab), num_hiddens=8), TrainConfig(max_tokens=3000)
+    run = create_run(tmp_path, mc, tc, pipeline)
+    with pytest.raises(ConfigError, match="batch_size"):
+        list(train(pipeline, mc, dataclasses.replace(tc, batch_size=999), run=run))
+    assert run.path.is_dir() and (run.path / "config.json").is_file()
+
+
 def test_full_disk_while_logging_exits_1_and_keeps_the_checkpoint(tmp_path, monkeypatch, capsys):
     import builtins
 
@@ -529,3 +559,17 @@ def test_out_of_memory_at_the_first_step_leaves_no_run_folder(tmp_path, monkeypa
     err = capsys.readouterr().err
     assert "out of memory at epoch 1, step 0" in err and "nothing was saved" in err
     assert not any(tmp_path.iterdir())
+
+
+def test_cuda_free_memory_counts_what_this_process_has_cached_as_free(monkeypatch):
+    """After a big first run the caching allocator keeps its blocks: mem_get_info reports them used,
+    yet the next run of this process reuses them. (No GPU here: torch.cuda's figures are given.)"""
+    import torch
+
+    from engine.training import free_memory
+
+    gib = 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1 * gib, 80 * gib))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 5 * gib)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 2 * gib)
+    assert free_memory(torch.device("cuda", 0)) == 1 * gib + (5 - 2) * gib
