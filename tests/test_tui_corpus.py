@@ -118,3 +118,19 @@ def test_picker_names_a_file_opened_by_path_and_goes_back(corpus_dir, tmp_path) 
     assert opened[0] == FILE and opened[1] == "book.txt (file)" and opened[2] != "timemachine"
     assert value == "timemachine" and name == "timemachine"
     assert "The Time Machine" in stats
+
+
+def test_a_chinese_file_in_d2l_mode_shows_the_whole_warning_at_80x24(tmp_path) -> None:
+    """The warning that d2l mode drops the text's letters wraps in full, advice included."""
+    zh = tmp_path / "zh.txt"
+    zh.write_text("时间机器是一部小说。他说：我们去未来吧。\n" * 50, encoding="utf-8")
+
+    async def body(app, pilot):
+        await pilot.press("ctrl+o", *str(zh), "enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        stats = app.screen.query_one("#corpus-stats")
+        return " ".join(line.text.strip() for line in stats.render_lines(stats.region.reset_offset))
+
+    shown = run_app(body, size=(80, 24))
+    assert "drops 100% of this text's letters" in shown and "use mode raw (--mode raw) to keep them" in shown
