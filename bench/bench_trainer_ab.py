@@ -25,7 +25,10 @@ import engine
 assert engine.__file__.startswith(root), engine.__file__
 from engine.corpus import load_corpus
 from engine.models import ModelConfig
-from engine.tokenizers import build_pipeline
+try:
+    from engine.pipeline import build_pipeline
+except ImportError:  # a checkout from before engine/pipeline.py
+    from engine.tokenizers import build_pipeline
 from engine.trainer import TrainConfig, train
 p = build_pipeline(load_corpus(book), mode='d2l', tokenizer='char')
 mc = ModelConfig(kind=kind, vocab_size=len(p.vocab), num_hiddens=256)

@@ -29,7 +29,7 @@ from engine.corpus import load_corpus  # noqa: E402
 from engine.events import Progress  # noqa: E402
 from engine.models import ModelConfig  # noqa: E402
 from engine.runs import create_run  # noqa: E402
-from engine.tokenizers import build_pipeline  # noqa: E402
+from engine.pipeline import build_pipeline  # noqa: E402
 from engine.trainer import train  # noqa: E402
 from engine.training import TrainConfig  # noqa: E402
 

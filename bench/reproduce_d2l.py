@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from engine.corpus import load_corpus  # noqa: E402
 from engine.events import Diverged, Finished, Progress, Sample, Spike  # noqa: E402
 from engine.models import ModelConfig  # noqa: E402
-from engine.tokenizers import build_pipeline  # noqa: E402
+from engine.pipeline import build_pipeline  # noqa: E402
 from engine.trainer import TrainConfig, train  # noqa: E402
 
 RUNS = {

@@ -296,7 +296,7 @@ class Run:
     def corpus_ids(self) -> np.ndarray:
         """Re-read the corpus and encode it with the saved tokenizer (to resume training)."""
         from engine.corpus import load_corpus
-        from engine.tokenizers import corpus_chunks
+        from engine.pipeline import corpus_chunks
 
         corpus = self.config.get("corpus", {})
         where = corpus.get("path") if corpus.get("path") and Path(corpus["path"]).is_file() else corpus.get("name")

@@ -35,9 +35,6 @@ TOKENIZER_KINDS = ("char", "word", "bpe", "wordpiece", "unigram")
 SUBWORD_KINDS = ("bpe", "wordpiece", "unigram")
 MAX_VOCAB_SIZE = 1_000_000
 _SUBWORD_CLASSES = {"BPETokenizer", "WordPieceTokenizer", "UnigramTokenizer", "SubwordTokenizer"}
-# The text pipeline moved to engine.pipeline; these names are still found here.
-_PIPELINE_NAMES = {"TextPipeline", "build_pipeline", "corpus_lines", "corpus_chunks", "text_pieces",
-                   "line_end", "StepProgress", "CHUNK_CHARS", "SUBWORD_FIT_CHARS"}
 
 Chunks = Callable[[], Iterator[list[str]]]  # a fresh pass over a corpus's lines, chunk by chunk
 
@@ -328,14 +325,9 @@ def load_tokenizer(d: dict[str, Any]) -> Tokenizer:
 
 
 def __getattr__(name: str) -> Any:
-    # The subword classes live in engine.subword, the pipeline in engine.pipeline:
-    # reach them lazily from here (``from engine.tokenizers import build_pipeline``).
+    # The subword classes live in engine.subword: reach them lazily from here.
     if name in _SUBWORD_CLASSES:
         from engine import subword
 
         return getattr(subword, name)
-    if name in _PIPELINE_NAMES:
-        from engine import pipeline
-
-        return getattr(pipeline, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

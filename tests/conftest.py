@@ -39,7 +39,7 @@ def offline_home(monkeypatch, _isolated_home) -> Path:
 def pipeline(corpus_dir):
     """The Time Machine as D2L preprocesses it, in characters (shared: tests only read it)."""
     from engine.corpus import load_corpus
-    from engine.tokenizers import build_pipeline
+    from engine.pipeline import build_pipeline
 
     return build_pipeline(load_corpus(str(corpus_dir / "timemachine.txt")), mode="d2l", tokenizer="char")
 

@@ -216,7 +216,7 @@ def test_two_gutenberg_books_and_text_after_the_licence_are_kept(corpus_dir):
 
 def test_d2l_mode_on_chinese_text_says_what_it_drops(tmp_path):
     from engine.corpus import d2l_dropped, mode_warnings
-    from engine.tokenizers import build_pipeline
+    from engine.pipeline import build_pipeline
 
     assert d2l_dropped("Zürich 的") == (pytest.approx(2 / 7), ["ü", "的"])  # Z r i c h kept; ü 的 dropped
     assert d2l_dropped("12 + 3 = 15") == (0.0, [])  # no letters at all: nothing to say

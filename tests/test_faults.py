@@ -404,7 +404,7 @@ def test_a_run_records_its_vocabulary_fingerprint(trained):
 
 def test_another_size_tokenizer_is_refused_by_generate_and_resume(trained, corpus_dir, capsys):
     from engine.corpus import load_corpus
-    from engine.tokenizers import build_pipeline
+    from engine.pipeline import build_pipeline
 
     word = build_pipeline(load_corpus(str(corpus_dir / "timemachine.txt")), tokenizer="word").tokenizer
     (trained / "tokenizer.json").write_text(json.dumps(word.to_dict()))

@@ -202,7 +202,7 @@ def test_tokens_never_seen_in_training_are_never_generated(corpus_dir):
     from engine.corpus import load_corpus
     from engine.generate import generate, next_token_distribution
     from engine.models import ModelConfig, build_model
-    from engine.tokenizers import build_pipeline
+    from engine.pipeline import build_pipeline
 
     pipe = build_pipeline(load_corpus(str(corpus_dir / "timemachine.txt")), tokenizer="char")
     assert dict(pipe.vocab.token_freqs).get("<unk>", 0) == 0

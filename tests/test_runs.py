@@ -166,7 +166,7 @@ def test_create_run_refuses_a_config_that_cannot_train_and_leaves_no_folder(tmp_
     from engine.errors import ConfigError
     from engine.models import ModelConfig
     from engine.runs import create_run, list_runs
-    from engine.tokenizers import build_pipeline
+    from engine.pipeline import build_pipeline
     from engine.training import TrainConfig
 
     pipe = build_pipeline(load_corpus(str(corpus_dir / "timemachine.txt")), tokenizer="word", min_freq=10)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from engine.corpus import load_corpus
 from engine.errors import ConfigError
 from engine.stats import corpus_summary, ngram_counts, ngram_summary, token_frequencies, zipf_fit
-from engine.tokenizers import build_pipeline
+from engine.pipeline import build_pipeline
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,11 @@ from hypothesis import strategies as st
 
 from engine.corpus import preprocess
 from engine.errors import ConfigError
+from engine.pipeline import TextPipeline, build_pipeline
 from engine.tokenizers import (
     TOKENIZER_KINDS,
     CharTokenizer,
-    TextPipeline,
     WordTokenizer,
-    build_pipeline,
     load_tokenizer,
     make_tokenizer,
 )

@@ -242,7 +242,7 @@ def test_resume_in_raw_mode_reencodes_the_corpus_like_the_pipeline_and_drops_sta
 
     from engine.corpus import load_corpus
     from engine.runs import create_run, open_run
-    from engine.tokenizers import build_pipeline
+    from engine.pipeline import build_pipeline
 
     pipe = build_pipeline(load_corpus(str(corpus_dir / "war_of_the_worlds.txt")), mode="raw", tokenizer="char")
     mc, tc = configs(pipe, epochs=2, sample_every=1, sample_len=5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from engine.corpus import load_corpus
 from engine.stats import corpus_summary
-from engine.tokenizers import build_pipeline
+from engine.pipeline import build_pipeline
 from textual.widgets import DataTable, Select, Static
 from tui.screens.corpus import FILE
 from tui_helpers import run_app

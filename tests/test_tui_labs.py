@@ -10,7 +10,7 @@ from textual.widgets import DataTable, Input
 from engine.corpus import load_corpus
 from engine.data import coverage
 from engine.stats import corpus_summary
-from engine.tokenizers import build_pipeline
+from engine.pipeline import build_pipeline
 from tui.widgets.plot import SeriesPlot
 from tui_helpers import run_app
 

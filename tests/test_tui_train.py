@@ -13,7 +13,7 @@ from engine.corpus import load_corpus
 from engine.events import Finished
 from engine.models import ModelConfig
 from engine.runs import list_runs, open_run
-from engine.tokenizers import build_pipeline
+from engine.pipeline import build_pipeline
 from engine.training import TrainConfig
 from textual.widgets import DataTable, Input, Static
 from textual.worker import Worker, WorkerFailed, WorkerState

@@ -17,7 +17,7 @@ from textual.pilot import Pilot
 from engine.corpus import load_corpus
 from engine.models import ModelConfig
 from engine.runs import create_run
-from engine.tokenizers import build_pipeline
+from engine.pipeline import build_pipeline
 from engine.trainer import train
 from engine.training import TrainConfig
 from tui.app import RnnlabApp

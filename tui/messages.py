@@ -20,7 +20,7 @@ from textual.message import Message
 class PipelineChanged(Message):
     """The Corpus screen built a new text pipeline (corpus + tokenizer + ids)."""
 
-    pipeline: Any  # engine.tokenizers.TextPipeline
+    pipeline: Any  # engine.pipeline.TextPipeline
     choice: Any = None  # tui.session.CorpusChoice it was built from (None: keep the session's)
 
 

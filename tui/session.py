@@ -28,7 +28,7 @@ class Session:
     """Shared, mutable state of one playground session."""
 
     choice: CorpusChoice = field(default_factory=CorpusChoice)
-    pipeline: Any = None  # engine.tokenizers.TextPipeline | None
+    pipeline: Any = None  # engine.pipeline.TextPipeline | None
     pipeline_version: int = 0  # bumped on every new pipeline
     run_path: Path | None = None  # the run Generate uses (picked by the user, or the first one trained)
     run_version: int = 0  # bumped whenever run_path changes

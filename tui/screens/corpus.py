@@ -30,7 +30,8 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from engine.corpus import PREPROCESS_MODES, catalog, load_corpus
 from engine.errors import ConfigError, RnnlabError
-from engine.tokenizers import TOKENIZER_KINDS, build_pipeline
+from engine.pipeline import build_pipeline
+from engine.tokenizers import TOKENIZER_KINDS
 from tui.screens.base import PlaygroundScreen
 from tui.corpus_view import CorpusView, build_view, format_exponent
 from tui.messages import PipelineChanged
