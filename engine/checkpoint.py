@@ -46,6 +46,17 @@ OPTIMIZER_FILE = "optimizer.safetensors"
 CHECKPOINT_FILE = "checkpoint.json"
 
 
+def _file_mode() -> int:
+    """The mode an ordinary new file gets here (0o666 less the umask): temp files are made 0600,
+    and a run's files should be as readable as any other file the user writes (a shared server)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+FILE_MODE = _file_mode()  # read once, at import: os.umask is process-wide, not thread-safe to probe later
+
+
 def _write_temp(path: Path, write: Any) -> str:
     """Write a sibling temp file of ``path`` with ``write(tmp_path)``, fsync it, return its name."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -54,6 +65,7 @@ def _write_temp(path: Path, write: Any) -> str:
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, FILE_MODE)  # safetensors renames its own 0600 temp file onto tmp: set it after
     except BaseException:
         os.unlink(tmp)
         raise

@@ -573,3 +573,16 @@ def test_cuda_free_memory_counts_what_this_process_has_cached_as_free(monkeypatc
     monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 5 * gib)
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 2 * gib)
     assert free_memory(torch.device("cuda", 0)) == 1 * gib + (5 - 2) * gib
+
+
+def test_run_files_are_as_readable_as_other_files_the_user_writes(trained):
+    """Temp files are created 0600; renamed into place they kept it, so on a shared server a
+    colleague (or a viewer running as another user) could not read a run. The umask decides."""
+    import stat
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    expected = 0o666 & ~mask
+    run = Path(open_run(trained).path)
+    for name in ("config.json", "tokenizer.json", "checkpoint.json", "model.safetensors", "optimizer.safetensors"):
+        assert stat.S_IMODE((run / name).stat().st_mode) == expected, name
