@@ -299,15 +299,16 @@ def test_resume_with_a_new_lr_steps_with_it(tmp_path, monkeypatch):
     events = trainer_mod.train(pipe, mc, tcfg(epochs=2, lr=0.5, clip="off", sampler="sequential"),
                                run=open_run(run.path), model=model)
     first = next(e for e in events if isinstance(e, Progress))
-    assert first.epoch == 2 and made[0].param_groups[0]["lr"] == 0.5
+    assert first.epoch == 2
     X, state = seen.calls[0]
     assert float(state.abs().max()) == 0.0  # the epoch's first minibatch: a fresh state
     Y = X % 7 + 1
     want, _, _ = hand_sgd_step(saved, X, Y, 0.5, "off", 1.0)
     slow, _, _ = hand_sgd_step(saved, X, Y, 0.1, "off", 1.0)
     assert any(float((w - s).abs().max()) > 1e-4 for w, s in zip(want, slow))
-    for p, w in zip(model.parameters(), want):
+    for p, w in zip(model.parameters(), want):  # the update is made with the new lr
         assert torch.allclose(p.detach(), w, rtol=0, atol=1e-6)
+    assert made[0].param_groups[0]["lr"] == 0.5  # and the optimizer holds it
     events.close()
 
 

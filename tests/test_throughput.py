@@ -62,11 +62,14 @@ def test_tokens_per_s_is_smoothed_and_exact_at_epoch_end(pipeline, monkeypatch):
     epoch2 = [p.tokens_per_s for p in progress if p.epoch == 2]
     assert min(b / a for a, b in zip(epoch2, epoch2[1:])) > 0.5
     assert min(epoch2) < 0.9 * expected[0]  # the stall does show
-    # ETA follows the rate: the tokens left at the shown rate (no validation time on this clock)
-    last = progress[-2]  # the last reading inside epoch 3
-    frac = min(1.0, sum(p.epoch == 3 and not p.epoch_end for p in progress) * 2 / batches)
-    left = (1 - frac) * batches * per_batch
-    assert last.eta_s == pytest.approx(left / last.tokens_per_s, rel=1e-6)
+    # ETA follows the rate: the tokens left in this epoch and the ones after it, at the shown rate
+    # (no validation time on this clock). Every reading, not only the last one (whose ETA is 0).
+    readings = [p for p in progress if not p.epoch_end]
+    for p in readings:
+        done = 2 * sum(q.epoch == p.epoch and q.step <= p.step for q in readings)  # minibatches this epoch
+        left = ((tc.epochs - p.epoch + 1) * batches - min(done, batches)) * per_batch
+        assert p.eta_s == pytest.approx(left / p.tokens_per_s, rel=1e-6)
+    assert sum(p.eta_s > 0 for p in readings) > len(readings) / 2
 
 
 def test_clip_fraction_counts_the_steps_clipping_changed(pipeline):
