@@ -1,7 +1,14 @@
-"""Generate screen: typing a prompt shows next-token bars that sum to at most 1;
-α keys change them; enter appends generated text."""
+"""Generate screen: the next-token bars show the labels and percentages of q ∝ P^α computed by hand
+from the model's softmax; α, top-k, greedy, reseed, stop and clear keys do what the screen says;
+enter appends generated text."""
 
 from __future__ import annotations
+
+import random
+import re
+import threading
+
+import torch
 
 from engine.corpus import prompt_text
 from engine.generate import next_token_distribution
@@ -12,8 +19,47 @@ from tui.widgets.bars import ProbBars
 from tui_helpers import open_train, run_app, tiny_run
 
 
+def shown_bars(app) -> list[tuple[str, float]]:
+    """(label, percentage) of each bar as drawn: "  ␣ ████▍      43.1%" -> ("␣", 43.1)."""
+    lines = app.screen.query_one(ProbBars).render().plain.split("\n")
+    bars = [re.fullmatch(r"\s*(\S+) .*?\s*(\d+\.\d)%", line) for line in lines]
+    return [(m.group(1), float(m.group(2))) for m in bars if m]
+
+
+def hand_logits(model, tokenizer, ids: list[int], state=None):
+    """Logits after ``ids`` (one forward, plain torch) with never-seen tokens set to -inf, and the state."""
+    vocab = tokenizer.vocab
+    freqs = dict(vocab.token_freqs)
+    seen = torch.tensor([freqs.get(t, 0) > 0 for t in vocab.idx_to_token])
+    with torch.no_grad():
+        logits, state = model(torch.tensor([ids]), model.begin_state(1) if state is None else state)
+    return logits[-1, 0].double().masked_fill(~seen, -torch.inf), state
+
+
+def hand_q(path, text: str, alpha: float = 1.0, top_k: int | None = None) -> list[tuple[str, float]]:
+    """The 10 likeliest (displayed token, q) of q ∝ P^α (P renormalised over the top_k likeliest when set),
+    P the softmax of the run's model after ``text``."""
+    run = open_run(path)
+    model, tokenizer = run.load_model("cpu"), run.tokenizer
+    model.eval()
+    ids = [tokenizer.vocab.token_to_idx[c] for c in text]  # characters: one id each
+    P = torch.softmax(hand_logits(model, tokenizer, ids)[0], dim=0)
+    if top_k is not None:
+        P = torch.where(P >= torch.sort(P, descending=True).values[top_k - 1], P, torch.zeros_like(P))
+    q = P ** alpha / (P ** alpha).sum()
+    order = sorted(range(len(q)), key=lambda i: -float(q[i]))[:10]
+    return [(tokenizer.display_token(tokenizer.vocab.idx_to_token[i]), float(q[i])) for i in order]
+
+
+def assert_bars_equal(shown: list[tuple[str, float]], expected: list[tuple[str, float]]) -> None:
+    """Same labels in the same order; each percentage is q to the 0.1% the screen shows."""
+    assert [t for t, _ in shown] == [t for t, _ in expected], (shown, expected)
+    for (_, pct), (_, q) in zip(shown, expected):
+        assert abs(pct - 100 * q) <= 0.05 + 1e-6, (shown, expected)
+
+
 def test_prompt_bars_alpha_and_generation(corpus_dir) -> None:
-    tiny_run()
+    path = tiny_run()
 
     async def body(app, pilot):
         await pilot.press("f4")  # Runs: the saved run is highlighted
@@ -24,33 +70,26 @@ def test_prompt_bars_alpha_and_generation(corpus_dir) -> None:
         await pilot.press(*"time traveller")
         await app.workers.wait_for_complete()
         await pilot.pause()
-        bars_alpha1 = app.screen.query_one(ProbBars).bars
+        bars_alpha1 = shown_bars(app)
         await pilot.press("up", "up", "up")  # α 1 -> 1.5 -> 2 -> 3
         await app.workers.wait_for_complete()
         await pilot.pause()
-        bars_alpha3 = app.screen.query_one(ProbBars).bars
+        bars_alpha3 = shown_bars(app)
+        sampling = str(app.screen.query_one("#gen-sampling", Static).render())
         before = app.screen.query_one("#gen-output", TextArea).text
         await pilot.press("enter")
         await app.workers.wait_for_complete()
         await pilot.pause()
         after = app.screen.query_one("#gen-output", TextArea).text
-        tokenizer = app.screen._load_model(app.screen.model_path)[1]
-        shown = {tokenizer.display_token(t) for t in tokenizer.vocab.idx_to_token}
-        return app.screen.alpha, bars_alpha1, bars_alpha3, before, after, shown
+        return bars_alpha1, bars_alpha3, sampling, before, after
 
-    alpha, bars1, bars3, before, after, shown = run_app(body)
-    assert alpha == 3.0
-    for bars in (bars1, bars3):
-        total = sum(p for _, p in bars)
-        assert 0 < total <= 1 + 1e-6 and len(bars) == 10
-        assert [p for _, p in bars] == sorted((p for _, p in bars), reverse=True)
-    # q ∝ P^α sharpens as α grows: the most likely token gains probability.
-    assert bars3[0][1] > bars1[0][1]
-    # Labels are the tokenizer's displayed tokens: a space shows as ␣, never blank.
-    assert {t for t, _ in bars1} <= shown and not any(t.strip() != t or not t for t, _ in bars1)
+    bars1, bars3, sampling, before, after = run_app(body)
+    assert "α 3 " in sampling and "T=1/α 0.33" in sampling
+    assert len(bars1) == len(bars3) == 10
+    assert_bars_equal(bars1, hand_q(path, "time traveller", alpha=1))
+    assert_bars_equal(bars3, hand_q(path, "time traveller", alpha=3))
     assert before == "time traveller"
     assert after.startswith(before) and len(after) > len(before)
-
 
 
 def test_top_p_key_cycles_and_bars_match_engine(corpus_dir) -> None:
@@ -179,3 +218,126 @@ def test_a_finished_run_is_offered_never_switched_to(corpus_dir) -> None:
     assert second.name in switched[0] and switched[1] == engine_bars(second, "the timex") and not switched[2]
     assert engine_bars(second, "the timex") != engine_bars(first, "the timex")
     assert first.name in reopened[0] and reopened[1] == engine_bars(first, "the timex")
+
+
+def hand_continuation(path, text: str, n: int, seed: int | None = None) -> str:
+    """``n`` characters after ``text`` from the run's model, one forward step at a time with the state
+    carried: the argmax each step (seed None) or a draw from q = softmax (α = 1) with a CPU generator
+    seeded with ``seed``, as the screen says it samples."""
+    run = open_run(path)
+    model, tokenizer = run.load_model("cpu"), run.tokenizer
+    model.eval()
+    vocab = tokenizer.vocab
+    logits, state = hand_logits(model, tokenizer, [vocab.token_to_idx[c] for c in text])
+    generator = None if seed is None else torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        if generator is None:
+            x = int(torch.argmax(logits))
+        else:
+            x = int(torch.multinomial(torch.softmax(logits.float(), dim=0), 1, generator=generator))
+        out.append(vocab.idx_to_token[x])
+        logits, state = hand_logits(model, tokenizer, [x], state)
+    return "".join(out)
+
+
+def test_top_k_greedy_and_clear_keys(corpus_dir) -> None:
+    """ctrl+n walks top-k (the bars keep the k likeliest, renormalised); ctrl+y turns greedy on (one bar at
+    100%, enter appends the argmax continuation) and off, also from the generated text; ctrl+l puts the text back to the prompt and
+    recomputes the bars for it."""
+    path = tiny_run()
+
+    async def body(app, pilot):
+        async def press(*keys):
+            await pilot.press(*keys)
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+
+        def seen():
+            screen = app.screen
+            return (str(screen.query_one("#gen-sampling", Static).render()), shown_bars(app),
+                    screen.query_one("#gen-output", TextArea).text)
+
+        await pilot.press("f3")
+        await press(*"the time")
+        await press(*["ctrl+n"] * 4)  # off -> 50 -> 20 -> 10 -> 5
+        top5 = seen()
+        await press(*["ctrl+n"] * 3)  # 5 -> 3 -> 1 -> off
+        top_off = seen()
+        await press("ctrl+y")
+        greedy = seen()
+        await press("enter")
+        generated = seen()
+        await press("tab")  # into the generated text (a TextArea, whose own ctrl+y is redo)
+        focused = app.screen.focused.id
+        await press("ctrl+y")
+        greedy_off = seen()
+        await press("ctrl+l")
+        return top5, top_off, greedy, generated, focused, greedy_off, seen()
+
+    top5, top_off, greedy, generated, focused, greedy_off, cleared = run_app(body)
+    assert "top-k 5 " in top5[0]
+    assert_bars_equal(top5[1], hand_q(path, "the time", top_k=5))
+    assert [p for _, p in top5[1]][5:] == [0.0] * 5
+    assert "top-k off" in top_off[0]
+    assert_bars_equal(top_off[1], hand_q(path, "the time"))
+    assert "α ∞ " in greedy[0] and "greedy on" in greedy[0] and "T=1/α 0 (greedy)" in greedy[0]
+    argmax = hand_q(path, "the time")[0][0]
+    assert greedy[1][0] == (argmax, 100.0) and all(p == 0.0 for _, p in greedy[1][1:])
+    assert generated[2] == "the time" + hand_continuation(path, "the time", 200)
+    assert focused == "gen-output" and "greedy off" in greedy_off[0] and "α 1 " in greedy_off[0]
+    assert_bars_equal(greedy_off[1], hand_q(path, generated[2]))
+    assert cleared[2] == "the time"
+    assert_bars_equal(cleared[1], hand_q(path, "the time"))
+
+
+def test_reseed_and_stop_keys(corpus_dir) -> None:
+    """ctrl+r draws a new seed, shown in the sampling line, and enter then samples with it; ctrl+g stops a
+    stream: nothing more is appended after it."""
+    path = tiny_run()
+
+    async def body(app, pilot):
+        screen = None
+
+        async def press(*keys):
+            await pilot.press(*keys)
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+
+        await pilot.press("f3")
+        screen = app.screen
+        await press(*"the")
+        random.seed(2024)  # ctrl+r draws from the random module
+        await press("ctrl+r")
+        sampling = str(screen.query_one("#gen-sampling", Static).render())
+        await press("enter")
+        sampled = screen.query_one("#gen-output", TextArea).text
+        await press("ctrl+l")
+        # Hold the stream after its first piece until ctrl+g has been pressed.
+        first, release = threading.Event(), threading.Event()
+        post = screen.post_message
+
+        def held_post(message):
+            posted = post(message)
+            if isinstance(message, GenerateScreen.Piece) and not first.is_set():
+                first.set()
+                release.wait(10)
+            return posted
+
+        screen.post_message = held_post
+        await pilot.press("enter")
+        while not first.is_set():
+            await pilot.pause(0.01)
+        await pilot.pause()
+        await pilot.press("ctrl+g")
+        release.set()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        del screen.post_message
+        return screen.seed, sampling, sampled, screen.query_one("#gen-output", TextArea).text
+
+    seed, sampling, sampled, stopped = run_app(body)
+    assert seed == random.Random(2024).randrange(10_000)
+    assert f"seed {seed} " in sampling
+    assert sampled == "the" + hand_continuation(path, "the", 200, seed=seed)
+    assert stopped == "the" + hand_continuation(path, "the", 1, seed=seed)  # the first piece only

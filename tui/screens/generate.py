@@ -68,7 +68,8 @@ class GenerateScreen(PlaygroundScreen):
         Binding("down", "alpha(-1)", "α down", priority=True),
         Binding("ctrl+n", "top_k", "Top-k"),
         Binding("ctrl+t", "top_p", "Top-p"),
-        Binding("ctrl+y", "greedy", "Greedy"),
+        # priority: the generated text (a TextArea, reached with tab) would take ctrl+y as redo.
+        Binding("ctrl+y", "greedy", "Greedy", priority=True),
         Binding("ctrl+r", "reseed", "Reseed"),
         Binding("ctrl+g", "stop", "Stop", show=False),
         Binding("ctrl+l", "clear", "Clear", show=False),
