@@ -8,7 +8,6 @@ import random
 import re
 import threading
 
-import torch
 
 from engine.corpus import prompt_text
 from engine.generate import next_token_distribution
@@ -17,6 +16,7 @@ from textual.widgets import DataTable, Static, TextArea
 from tui.screens.generate import GenerateScreen
 from tui.widgets.bars import ProbBars
 from tui_helpers import open_train, run_app, tiny_run
+from tui_oracles import hand_continuation, hand_q
 
 
 def shown_bars(app) -> list[tuple[str, float]]:
@@ -24,31 +24,6 @@ def shown_bars(app) -> list[tuple[str, float]]:
     lines = app.screen.query_one(ProbBars).render().plain.split("\n")
     bars = [re.fullmatch(r"\s*(\S+) .*?\s*(\d+\.\d)%", line) for line in lines]
     return [(m.group(1), float(m.group(2))) for m in bars if m]
-
-
-def hand_logits(model, tokenizer, ids: list[int], state=None):
-    """Logits after ``ids`` (one forward, plain torch) with never-seen tokens set to -inf, and the state."""
-    vocab = tokenizer.vocab
-    freqs = dict(vocab.token_freqs)
-    seen = torch.tensor([freqs.get(t, 0) > 0 for t in vocab.idx_to_token])
-    with torch.no_grad():
-        logits, state = model(torch.tensor([ids]), model.begin_state(1) if state is None else state)
-    return logits[-1, 0].double().masked_fill(~seen, -torch.inf), state
-
-
-def hand_q(path, text: str, alpha: float = 1.0, top_k: int | None = None) -> list[tuple[str, float]]:
-    """The 10 likeliest (displayed token, q) of q ∝ P^α (P renormalised over the top_k likeliest when set),
-    P the softmax of the run's model after ``text``."""
-    run = open_run(path)
-    model, tokenizer = run.load_model("cpu"), run.tokenizer
-    model.eval()
-    ids = [tokenizer.vocab.token_to_idx[c] for c in text]  # characters: one id each
-    P = torch.softmax(hand_logits(model, tokenizer, ids)[0], dim=0)
-    if top_k is not None:
-        P = torch.where(P >= torch.sort(P, descending=True).values[top_k - 1], P, torch.zeros_like(P))
-    q = P ** alpha / (P ** alpha).sum()
-    order = sorted(range(len(q)), key=lambda i: -float(q[i]))[:10]
-    return [(tokenizer.display_token(tokenizer.vocab.idx_to_token[i]), float(q[i])) for i in order]
 
 
 def assert_bars_equal(shown: list[tuple[str, float]], expected: list[tuple[str, float]]) -> None:
@@ -218,27 +193,6 @@ def test_a_finished_run_is_offered_never_switched_to(corpus_dir) -> None:
     assert second.name in switched[0] and switched[1] == engine_bars(second, "the timex") and not switched[2]
     assert engine_bars(second, "the timex") != engine_bars(first, "the timex")
     assert first.name in reopened[0] and reopened[1] == engine_bars(first, "the timex")
-
-
-def hand_continuation(path, text: str, n: int, seed: int | None = None) -> str:
-    """``n`` characters after ``text`` from the run's model, one forward step at a time with the state
-    carried: the argmax each step (seed None) or a draw from q = softmax (α = 1) with a CPU generator
-    seeded with ``seed``, as the screen says it samples."""
-    run = open_run(path)
-    model, tokenizer = run.load_model("cpu"), run.tokenizer
-    model.eval()
-    vocab = tokenizer.vocab
-    logits, state = hand_logits(model, tokenizer, [vocab.token_to_idx[c] for c in text])
-    generator = None if seed is None else torch.Generator().manual_seed(seed)
-    out = []
-    for _ in range(n):
-        if generator is None:
-            x = int(torch.argmax(logits))
-        else:
-            x = int(torch.multinomial(torch.softmax(logits.float(), dim=0), 1, generator=generator))
-        out.append(vocab.idx_to_token[x])
-        logits, state = hand_logits(model, tokenizer, [x], state)
-    return "".join(out)
 
 
 def test_top_k_greedy_and_clear_keys(corpus_dir) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
+import re
 from pathlib import Path
 
 import torch
@@ -20,9 +22,23 @@ from textual.worker import Worker, WorkerFailed, WorkerState
 from tui.widgets.form import ConfigForm
 from tui.widgets.plot import SeriesPlot
 from tui_helpers import open_train, run_app
+from tui_oracles import hand_continuation, hand_val_ppl
+
+
+def progress_lines(run_path) -> list[dict]:
+    """The Progress records of a run's metrics.jsonl, read with json (not through the engine)."""
+    lines = (Path(run_path) / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, filter(None, lines)) if r["type"] == "Progress"]
+
+
+def shown_val_ppl(stats: str) -> float:
+    return float(re.search(r"val ppl (\S+)", stats).group(1))
 
 
 def test_tiny_run_plots_and_saves(corpus_dir) -> None:
+    """The curves are the run's logged figures; the val ppl shown is that of the saved weights; the sample
+    line is the saved model's greedy continuation of the sample prefix."""
+
     async def body(app, pilot):
         await open_train(app, pilot)
         assert app.screen.check_action("start", ()) is True
@@ -30,17 +46,28 @@ def test_tiny_run_plots_and_saves(corpus_dir) -> None:
         await app.workers.wait_for_complete()
         await pilot.pause()
         screen = app.screen
-        return (screen.training, screen.query_one("#train-ppl", SeriesPlot).point_count("validation"),
-                screen.query_one("#train-ppl", SeriesPlot).point_count("train"), app.session.run_path)
+        ppl, grad = screen.query_one("#train-ppl", SeriesPlot), screen.query_one("#train-grad", SeriesPlot)
+        curves = {name: plot.series[name].points() for plot, name in
+                  ((ppl, "train"), (ppl, "validation"), (grad, "‖g‖"))}
+        return (screen.training, curves, str(screen.query_one("#train-stats", Static).render()),
+                str(screen.query_one("#train-sample", Static).render()), app.session.run_path)
 
-    training, val_points, train_points, run_path = run_app(body)
+    training, curves, stats, sample, run_path = run_app(body)
     assert training is False
-    assert val_points == 2 and train_points >= 2  # one validation point per epoch
     run = open_run(run_path)
     summary = run.summary()
     assert summary.status == "completed" and summary.epochs_done == 2
-    assert run.load_model() is not None
-    assert any(m.get("epoch_end") for m in run.metrics())
+    logged = progress_lines(run_path)
+    ends = [m for m in logged if m["epoch_end"]]
+    assert [m["epoch"] for m in ends] == [1, 2]
+    # Plotted y-values: every logged figure, in order; one validation point per epoch end.
+    assert curves["train"][1] == [m["train_ppl"] for m in logged]
+    assert curves["‖g‖"][1] == [m["grad_norm"] for m in logged]
+    assert [x for x, m in zip(curves["train"][0], logged) if m["epoch_end"]] == [1.0, 2.0]
+    assert curves["validation"] == ([1.0, 2.0], [m["val_ppl"] for m in ends])
+    # The saved weights give the validation perplexity on the screen (to its 4 digits).
+    assert shown_val_ppl(stats) == float(f"{hand_val_ppl(run_path):.4g}")
+    assert sample == "epoch 2: time traveller" + hand_continuation(run_path, "time traveller", 5)
 
 
 def test_keys_work_while_training_and_stop_keeps_run(corpus_dir) -> None:
@@ -220,7 +247,8 @@ def test_quit_while_training_stops_and_saves_the_run(corpus_dir) -> None:
     run = open_run(run_path)
     summary = run.summary()
     assert summary.status == "stopped" and 1 <= summary.epochs_done < 10_000
-    assert run.has_checkpoint() and run.load_model() is not None
+    # The weights saved at the stop give the validation perplexity the run records.
+    assert run.has_checkpoint() and math.isclose(hand_val_ppl(run_path), summary.val_ppl, rel_tol=1e-5)
 
 
 def test_keys_pressed_while_training_do_not_edit_the_form(corpus_dir) -> None:
@@ -276,3 +304,33 @@ def test_stats_show_clipping_and_an_unstable_end(corpus_dir) -> None:
     assert any(title == "Unstable run" and "guessing uniformly among 28 tokens" in message
                and "turn on gradient clipping" in message for title, message in notes)  # clip was off
     assert statuses == {first: runs[first], second: f"{runs[second]} unstable"}
+
+
+def test_divergence_and_spike_notifications(corpus_dir) -> None:
+    """lr 50 without clipping blows up in the first epoch: a "Diverged at step N" notification carries the
+    run's logged message. lr 4 with clipping has its validation perplexity jump at epoch 3 above
+    1.01 × its best: a "Perplexity spike" notification gives the epoch, the figure and the best so far,
+    as read from metrics.jsonl."""
+
+    async def body(app, pilot):
+        paths = []
+        for overrides in ({("train", "clip"): "off", ("train", "lr"): 50.0},
+                          {("train", "clip"): "norm", ("train", "lr"): 4.0, ("train", "epochs"): 4,
+                           ("train", "spike_factor"): 1.01}):
+            await open_train(app, pilot, overrides)
+            await pilot.press("ctrl+s")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            paths.append(app.screen.run_path)
+        return paths, [(n.title, n.message) for n in app._notifications]
+
+    (diverged, spiked), notes = run_app(body)
+    events = [json.loads(line) for line in (diverged / "events.jsonl").read_text().splitlines() if line]
+    bad = [e for e in events if e["type"] == "Diverged"]
+    assert len(bad) == 1 and bad[0]["epoch"] == 1 and "lr 50" in bad[0]["message"]
+    assert (f"Diverged at step {bad[0]['step']}", bad[0]["message"]) in notes
+    # The first epoch whose validation perplexity exceeds 1.01 × the best before it.
+    vals = [m["val_ppl"] for m in progress_lines(spiked) if m["epoch_end"]]
+    epoch = next(e for e in range(2, len(vals) + 1) if vals[e - 1] > 1.01 * min(vals[: e - 1]))
+    expected = f"epoch {epoch}: validation perplexity {vals[epoch - 1]:.3g} (best {min(vals[: epoch - 1]):.3g})"
+    assert [m for t, m in notes if t == "Perplexity spike"] == [expected]
