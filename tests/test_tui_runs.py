@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from engine.runs import list_runs
@@ -122,3 +123,49 @@ def test_damaged_log_lines_are_skipped_with_a_warning(corpus_dir) -> None:
                         f"#1 {path.name}/events.jsonl: skipped 1 damaged line ({bad_event}): not UTF-8 JSON records"]
     assert all(f"⚠ {w}" in shown for w in warnings)
     assert [m for t, m in notes if t == "Damaged run log: lines skipped"] == warnings
+
+
+def epoch_ends(path: Path, metric: str) -> tuple[list[float], list[float]]:
+    """(epoch, metric) at each epoch end of a run's metrics.jsonl, read with json."""
+    records = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines() if line]
+    ends = [r for r in records if r["type"] == "Progress" and r["epoch_end"]]
+    return [float(r["epoch"]) for r in ends], [r[metric] for r in ends]
+
+
+def test_metric_key_and_refresh_key(corpus_dir) -> None:
+    """The plot is the highlighted run's validation perplexity at each epoch end; m switches to the
+    training perplexity and back; r lists a run saved after the screen was drawn, newest first, with
+    its final perplexities in the table."""
+    first = tiny_run()
+
+    async def body(app, pilot):
+        await pilot.press("f4")
+        await pilot.pause()
+        screen = app.screen
+        plot = screen.query_one("#runs-plot", SeriesPlot)
+
+        def drawn():
+            return plot.plot_title, [(name.split()[0], h.points()) for name, h in plot.series.items()]
+
+        seen = [drawn()]
+        for _ in range(2):
+            await pilot.press("m")
+            await pilot.pause()
+            seen.append(drawn())
+        second = tiny_run(seed=3)  # saved while the Runs screen shows
+        table = screen.query_one(DataTable)
+        before = table.row_count
+        await pilot.press("r")
+        await pilot.pause()
+        rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+        return seen, before, rows, second, drawn()
+
+    (val, train, val_again), before, rows, second, after = run_app(body)
+    assert val == ("validation perplexity (m: switch)", [("#1", epoch_ends(first, "val_ppl"))])
+    assert train == ("training perplexity (m: switch)", [("#1", epoch_ends(first, "train_ppl"))])
+    assert val_again == val
+    assert before == 1 and [r[-1] for r in rows] == [second.name, first.name]
+    for row, path in zip(rows, (second, first)):
+        assert row[5:7] == [f"{epoch_ends(path, 'train_ppl')[1][-1]:.3g}", f"{epoch_ends(path, 'val_ppl')[1][-1]:.3g}"]
+    # The cursor stays on the top row, now the new run: its curve is drawn.
+    assert after[1] == [("#1", epoch_ends(second, "val_ppl"))]
