@@ -134,3 +134,25 @@ def test_a_chinese_file_in_d2l_mode_shows_the_whole_warning_at_80x24(tmp_path) -
 
     shown = run_app(body, size=(80, 24))
     assert "drops 100% of this text's letters" in shown and "use mode raw (--mode raw) to keep them" in shown
+
+
+def test_reload_key_reads_the_file_again(tmp_path) -> None:
+    """A file changed on disk after it was opened: ctrl+r loads it again and the stats show its new
+    character vocabulary (its distinct letters, the space and <unk>)."""
+    book = tmp_path / "book.txt"
+    book.write_text("ab ba ab\n" * 50, encoding="utf-8")
+
+    async def body(app, pilot):
+        await pilot.press("ctrl+o", *str(book), "enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        before = stats_text(app)
+        book.write_text("the quick brown fox\n" * 50, encoding="utf-8")
+        await pilot.press("ctrl+r")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        return before, stats_text(app), app.session.pipeline.corpus.name
+
+    before, after, name = run_app(body)
+    assert "vocab 4 " in before  # a, b, space, <unk>
+    assert f"vocab {len(set('thequickbrownfox')) + 2} " in after and name == "book"
