@@ -12,8 +12,9 @@ from tui_helpers import open_train, run_app, tiny_run
 
 
 def test_runs_listed_and_two_overlaid(corpus_dir) -> None:
-    tiny_run(clip="norm")
-    tiny_run(clip="off")
+    """Both marked runs are drawn: each series is its run's validation perplexity at each epoch end."""
+    clipped = tiny_run(clip="norm")
+    unclipped = tiny_run(clip="off", lr=3.0)
 
     async def body(app, pilot):
         await pilot.press("f4")
@@ -23,11 +24,13 @@ def test_runs_listed_and_two_overlaid(corpus_dir) -> None:
         await pilot.press("space", "down", "space")
         await pilot.pause()
         plot = app.screen.query_one("#runs-plot", SeriesPlot)
-        return rows, {name: len(h) for name, h in plot.series.items()}
+        return rows, {name.split()[0]: h.points() for name, h in plot.series.items()}
 
     rows, series = run_app(body)
     assert len(rows) == 2 and all(r[7] == "completed" for r in rows)
-    assert len(series) == 2 and all(n == 2 for n in series.values())  # 2 epochs each
+    assert [r[-1] for r in rows] == [unclipped.name, clipped.name]  # newest first: #1, #2
+    assert series == {"#1": epoch_ends(unclipped, "val_ppl"), "#2": epoch_ends(clipped, "val_ppl")}
+    assert series["#1"] != series["#2"]
 
 
 def screen_lines(app) -> list[str]:

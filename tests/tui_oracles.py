@@ -40,16 +40,24 @@ def hand_logits(model, tokenizer, ids: list[int], state=None):
     return logits[-1, 0].double().masked_fill(~seen, -torch.inf), state
 
 
-def hand_q(path: Path, text: str, alpha: float = 1.0, top_k: int | None = None) -> list[tuple[str, float]]:
-    """The 10 likeliest (displayed token, q) of q ∝ P^α (P kept on its top_k likeliest when set),
-    P the softmax of the run's model after ``text``."""
+def hand_q(path: Path, text: str, alpha: float = 1.0, top_k: int | None = None,
+           top_p: float | None = None) -> list[tuple[str, float]]:
+    """The 10 likeliest (displayed token, q) of q ∝ P^α (P kept on its top_k likeliest when set; then q kept
+    on its fewest likeliest tokens whose mass reaches top_p), P the softmax of the run's model after ``text``."""
     model, tokenizer = load(path)
     ids = [tokenizer.vocab.token_to_idx[c] for c in text]
     P = torch.softmax(hand_logits(model, tokenizer, ids)[0], dim=0)
     if top_k is not None:
         P = torch.where(P >= torch.sort(P, descending=True).values[top_k - 1], P, torch.zeros_like(P))
     q = P ** alpha / (P ** alpha).sum()
-    order = sorted(range(len(q)), key=lambda i: -float(q[i]))[:10]
+    order = sorted(range(len(q)), key=lambda i: -float(q[i]))  # most likely first; ties in vocabulary order
+    if top_p is not None:
+        mass, kept = 0.0, []
+        while mass < top_p:
+            kept.append(order[len(kept)])
+            mass += float(q[kept[-1]])
+        q = torch.tensor([float(q[i]) / mass if i in kept else 0.0 for i in range(len(q))])
+    order = sorted(range(len(q)), key=lambda i: -float(q[i]))[:10]  # zeros in vocabulary order, as shown
     return [(tokenizer.display_token(tokenizer.vocab.idx_to_token[i]), float(q[i])) for i in order]
 
 
