@@ -8,10 +8,6 @@ import random
 import re
 import threading
 
-
-from engine.corpus import prompt_text
-from engine.generate import next_token_distribution
-from engine.runs import open_run
 from textual.widgets import DataTable, Static, TextArea
 from tui.screens.generate import GenerateScreen
 from tui.widgets.bars import ProbBars
@@ -130,14 +126,6 @@ def test_pieces_queued_before_typing_are_dropped(corpus_dir) -> None:
     assert after.startswith("thex") and len(after) > len("thex")
 
 
-def engine_bars(path, text: str) -> tuple[tuple[str, float], ...]:
-    """The next-token bars of run ``path``'s model for ``text``, straight from the engine."""
-    run = open_run(path)
-    model, tokenizer = run.load_model("cpu"), run.tokenizer
-    dist = next_token_distribution(model, tokenizer, prompt_text(text, run.config.get("mode", "d2l")), n=10)
-    return tuple((tokenizer.display_token(t), p) for t, p in dist)
-
-
 def test_a_finished_run_is_offered_never_switched_to(corpus_dir) -> None:
     """Generate keeps the run the user picked when another finishes; ctrl+o switches; opening
     a run again from Runs shows that run's bars at once (no edit needed)."""
@@ -150,7 +138,7 @@ def test_a_finished_run_is_offered_never_switched_to(corpus_dir) -> None:
 
         def seen():
             screen = app.screen
-            return (str(screen.query_one("#gen-info", Static).render()), screen.query_one(ProbBars).bars,
+            return (str(screen.query_one("#gen-info", Static).render()), shown_bars(app),
                     screen.query_one("#gen-offer").display, str(screen.query_one("#gen-offer", Static).render()))
 
         await pilot.press("f3")
@@ -179,22 +167,26 @@ def test_a_finished_run_is_offered_never_switched_to(corpus_dir) -> None:
 
     second, before, after_training, typed, switched, reopened = run_app(body)
     assert second is not None and second != first
-    assert first.name in before[0] and before[1] == engine_bars(first, "the time") and not before[2]
+    assert first.name in before[0] and not before[2]
+    assert_bars_equal(before[1], hand_q(first, "the time"))
     # The run that finished is offered, not used: same header, same bars.
     assert first.name in after_training[0] and second.name not in after_training[0]
     assert after_training[1] == before[1]
     assert after_training[2] and second.name in after_training[3] and "ctrl+o" in after_training[3]
-    assert first.name in typed[0] and typed[1] == engine_bars(first, "the timex")
+    assert first.name in typed[0]
+    assert_bars_equal(typed[1], hand_q(first, "the timex"))
     # ctrl+o: the header and the bars both move to the new run; the offer goes.
-    assert second.name in switched[0] and switched[1] == engine_bars(second, "the timex") and not switched[2]
-    assert engine_bars(second, "the timex") != engine_bars(first, "the timex")
-    assert first.name in reopened[0] and reopened[1] == engine_bars(first, "the timex")
+    assert second.name in switched[0] and not switched[2]
+    assert_bars_equal(switched[1], hand_q(second, "the timex"))
+    assert switched[1] != typed[1]
+    assert first.name in reopened[0]
+    assert_bars_equal(reopened[1], hand_q(first, "the timex"))
 
 
 def test_top_k_greedy_and_clear_keys(corpus_dir) -> None:
     """ctrl+n walks top-k (the bars keep the k likeliest, renormalised); ctrl+y turns greedy on (one bar at
-    100%, enter appends the argmax continuation) and off, also from the generated text; ctrl+l puts the text back to the prompt and
-    recomputes the bars for it."""
+    100%, enter appends the argmax continuation) and off, also from the generated text; ctrl+l puts the
+    text back to the prompt and recomputes the bars for it."""
     path = tiny_run()
 
     async def body(app, pilot):
