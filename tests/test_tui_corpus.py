@@ -1,13 +1,18 @@
 """Corpus screen: the tokenizer key changes the shown vocab size to the engine's
-figure; a bad path shows an error in place and keeps the loaded corpus."""
+figure; a bad path shows an error in place and keeps the loaded corpus; ctrl+r reads a changed file
+again (its vocabulary and Zipf curve, counted by hand)."""
 
 from __future__ import annotations
 
+from collections import Counter
+
+import numpy as np
 from engine.corpus import load_corpus
 from engine.stats import corpus_summary
 from engine.pipeline import build_pipeline
 from textual.widgets import DataTable, Select, Static
 from tui.screens.corpus import FILE
+from tui.widgets.plot import SeriesPlot
 from tui_helpers import run_app
 
 
@@ -151,8 +156,14 @@ def test_reload_key_reads_the_file_again(tmp_path) -> None:
         await pilot.press("ctrl+r")
         await app.workers.wait_for_complete()
         await pilot.pause()
-        return before, stats_text(app), app.session.pipeline.corpus.name
+        zipf = app.screen.query_one("#corpus-zipf", SeriesPlot).series
+        unigram = next(h.points() for name, h in zipf.items() if name.startswith("1-gram"))
+        return before, stats_text(app), app.session.pipeline.corpus.name, unigram
 
-    before, after, name = run_app(body)
+    before, after, name, (log_rank, log_freq) = run_app(body)
     assert "vocab 4 " in before  # a, b, space, <unk>
     assert f"vocab {len(set('thequickbrownfox')) + 2} " in after and name == "book"
+    # The Zipf plot's 1-gram curve: log10 of each character's count in the new text, by log10 rank.
+    counts = sorted(Counter("the quick brown fox").values(), reverse=True)
+    assert np.allclose(log_freq, np.log10(np.array(counts) * 50), rtol=0, atol=1e-12)
+    assert np.allclose(log_rank, np.log10(np.arange(1, len(counts) + 1)), rtol=0, atol=1e-12)
