@@ -13,7 +13,7 @@ from engine.pipeline import build_pipeline
 from textual.widgets import DataTable, Select, Static
 from tui.screens.corpus import FILE
 from tui.widgets.plot import SeriesPlot
-from tui_helpers import run_app
+from tui_helpers import open_file, run_app
 
 
 def stats_text(app) -> str:
@@ -46,9 +46,7 @@ def test_bad_path_shows_error_and_keeps_corpus(corpus_dir, tmp_path) -> None:
 
     async def body(app, pilot):
         pipeline = app.session.pipeline
-        await pilot.press("ctrl+o", *str(missing), "enter")
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await open_file(app, pilot, missing)
         error = app.screen.query_one("#corpus-error", Static)
         return pipeline, app.session.pipeline, error.display, str(error.render()), stats_text(app)
 
@@ -108,9 +106,7 @@ def test_picker_names_a_file_opened_by_path_and_goes_back(corpus_dir, tmp_path) 
 
     async def body(app, pilot):
         picker = app.screen.query_one("#corpus-name", Select)
-        await pilot.press("ctrl+o", *str(book), "enter")
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await open_file(app, pilot, book)
         opened = (picker.value, str(picker.query_one("SelectCurrent Static#label").render()),
                   app.session.pipeline.corpus.name)
         picker.focus()
@@ -131,9 +127,7 @@ def test_a_chinese_file_in_d2l_mode_shows_the_whole_warning_at_80x24(tmp_path) -
     zh.write_text("时间机器是一部小说。他说：我们去未来吧。\n" * 50, encoding="utf-8")
 
     async def body(app, pilot):
-        await pilot.press("ctrl+o", *str(zh), "enter")
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await open_file(app, pilot, zh)
         stats = app.screen.query_one("#corpus-stats")
         return " ".join(line.text.strip() for line in stats.render_lines(stats.region.reset_offset))
 
@@ -148,9 +142,7 @@ def test_reload_key_reads_the_file_again(tmp_path) -> None:
     book.write_text("ab ba ab\n" * 50, encoding="utf-8")
 
     async def body(app, pilot):
-        await pilot.press("ctrl+o", *str(book), "enter")
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await open_file(app, pilot, book)
         before = stats_text(app)
         book.write_text("the quick brown fox\n" * 50, encoding="utf-8")
         await pilot.press("ctrl+r")

@@ -39,6 +39,13 @@ TINY = {
 }
 
 
+async def open_file(app: RnnlabApp, pilot: Pilot, path: Path) -> None:
+    """ctrl+o, type the path, enter, as a person would; return once the corpus is loaded."""
+    await pilot.press("ctrl+o", *str(path), "enter")
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
 def run_app(body: Callable[[RnnlabApp, Pilot], Awaitable[Any]], size: tuple[int, int] = SIZE) -> Any:
     """Start the app, wait for the default corpus, run ``body(app, pilot)``."""
 
