@@ -40,7 +40,7 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from engine.errors import ConfigError
-from engine.tokenizers import Chunks, Tokenizer
+from engine.tokenizer_base import Chunks, Tokenizer
 from engine.vocab import UNK, Vocab
 
 WORDPIECE_PREFIX = "♯♯"

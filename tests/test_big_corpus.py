@@ -26,7 +26,8 @@ from engine.corpus import Corpus, decode_text, load_corpus, preprocess, strip_gu
 from engine.data import SAMPLERS, data_iter
 from engine.stats import corpus_stats, corpus_summary, ngram_counts
 from engine.pipeline import build_pipeline, corpus_chunks, corpus_lines, line_end, text_pieces
-from engine.tokenizers import IdArray, make_tokenizer
+from engine.tokenizer_base import IdArray
+from engine.tokenizers import make_tokenizer
 from engine.vocab import Vocab, narrowest_dtype
 from tui.cli import main
 from tui.cli.corpus import StepBar
