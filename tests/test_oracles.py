@@ -12,7 +12,16 @@ computed independently of the code under test (issue 9).
   with a new learning rate;
 - random sampling starting every minibatch from a zero state;
 - a mid-epoch stop saving the optimizer state it stopped with (Adam);
-- runs listed newest first; the ETA on a clock the test drives.
+- runs listed newest first; the ETA on a clock the test drives;
+- ``val_fraction=0``: every token trains (minibatches per epoch and the
+  positions read, counted by hand) and no validation perplexity anywhere;
+- periodic checkpoints on a clock the test drives: written exactly when the
+  interval has elapsed, each holding the step it claims and that step's weights;
+- ``adamw``: two updates inside the trainer against AdamW written out by hand
+  (Adam's moments, decoupled weight decay at torch's default λ = 0.01);
+- embedding input: the forward against a table lookup and a hand-written cell
+  per kind, and the trainer's first step updating the table by hand-made SGD;
+- the ``sample_every`` cadence (Sample events after the listed epochs only).
 
 tests/PLANTED.md records, for each bug of issue 9, the one-line plant and the
 test here that fails on it. Left out: TUI figures (tests/test_tui_*.py).
@@ -382,3 +391,272 @@ def test_eta_counts_the_epochs_left_and_the_time_spent_off_training(fixed_p, mon
         assert ev.eta_s == pytest.approx(left / rate * clock.now / clock.train_s, rel=1e-6)
         checked += 1
     assert checked > 20
+
+
+# --- 10. val_fraction = 0: no validation, every token trains ---------------
+
+# 44 tokens, num_steps 4, batch_size 2. Whatever offset o in 0..3 an epoch draws, random sampling cuts
+# (44 - 1 - o) // 4 = 10 subsequences (43 // 4 = 40 // 4 = 10) and batches all of them: 5 minibatches,
+# 40 distinct input positions. Holding out any tail costs minibatches: 40 tokens give 39 // 4 = 9
+# subsequences at o = 0, so 4 minibatches.
+N_ALL, STEPS_PER_EPOCH, POSITIONS_PER_EPOCH = 44, 5, 40
+
+
+def test_no_validation_split_trains_on_every_token_and_reports_no_val_ppl(fixed_p, tmp_path, capsys):
+    from engine.runs import create_run, list_runs
+    from tui.cli import main
+
+    # Token ids that name their own position: what each minibatch read is known exactly.
+    mc = ModelConfig(kind="rnn", vocab_size=N_ALL, num_hiddens=4)
+    model = build_model(mc)
+    seen = Inputs(model)
+    events = list(trainer_mod.train(np.arange(N_ALL), mc, tcfg(epochs=3, lr=0.1, val_fraction=0.0), model=model))
+    ends = [e for e in events if isinstance(e, Progress) and e.epoch_end]
+    assert [e.step for e in ends] == [STEPS_PER_EPOCH * k for k in (1, 2, 3)]
+    assert len(seen.calls) == 3 * STEPS_PER_EPOCH
+    for epoch in range(3):
+        X = torch.cat([x for x, _ in seen.calls[epoch * STEPS_PER_EPOCH:(epoch + 1) * STEPS_PER_EPOCH]]).ravel()
+        assert sorted(X.tolist()) == list(range(int(X.min()), int(X.min()) + POSITIONS_PER_EPOCH))
+        assert int(X.min()) <= 3 and int(X.max()) + 1 <= N_ALL - 1  # the offset; the last target is in the text
+    shown = [e.val_ppl for e in events if isinstance(e, Progress)]
+    assert shown == [None] * len(shown)
+    fin = events[-1]
+    assert isinstance(fin, Finished) and fin.val_ppl is None and fin.train_ppl == ends[-1].train_ppl
+
+    # With a run: checkpoint.json, list_runs and `rnnlab runs` say "no validation" too.
+    pipe, mc, _, _ = fixed_p
+    cfg = tcfg(epochs=2, lr=0.1, val_fraction=0.0, max_tokens=N_ALL)
+    runs = tmp_path / "runs"
+    run = create_run(runs, mc, cfg, pipe)
+    events = list(trainer_mod.train(pipe, mc, cfg, run=run))
+    assert [e.step for e in events if isinstance(e, Progress) and e.epoch_end] == [5, 10]
+    fin = events[-1]
+    st = run.trainer_state()
+    assert st["val_ppl"] is None and st["train_ppl"] == fin.train_ppl and fin.val_ppl is None
+    (summary,) = list_runs(runs)
+    assert summary.val_ppl is None
+    capsys.readouterr()
+    assert main(["runs", "--runs-dir", str(runs)]) == 0
+    header, row = (line.split("\t") for line in capsys.readouterr().out.splitlines())
+    cells = dict(zip(header, row))
+    assert (cells["train ppl"], cells["val ppl"]) == (f"{fin.train_ppl:.3f}", "-")
+
+
+# --- 11. periodic checkpoints on a clock the test drives ---------------------
+
+class _StepClock:
+    """Moves 1 s per training minibatch, nowhere else."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def hook(self, module, args, output) -> None:
+        if module.training:
+            self.now += 1.0
+
+
+def test_periodic_checkpoints_are_written_when_the_interval_has_elapsed(fixed_p, tmp_path, monkeypatch):
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from engine.events import Checkpoint
+    from engine.runs import create_run
+
+    pipe, mc, _, _ = fixed_p
+    # 5 minibatches (5 s) per epoch; an interval of 10 s has elapsed exactly at the ends of epochs 2 and 4
+    # (10 s since the start, 10 s since the checkpoint of epoch 2). Epoch 6 is the last: it gets the final
+    # checkpoint, and only that one.
+    cfg = tcfg(epochs=6, lr=0.5, val_fraction=0.0, max_tokens=N_ALL, checkpoint_interval_s=2.0 * STEPS_PER_EPOCH)
+    run = create_run(tmp_path, mc, cfg, pipe)
+    clock = _StepClock()
+    monkeypatch.setattr(trainer_mod, "_clock", clock)
+    torch.manual_seed(0)
+    model = build_model(mc)
+    model.register_forward_hook(clock.hook)
+    weights_at_end: dict[int, dict[str, torch.Tensor]] = {}
+    saved: list[tuple[int, int]] = []
+    on_disk_at_end: dict[int, int | None] = {}
+    for ev in trainer_mod.train(pipe, mc, cfg, run=run, model=model):
+        if isinstance(ev, Progress) and ev.epoch_end:
+            assert clock.now == STEPS_PER_EPOCH * ev.epoch
+            weights_at_end[ev.epoch] = {k: v.clone() for k, v in model.state_dict().items()}
+            on_disk_at_end[ev.epoch] = run.trainer_state()["step"] if run.has_checkpoint() else None
+        if isinstance(ev, Checkpoint):
+            saved.append((ev.epoch, ev.step))
+            st = run.trainer_state()
+            assert (st["epoch"], st["step"]) == (ev.epoch, ev.step) == (ev.epoch, STEPS_PER_EPOCH * ev.epoch)
+            path = run.path / "model.safetensors"
+            with safe_open(str(path), framework="pt") as f:
+                assert f.metadata()["step"] == str(ev.step)
+            on_disk = load_file(str(path))
+            assert on_disk.keys() == weights_at_end[ev.epoch].keys()
+            for k, v in weights_at_end[ev.epoch].items():  # the weights of that epoch's end, and the model's now
+                assert torch.equal(on_disk[k], v), f"checkpoint of epoch {ev.epoch}: {k} is not that epoch's"
+                assert torch.equal(on_disk[k], model.state_dict()[k])
+    assert saved == [(2, 10), (4, 20), (6, 30)]
+    # nothing written between: at the ends of epochs 1, 3 and 5 the disk holds the previous checkpoint
+    assert on_disk_at_end == {1: None, 2: None, 3: 10, 4: 10, 5: 20, 6: 20}
+    for a, b in ((1, 2), (2, 3), (4, 5)):  # every epoch moves the weights: a neighbour's would not pass
+        assert any(not torch.equal(weights_at_end[a][k], weights_at_end[b][k]) for k in weights_at_end[a])
+
+
+# --- 12. adamw: decoupled weight decay, Adam's moments ----------------------
+
+def _adamw_by_hand(params: list[torch.Tensor], grads: list[list[torch.Tensor]], lr: float, weight_decay: float,
+                   betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> list[torch.Tensor]:
+    """AdamW (Loshchilov & Hutter) in float64, one step per entry of ``grads``:
+    p ← p (1 − lr λ) − lr m̂ / (√v̂ + ε), m̂ = m / (1 − β₁ᵗ), v̂ = v / (1 − β₂ᵗ)."""
+    b1, b2 = betas
+    ps = [p.double() for p in params]
+    m = [torch.zeros_like(p) for p in ps]
+    v = [torch.zeros_like(p) for p in ps]
+    for t, gs in enumerate(grads, start=1):
+        for i, g in enumerate(gs):
+            g = g.double()
+            m[i] = b1 * m[i] + (1 - b1) * g
+            v[i] = b2 * v[i] + (1 - b2) * g * g
+            m_hat, v_hat = m[i] / (1 - b1**t), v[i] / (1 - b2**t)
+            ps[i] = ps[i] * (1 - lr * weight_decay) - lr * m_hat / (v_hat.sqrt() + eps)
+    return ps
+
+
+def _grads(model0: torch.nn.Module, weights: list[torch.Tensor], X: torch.Tensor,
+           Y: torch.Tensor) -> list[torch.Tensor]:
+    """Gradients of the mean cross-entropy at ``weights``, from a fresh state (random sampling)."""
+    m = copy.deepcopy(model0)
+    with torch.no_grad():
+        for p, w in zip(m.parameters(), weights):
+            p.copy_(w)
+    logits, _ = m(X, m.begin_state(X.shape[0]))
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Y.T.reshape(-1))
+    return list(torch.autograd.grad(loss, list(m.parameters())))
+
+
+def test_adamw_updates_are_the_hand_made_adamw_steps():
+    V, lr, weight_decay = 7, 0.05, 0.01  # torch's AdamW default λ: rnnlab leaves weight decay at it
+    mc = ModelConfig(kind="rnn", vocab_size=V, num_hiddens=8)
+    torch.manual_seed(3)
+    model = build_model(mc)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.5)  # weights far from 0, so the decay term lr λ p shows
+    model0 = copy.deepcopy(model)
+    seen = Inputs(model)
+    events = trainer_mod.train(cyclic_ids(60, V), mc, tcfg(optimizer="adamw", lr=lr, clip="off"), model=model)
+    progress = [next(e for e in events if isinstance(e, Progress)) for _ in range(2)]
+    assert [p.step for p in progress] == [1, 2] and len(seen.calls) == 2
+    (X1, _), (X2, _) = seen.calls
+    w0 = [p.detach().clone() for p in model0.parameters()]
+    g1 = _grads(model0, w0, X1, (X1 + 1) % V)
+    w1 = _adamw_by_hand(w0, [g1], lr, weight_decay)
+    g2 = _grads(model0, [w.float() for w in w1], X2, (X2 + 1) % V)
+    w2 = _adamw_by_hand(w0, [g1, g2], lr, weight_decay)
+    adam = _adamw_by_hand(w0, [g1, g2], lr, 0.0)  # plain Adam: what ignoring the decay would give
+    tol = 2e-6
+    assert max(float((a - b).abs().max()) for a, b in zip(w2, adam)) > 100 * tol  # ~2 lr λ |p| ≈ 9e-4
+    for (name, p), want in zip(model.named_parameters(), w2):
+        off = float((p.detach().double() - want).abs().max())
+        assert off <= tol, f"{name} after two adamw steps is off the hand-made AdamW steps by {off:.3g}"
+    events.close()
+
+
+# --- 13. embedding input -----------------------------------------------------
+
+def _hand_forward(model, X: torch.Tensor, state) -> tuple[torch.Tensor, torch.Tensor]:
+    """The embedding looked up by indexing its table, then D2L's cell for the kind, one step at a time
+    (torch.nn's gate order: GRU r, z, n; LSTM i, f, g, o). Returns (logits, last hidden state)."""
+    kind = model.cfg.kind
+    E = model.embedding.weight[X.T]  # (num_steps, batch, embed_size)
+    if kind == "scratch":
+        Hh, outs = state, []
+        for e in E:
+            Hh = torch.tanh(e @ model.W_xh + Hh @ model.W_hh + model.b_h)
+            outs.append(Hh @ model.W_hq + model.b_q)
+        return torch.stack(outs), Hh
+    r = model.rnn
+    W_ih, W_hh, b_ih, b_hh = r.weight_ih_l0, r.weight_hh_l0, r.bias_ih_l0, r.bias_hh_l0
+    h, c = (state[0][0], state[1][0]) if kind == "lstm" else (state[0], None)
+    outs = []
+    for e in E:
+        a, b = e @ W_ih.T + b_ih, h @ W_hh.T + b_hh
+        if kind == "rnn":
+            h = torch.tanh(a + b)
+        elif kind == "gru":
+            (ar, az, an), (br, bz, bn) = a.chunk(3, -1), b.chunk(3, -1)
+            rr, z = torch.sigmoid(ar + br), torch.sigmoid(az + bz)
+            h = (1 - z) * torch.tanh(an + rr * bn) + z * h
+        else:
+            i, f, g, o = (a + b).chunk(4, -1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+        outs.append(h @ model.linear.weight.T + model.linear.bias)
+    return torch.stack(outs), h
+
+
+@pytest.mark.parametrize("kind", ["scratch", "rnn", "gru", "lstm"])
+def test_embedding_forward_is_a_table_lookup_then_the_recurrence(kind):
+    V, B, T = 9, 3, 5  # batch ≠ num_steps: a transposed input cannot pass unnoticed
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind=kind, vocab_size=V, num_hiddens=6, encoding="embedding", embed_size=4))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.7)  # away from D2L's 0.01 scale: every term matters
+    X = torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(1))
+    state = model.begin_state(B)
+    logits, new = model(X, state)
+    want, h = _hand_forward(model, X, state)
+    assert logits.shape == (T, B, V)
+    torch.testing.assert_close(logits, want, atol=1e-5, rtol=0)
+    torch.testing.assert_close(new[0] if kind == "lstm" else new, h if kind == "scratch" else h.unsqueeze(0),
+                               atol=1e-5, rtol=0)
+
+
+def test_training_with_an_embedding_updates_it_by_the_hand_made_sgd_step():
+    V, lr = 7, 0.5
+    mc = ModelConfig(kind="gru", vocab_size=V, num_hiddens=8, encoding="embedding", embed_size=3)
+    torch.manual_seed(3)
+    model = build_model(mc)
+    model0 = copy.deepcopy(model)
+    seen = Inputs(model)
+    events = trainer_mod.train(cyclic_ids(60, V), mc, tcfg(lr=lr, clip="off", sampler="random"), model=model)
+    next(e for e in events if isinstance(e, Progress))
+    X = seen.calls[0][0]
+    expected, _, _ = hand_sgd_step(model0, X, (X + 1) % V, lr, "off", 1.0)
+    names = [n for n, _ in model.named_parameters()]
+    table = expected[names.index("embedding.weight")]
+    used = sorted(set(X.ravel().tolist()))
+    moved = (table - model0.embedding.weight.detach()).abs().amax(1)
+    assert float(moved[used].min()) > 1e-4  # every row the minibatch read moves …
+    assert all(float(moved[i]) == 0.0 for i in range(V) if i not in used)  # … the others cannot
+    for (name, p), want in zip(model.named_parameters(), expected):
+        off = float((p.detach() - want).abs().max())
+        assert off <= 1e-6, f"{name} after the first step is off the hand-made SGD step by {off:.3g}"
+    events.close()
+
+
+# --- 14. the sample_every cadence --------------------------------------------
+
+@pytest.mark.parametrize("epochs,sample_every,sampled", [
+    (7, 3, [3, 6, 7]),  # every third epoch, and the last
+    (6, 3, [3, 6]),  # the last is a multiple: sampled once
+    (3, 1, [1, 2, 3]),
+    (3, 5, [3]),  # fewer epochs than the cadence: the last only
+    (4, 0, []),  # 0: never
+])
+def test_samples_follow_the_cadence(fixed_p, epochs, sample_every, sampled):
+    from engine.events import Sample
+
+    pipe, mc, _, _ = fixed_p
+    cfg = tcfg(epochs=epochs, sample_every=sample_every, sample_prefix="ab", sample_len=4, lr=0.5,
+               val_fraction=0.0, max_tokens=N_ALL)
+    torch.manual_seed(0)
+    events = list(trainer_mod.train(pipe, mc, cfg, model=build_model(mc)))
+    samples = [(i, e) for i, e in enumerate(events) if isinstance(e, Sample)]
+    assert [e.epoch for _, e in samples] == sampled
+    for i, s in samples:  # right after its epoch's end, before anything of the next epoch
+        before = events[i - 1]
+        assert isinstance(before, Progress) and before.epoch_end and before.epoch == s.epoch
+        assert s.prefix == "ab" and s.text.startswith("ab") and len(s.text) == 2 + 4
