@@ -67,23 +67,38 @@ def test_concurrent_users_restore_only_when_the_last_leaves():
     assert torch.backends.cudnn.allow_tf32 is True
 
 
-def test_training_generator_holds_float32_while_suspended_on_cuda(monkeypatch):
-    """The trainer's loop runs inside float32_cudnn for its device (CPU here: untouched)."""
+def _cpu_training(epochs: int = 2):
     from engine import trainer
-
-    devices = []
-    real = trainer.float32_cudnn
-
-    def spy(device):
-        devices.append(str(device))
-        return real(device)
-
-    monkeypatch.setattr(trainer, "float32_cudnn", spy)
     from engine.models import ModelConfig
     from engine.training import TrainConfig
 
-    ids = torch.randint(0, 5, (400,)).numpy()
-    events = list(trainer.train(ids, ModelConfig(kind="rnn", vocab_size=5, num_hiddens=4),
-                                TrainConfig(epochs=1, batch_size=2, num_steps=5, sample_every=0, device="cpu",
-                                            threads=1)))
-    assert devices == ["cpu"] and type(events[-1]).__name__ == "Finished"
+    ids = torch.randint(0, 5, (400,), generator=torch.Generator().manual_seed(0)).numpy()
+    return trainer.train(ids, ModelConfig(kind="rnn", vocab_size=5, num_hiddens=4),
+                         TrainConfig(epochs=epochs, batch_size=2, num_steps=5, sample_every=0, device="cpu",
+                                     threads=1, log_interval_s=1e9, log_every_steps=10))
+
+
+@pytest.mark.parametrize("setting", [True, False])
+def test_cpu_training_leaves_the_users_flag_between_events(setting):
+    """Training on the CPU leaves cuDNN's flag alone: whatever the user set stays in force while the
+    generator is suspended at each event, and after it ends. (That training on CUDA holds it off needs a
+    GPU; nothing here fakes one.)"""
+    torch.backends.cudnn.allow_tf32 = setting
+    seen = [torch.backends.cudnn.allow_tf32 for _ in _cpu_training()]
+    assert len(seen) > 5 and seen == [setting] * len(seen)
+    assert torch.backends.cudnn.allow_tf32 is setting
+
+
+def test_a_suspended_cpu_training_neither_holds_nor_restores_a_cuda_users_flag():
+    events = _cpu_training()
+    next(events)  # training has started and is suspended at its first event
+    with float32_cudnn("cuda"):  # a CUDA user (generation, say) comes and goes meanwhile
+        inside = [torch.backends.cudnn.allow_tf32 for _, _ in zip(range(3), events)]
+    after = [torch.backends.cudnn.allow_tf32 for _ in events]
+    assert inside == [False] * 3 and after == [True] * len(after) and len(after) > 3
+    # The other order: the CUDA user was there first and leaves while training is suspended.
+    with float32_cudnn("cuda"):
+        events = _cpu_training()
+        inside = [torch.backends.cudnn.allow_tf32 for _, _ in zip(range(3), events)]
+    after = [torch.backends.cudnn.allow_tf32 for _ in events]
+    assert inside == [False] * 3 and after == [True] * len(after) and torch.backends.cudnn.allow_tf32 is True

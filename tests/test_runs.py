@@ -4,6 +4,7 @@ clear RunErrors for missing or corrupt folders."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -125,14 +126,63 @@ def test_corrupt_run_raises_run_error(trained, damage):
         r.tokenizer
 
 
-def test_loading_never_unpickles(trained, monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("torch.load must not be used on run files")
+class _Trap:
+    """Unpickling this object makes a folder: proof that a pickle's code ran."""
 
-    monkeypatch.setattr(torch, "load", refuse)
-    run, _, _ = trained
-    open_run(run.path).load_model()
-    open_run(run.path).load_checkpoint()
+    def __init__(self, marker) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.mkdir, (str(self.marker),)
+
+
+def test_loading_reads_safetensors_and_never_unpickles(trained, tmp_path):
+    from safetensors.torch import load_file
+
+    run, model, _ = trained
+    p = run.path
+    # What the run loads is what safetensors itself reads from the files: the trained weights, Adam's moments.
+    on_disk = load_file(str(p / "model.safetensors"))
+    loaded = open_run(p).load_model().state_dict()
+    assert on_disk.keys() == loaded.keys() == model.state_dict().keys()
+    assert all(torch.equal(loaded[k], on_disk[k]) and torch.equal(on_disk[k], v) for k, v in model.state_dict().items())
+    _, opt_state, _, rng = open_run(p).load_checkpoint()
+    opt_on_disk = load_file(str(p / "optimizer.safetensors"))
+    assert torch.equal(rng, opt_on_disk.pop("rng.torch"))
+    assert len(opt_on_disk) == 3 * len(on_disk)  # exp_avg, exp_avg_sq and step (a tensor) per parameter
+    for key, t in opt_on_disk.items():
+        _, idx, name = key.split(".", 2)
+        assert torch.equal(opt_state["state"][int(idx)][name], t)
+    # A pickle (torch.save's format, with code in it) next to the files, as an old run's model.pt /
+    # optimizer.pt, is ignored; in place of either file it is refused. Its code never runs. (torch.load
+    # given a *.safetensors path reads it as safetensors; a file object or a .pt name unpickles.)
+    beside = tmp_path / "beside"
+    shutil.copytree(p, beside)
+    for name in ("model.pt", "optimizer.pt", "checkpoint.pt"):
+        torch.save({"rnn.weight_ih_l0": _Trap(tmp_path / f"unpickled-{name}")}, beside / name)
+    try:
+        loaded = open_run(beside).load_model().state_dict()
+        open_run(beside).load_checkpoint()
+    finally:  # the code that ran is the failure to report, whatever error followed it
+        ran = sorted(m.name for m in tmp_path.glob("unpickled-*"))
+        assert not ran, f"loading a run unpickled {ran}"
+    assert all(torch.equal(loaded[k], v) for k, v in on_disk.items())
+    for name, load in (("model.safetensors", lambda r: r.load_model()),
+                       ("optimizer.safetensors", lambda r: r.load_checkpoint())):
+        bad = tmp_path / f"bad-{name}"
+        shutil.copytree(p, bad)
+        torch.save({"rnn.weight_ih_l0": _Trap(tmp_path / f"unpickled-{name}"), "linear.bias": torch.zeros(3)},
+                   bad / name)
+        try:
+            load(open_run(bad))
+            error = "no error"
+        except RunError as exc:
+            error = str(exc)
+        ran = sorted(m.name for m in tmp_path.glob("unpickled-*"))
+        assert not ran, f"loading a run unpickled {ran}"
+        assert f"{name} is not a readable safetensors file" in error
 
 
 def test_save_moves_tensors_to_cpu(tmp_path):
