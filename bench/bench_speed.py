@@ -39,7 +39,8 @@ from torch import nn
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from engine.models import ModelConfig, RNNLM, build_model, detach_state  # noqa: E402
+from engine.config import ModelConfig  # noqa: E402
+from engine.models import RNNLM, build_model, detach_state  # noqa: E402
 from engine.stepper import Stepper  # noqa: E402
 
 CONFIGS = [("scratch", 512), ("rnn", 256), ("gru", 256), ("lstm", 256)]
@@ -318,7 +319,8 @@ def trainer_speed(kind: str, num_hiddens: int, corpus: list[int], V: int, device
     """tokens/s that ``engine.trainer.train`` reports at each epoch end, next to baseline rounds."""
     try:
         import numpy as np
-        from engine.trainer import TrainConfig, train
+        from engine.config import TrainConfig
+        from engine.trainer import train
     except ImportError:
         return [], []
     cfg = TrainConfig(epochs=args.epochs + 1, sampler="sequential", val_fraction=0.0, max_tokens=len(corpus),

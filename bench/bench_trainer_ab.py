@@ -24,12 +24,16 @@ sys.path.insert(0, root)
 import engine
 assert engine.__file__.startswith(root), engine.__file__
 from engine.corpus import load_corpus
-from engine.models import ModelConfig
 try:
     from engine.pipeline import build_pipeline
 except ImportError:  # a checkout from before engine/pipeline.py
     from engine.tokenizers import build_pipeline
-from engine.trainer import TrainConfig, train
+try:
+    from engine.config import ModelConfig, TrainConfig
+except ImportError:  # a checkout from before engine/config.py
+    from engine.models import ModelConfig
+    from engine.trainer import TrainConfig
+from engine.trainer import train
 p = build_pipeline(load_corpus(book), mode='d2l', tokenizer='char')
 mc = ModelConfig(kind=kind, vocab_size=len(p.vocab), num_hiddens=256)
 tc = TrainConfig(epochs=6, max_tokens=20000, sample_every=0, threads=threads)

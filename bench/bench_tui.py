@@ -25,13 +25,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("RNNLAB_HOME", tempfile.mkdtemp(prefix="rnnlab-bench-tui-"))
 
+from engine.config import ModelConfig, TrainConfig  # noqa: E402
 from engine.corpus import load_corpus  # noqa: E402
 from engine.events import Progress  # noqa: E402
-from engine.models import ModelConfig  # noqa: E402
 from engine.runs import create_run  # noqa: E402
 from engine.pipeline import build_pipeline  # noqa: E402
 from engine.trainer import train  # noqa: E402
-from engine.training import TrainConfig  # noqa: E402
 
 
 def headless(pipeline, model_cfg: ModelConfig, train_cfg: TrainConfig) -> tuple[float, int]:

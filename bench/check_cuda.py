@@ -28,7 +28,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from engine import models  # noqa: E402
-from engine.models import MODEL_KINDS, ModelConfig, build_model  # noqa: E402
+from engine.config import MODEL_KINDS, ModelConfig  # noqa: E402
+from engine.models import build_model  # noqa: E402
 from engine.precision import float32_cudnn  # noqa: E402
 from engine.stepper import Stepper  # noqa: E402
 

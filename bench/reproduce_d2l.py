@@ -27,11 +27,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from engine.config import ModelConfig, TrainConfig  # noqa: E402
 from engine.corpus import load_corpus  # noqa: E402
 from engine.events import Diverged, Finished, Progress, Sample, Spike  # noqa: E402
-from engine.models import ModelConfig  # noqa: E402
 from engine.pipeline import build_pipeline  # noqa: E402
-from engine.trainer import TrainConfig, train  # noqa: E402
+from engine.trainer import train  # noqa: E402
 
 RUNS = {
     # name: (model kind, num_hiddens, sampler, the book's perplexity, where in the book)

@@ -29,9 +29,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from engine.config import SAMPLERS
 from engine.errors import ConfigError
-
-SAMPLERS = ("random", "sequential")
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 

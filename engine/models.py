@@ -27,63 +27,17 @@ decoding (``engine.generate``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Union
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from engine.errors import ConfigError
+from engine.config import ModelConfig
 from engine.gated import gru_recurrence, lstm_recurrence
 from engine.recurrence import rnn_recurrence
 
-MODEL_KINDS = ("scratch", "rnn", "gru", "lstm")
-ENCODINGS = ("onehot", "embedding")
-ACTIVATIONS = ("tanh", "relu")
-
 State = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Everything needed to rebuild a model's architecture."""
-
-    kind: str = "gru"  # scratch (D2L 8.5) | rnn | gru | lstm (torch.nn)
-    vocab_size: int = 28  # len(vocab): size of one-hot inputs and of the output layer
-    num_hiddens: int = 256  # hidden units per layer
-    num_layers: int = 1  # stacked recurrent layers (D2L 8.6.2); scratch supports 1
-    dropout: float = 0.0  # dropout between stacked layers (torch.nn kinds, num_layers > 1)
-    encoding: str = "onehot"  # onehot (D2L) | embedding (exercise 8.5.2)
-    embed_size: int = 32  # embedding width when encoding == "embedding"
-    activation: str = "tanh"  # tanh | relu for scratch and rnn (exercise 8.5.6)
-
-    def __post_init__(self) -> None:
-        if self.kind not in MODEL_KINDS:
-            raise ConfigError(f"model kind must be one of {', '.join(MODEL_KINDS)} (got {self.kind!r})")
-        if self.encoding not in ENCODINGS:
-            raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)} (got {self.encoding!r})")
-        if self.activation not in ACTIVATIONS:
-            raise ConfigError(f"activation must be one of {', '.join(ACTIVATIONS)} (got {self.activation!r})")
-        if self.vocab_size < 2:
-            raise ConfigError(f"vocab_size must be at least 2 (got {self.vocab_size})")
-        if not 1 <= self.num_hiddens <= 16384:
-            raise ConfigError(f"num_hiddens must be in 1..16384 (got {self.num_hiddens})")
-        if not 1 <= self.num_layers <= 16:
-            raise ConfigError(f"num_layers must be in 1..16 (got {self.num_layers})")
-        if self.kind == "scratch" and self.num_layers != 1:
-            raise ConfigError(f"num_layers must be 1 for the scratch RNN (got {self.num_layers}); use rnn for deep RNNs")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1) (got {self.dropout})")
-        if self.dropout > 0.0 and self.num_layers == 1:
-            # torch.nn applies dropout only between stacked layers: with one layer it would do nothing.
-            raise ConfigError(f"dropout must be 0 when num_layers is 1 (got {self.dropout}); it acts between layers")
-        if not 1 <= self.embed_size <= 4096:
-            raise ConfigError(f"embed_size must be in 1..4096 (got {self.embed_size})")
-
-    @property
-    def input_size(self) -> int:
-        return self.vocab_size if self.encoding == "onehot" else self.embed_size
 
 
 def _onednn_lstm(weight: torch.Tensor) -> bool:

@@ -54,10 +54,11 @@ import numpy as np
 import torch
 
 from engine import checkpoint, paths, runlog
+from engine.config import ModelConfig, TrainConfig
 from engine.errors import ConfigError, RunError, RunNotFoundError, write_error
 from engine.events import Event, Progress, Sample
-from engine.models import ModelConfig, RNNLM, build_model
-from engine.training import TrainConfig, prepare_ids, resolve_device
+from engine.models import RNNLM, build_model
+from engine.training import prepare_ids, resolve_device
 
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.json"

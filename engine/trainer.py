@@ -34,15 +34,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from engine.config import ModelConfig, TrainConfig
 from engine.errors import ConfigError, RunError
 from engine.events import Checkpoint, Diverged, Event, Finished, Progress, Sample, Spike
-from engine.models import ModelConfig, RNNLM, build_model, detach_state
+from engine.models import RNNLM, build_model, detach_state
 from engine.precision import float32_cudnn
 from engine.throughput import Throughput
-from engine.training import (MEMORY_ADVICE, TrainConfig, clip_gradients, evaluate, make_optimizer, out_of_memory,
-                             perplexity, prepare_ids, resolve_device, sequence_loss)
+from engine.training import (MEMORY_ADVICE, clip_gradients, evaluate, make_optimizer, out_of_memory, perplexity,
+                             prepare_ids, resolve_device, sequence_loss)
 
-__all__ = ["TrainConfig", "train", "prepare_ids"]
+__all__ = ["train", "prepare_ids"]
 
 
 MAX_LOSS = 700.0  # nats per token: beyond ~709 exp() overflows (perplexity inf)

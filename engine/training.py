@@ -1,6 +1,6 @@
-"""Building blocks of the training loop (``TrainConfig`` itself is in
-``engine.train_config``, re-exported here): the device, the train/validation split, the optimizer, gradient clipping and the
-evaluation pass. ``engine.trainer`` puts them together into ``train``.
+"""Building blocks of the training loop (its options, ``TrainConfig``, are in ``engine.config``):
+the device, the train/validation split, the optimizer, gradient clipping and the evaluation pass.
+``engine.trainer`` puts them together into ``train``.
 
 The math, in D2L's terms: the loss is the cross-entropy averaged over all
 ``batch_size * num_steps`` positions of a minibatch; perplexity is
@@ -32,13 +32,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from engine.config import DEVICES, ModelConfig, TrainConfig, _choice
 from engine.errors import ConfigError
-from engine.models import ModelConfig, RNNLM, build_model
-from engine.train_config import CLIPS, DEVICES, OPTIMIZERS, SAMPLERS, TrainConfig, _choice
+from engine.models import RNNLM, build_model
 
-__all__ = ["CLIPS", "DEVICES", "OPTIMIZERS", "SAMPLERS", "TrainConfig", "resolve_device", "split_ids", "prepare_ids",
-           "bptt_bytes", "MemoryEstimate", "memory_estimate", "free_memory", "check_memory", "out_of_memory",
-           "MEMORY_ADVICE", "make_optimizer", "clip_gradients", "sequence_loss", "perplexity", "evaluate"]
+__all__ = ["resolve_device", "split_ids", "prepare_ids", "bptt_bytes", "MemoryEstimate", "memory_estimate",
+           "free_memory", "check_memory", "out_of_memory", "MEMORY_ADVICE", "make_optimizer", "clip_gradients",
+           "sequence_loss", "perplexity", "evaluate"]
 
 
 def resolve_device(name: str) -> torch.device:

@@ -81,16 +81,28 @@ def test_bad_options_exit_2_naming_the_option(args, needle, tmp_path, capsys, co
     assert not any(tmp_path.iterdir())  # no half-made run folder left behind
 
 
+def _train_parser():
+    import argparse
+
+    from tui.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices["train"]
+
+
 def test_every_config_field_has_a_flag_and_the_parser_skips_torch():
     import dataclasses
     import subprocess
 
-    from engine.models import ACTIVATIONS, ENCODINGS, MODEL_KINDS, ModelConfig
-    from tui.cli.train import MODEL_FLAGS
+    from engine.config import ACTIVATIONS, ENCODINGS, MODEL_KINDS, ModelConfig, TrainConfig
 
-    assert set(MODEL_FLAGS) == {f.name for f in dataclasses.fields(ModelConfig)} - {"vocab_size"}
-    assert (MODEL_FLAGS["kind"][1], MODEL_FLAGS["encoding"][1], MODEL_FLAGS["activation"][1]) == (
+    groups = {g.title: {a.dest: a for a in g._group_actions} for g in _train_parser()._action_groups}
+    flags = groups["model"]
+    assert set(flags) == {f.name for f in dataclasses.fields(ModelConfig)} - {"vocab_size"}
+    assert set(groups["training"]) == {f.name for f in dataclasses.fields(TrainConfig)}
+    assert (tuple(flags["kind"].choices), tuple(flags["encoding"].choices), tuple(flags["activation"].choices)) == (
         MODEL_KINDS, ENCODINGS, ACTIVATIONS)
+    assert flags["kind"].option_strings == ["--model"]
     code = "import sys; from tui.cli import build_parser; build_parser(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"  # `rnnlab --help` and `rnnlab corpus` stay quick
@@ -161,9 +173,7 @@ def test_help_shows_the_config_defaults(capsys):
     import dataclasses
     import re
 
-    from engine.models import ModelConfig
-    from engine.train_config import TrainConfig
-    from tui.cli.train import MODEL_FLAGS
+    from engine.config import ModelConfig, TrainConfig
 
     with pytest.raises(SystemExit):
         main(["train", "--help"])
@@ -173,9 +183,10 @@ def test_help_shows_the_config_defaults(capsys):
         assert str(getattr(TrainConfig(), name.replace("-", "_"))) == str(value)
     assert "--detach, --no-detach detach the state between sequential minibatches (default on)" in text
     assert "(default 'time traveller')" in text
-    defaults = ModelConfig()  # the hand-written model help strings agree with the dataclass
-    for name, (_, _, help_) in MODEL_FLAGS.items():
-        shown = re.search(r"\(default (\S+)\)", help_)
+    defaults = ModelConfig()  # the model flags' help shows the dataclass's defaults
+    for name in [f.name for f in dataclasses.fields(ModelConfig) if f.name != "vocab_size"]:
+        flag = "--model" if name == "kind" else "--" + name.replace("_", "-")
+        shown = re.search(rf"{flag}\b(?:(?!--).)*\(default (\S+)\)", text)
         value = getattr(defaults, name)
         assert shown and (shown.group(1) == value if isinstance(value, str) else float(shown.group(1)) == value), name
 

@@ -265,10 +265,10 @@ def test_a_bad_option_on_resume_never_removes_the_run(tmp_path, pipeline):
     the ConfigError says so and the folder stays (it is the user's run, the option was wrong)."""
     import dataclasses
 
+    from engine.config import ModelConfig, TrainConfig
     from engine.errors import ConfigError
-    from engine.models import ModelConfig
     from engine.runs import create_run
-    from engine.trainer import TrainConfig, train
+    from engine.trainer import train
 
     mc, tc = ModelConfig(kind="gru", vocab_size=len(pipeline.vocab), num_hiddens=8), TrainConfig(max_tokens=3000)
     run = create_run(tmp_path, mc, tc, pipeline)
@@ -451,9 +451,10 @@ def test_runs_saved_before_fingerprints_still_load_and_are_checked_by_size(train
 
 
 def test_engine_generate_refuses_a_tokenizer_of_another_size(pipeline):
+    from engine.config import ModelConfig
     from engine.errors import ConfigError
     from engine.generate import generate
-    from engine.models import ModelConfig, build_model
+    from engine.models import build_model
 
     model = build_model(ModelConfig(kind="rnn", vocab_size=len(pipeline.vocab) + 1, num_hiddens=4))
     with pytest.raises(ConfigError, match=f"tokenizer has {len(pipeline.vocab)} tokens"):
@@ -462,8 +463,8 @@ def test_engine_generate_refuses_a_tokenizer_of_another_size(pipeline):
 
 # --- 6. out of memory ------------------------------------------------------------------------------------
 def test_memory_estimate_matches_a_hand_computation():
-    from engine.models import ModelConfig
-    from engine.training import TrainConfig, memory_estimate
+    from engine.config import ModelConfig, TrainConfig
+    from engine.training import memory_estimate
 
     mc = ModelConfig(kind="scratch", vocab_size=28, num_hiddens=4)
     # W_xh 28×4, W_hh 4×4, b_h 4, W_hq 4×28, b_q 28

@@ -12,7 +12,8 @@ import torch
 from torch.nn import functional as F
 
 from engine.gated import gru_recurrence, lstm_recurrence
-from engine.models import ModelConfig, RNNLM, build_model
+from engine.config import ModelConfig
+from engine.models import RNNLM, build_model
 
 V, H, B, T = 7, 12, 3, 6
 

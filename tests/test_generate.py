@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from engine.errors import ConfigError
 from engine.generate import generate, next_token_distribution, sampling_distribution
-from engine.models import ModelConfig, build_model
+from engine.config import ModelConfig
+from engine.models import build_model
 from engine.tokenizers import make_tokenizer
 
 LINES = ["the time traveller for so it will be convenient to speak of him",
@@ -201,7 +202,8 @@ def test_tokens_never_seen_in_training_are_never_generated(corpus_dir):
 
     from engine.corpus import load_corpus
     from engine.generate import generate, next_token_distribution
-    from engine.models import ModelConfig, build_model
+    from engine.config import ModelConfig
+    from engine.models import build_model
     from engine.pipeline import build_pipeline
 
     pipe = build_pipeline(load_corpus(str(corpus_dir / "timemachine.txt")), tokenizer="char")

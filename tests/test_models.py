@@ -9,7 +9,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from engine.errors import ConfigError
-from engine.models import ENCODINGS, MODEL_KINDS, ModelConfig, RNNLM, build_model, detach_state
+from engine.config import ENCODINGS, MODEL_KINDS, ModelConfig
+from engine.models import RNNLM, build_model, detach_state
 from engine.recurrence import rnn_recurrence
 
 V, H, B, T = 7, 12, 3, 6

@@ -42,8 +42,9 @@ from torch.nn import functional as F
 
 import engine.trainer as trainer_mod
 from engine.events import Finished, Progress
-from engine.models import ModelConfig, build_model
-from engine.training import TrainConfig, evaluate, split_ids
+from engine.config import ModelConfig, TrainConfig
+from engine.models import build_model
+from engine.training import evaluate, split_ids
 
 BASE = dict(epochs=1, batch_size=2, num_steps=4, max_tokens=0, val_fraction=0.0, sample_every=0, threads=1,
             log_interval_s=1e9, log_every_steps=1, checkpoint_interval_s=1e9)

@@ -69,8 +69,7 @@ def test_concurrent_users_restore_only_when_the_last_leaves():
 
 def _cpu_training(epochs: int = 2):
     from engine import trainer
-    from engine.models import ModelConfig
-    from engine.training import TrainConfig
+    from engine.config import ModelConfig, TrainConfig
 
     ids = torch.randint(0, 5, (400,), generator=torch.Generator().manual_seed(0)).numpy()
     return trainer.train(ids, ModelConfig(kind="rnn", vocab_size=5, num_hiddens=4),

@@ -11,9 +11,10 @@ import torch
 
 from engine import checkpoint
 from engine.errors import RunError
-from engine.models import ModelConfig, build_model
+from engine.config import ModelConfig, TrainConfig
+from engine.models import build_model
 from engine.runs import create_run, delete_run, list_runs, open_run
-from engine.trainer import TrainConfig, train
+from engine.trainer import train
 
 
 @pytest.fixture(scope="module")
@@ -223,10 +224,9 @@ def test_failed_checkpoint_save_keeps_the_previous_checkpoint(tmp_path, monkeypa
 def test_create_run_refuses_a_config_that_cannot_train_and_leaves_no_folder(tmp_path, corpus_dir):
     from engine.corpus import load_corpus
     from engine.errors import ConfigError
-    from engine.models import ModelConfig
+    from engine.config import ModelConfig, TrainConfig
     from engine.runs import create_run, list_runs
     from engine.pipeline import build_pipeline
-    from engine.training import TrainConfig
 
     pipe = build_pipeline(load_corpus(str(corpus_dir / "timemachine.txt")), tokenizer="word", min_freq=10)
     mc = ModelConfig(kind="gru", vocab_size=len(pipe.vocab), num_hiddens=8)

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from engine import stepper as stepper_module
-from engine.models import ENCODINGS, MODEL_KINDS, ModelConfig, RNNLM, build_model
+from engine.config import ENCODINGS, MODEL_KINDS, ModelConfig
+from engine.models import RNNLM, build_model
 from engine.stepper import Stepper
 
 V, H, B, T = 7, 12, 3, 6

@@ -12,8 +12,9 @@ import torch
 
 from engine.errors import ConfigError
 from engine.events import Checkpoint, Diverged, Finished, Progress, Spike
-from engine.models import ModelConfig, build_model
-from engine.trainer import TrainConfig, _Loop, train
+from engine.config import ModelConfig, TrainConfig
+from engine.models import build_model
+from engine.trainer import _Loop, train
 from engine.training import clip_gradients, sequence_loss
 
 TINY = dict(epochs=4, batch_size=8, num_steps=10, max_tokens=2000, sample_every=0, threads=1, log_interval_s=0.0)

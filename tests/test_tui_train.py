@@ -11,12 +11,11 @@ import re
 from pathlib import Path
 
 import torch
+from engine.config import ModelConfig, TrainConfig
 from engine.corpus import load_corpus
 from engine.events import Finished
-from engine.models import ModelConfig
 from engine.runs import list_runs, open_run
 from engine.pipeline import build_pipeline
-from engine.training import TrainConfig
 from textual.widgets import DataTable, Input, Static
 from textual.worker import Worker, WorkerFailed, WorkerState
 from tui.widgets.form import ConfigForm

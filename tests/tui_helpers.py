@@ -14,12 +14,11 @@ from typing import Any
 
 from textual.pilot import Pilot
 
+from engine.config import ModelConfig, TrainConfig
 from engine.corpus import load_corpus
-from engine.models import ModelConfig
 from engine.runs import create_run
 from engine.pipeline import build_pipeline
 from engine.trainer import train
-from engine.training import TrainConfig
 from tui.app import RnnlabApp
 from tui.widgets.form import ConfigForm
 from loopback import closed_port, serve_files  # noqa: F401 - re-exported for the TUI tests

@@ -1,7 +1,8 @@
 """What the Train screen shows besides its plots: the form's sections and the stats lines.
 
-``form_specs`` lays out every field of ``ModelConfig`` (but ``vocab_size``,
-which the corpus sets) and ``TrainConfig`` in titled sections; a field not
+``form_specs`` lays out every option of ``ModelConfig`` (not ``vocab_size``,
+which the corpus sets) and ``TrainConfig`` in titled sections (the rows, their
+choices and tooltips come from the configs' field metadata); a field not
 placed in ``SECTIONS`` goes to the end of the last one, so a new engine option
 still shows. ``progress_text`` turns a ``Progress`` event into three fixed lines
 (perplexities; gradient norm, the share of steps clipping changed, and speed;
@@ -15,9 +16,8 @@ import math
 
 from rich.text import Text
 
+from engine.config import ModelConfig, TrainConfig
 from engine.events import Progress
-from engine.models import ACTIVATIONS, ENCODINGS, MODEL_KINDS, ModelConfig
-from engine.training import CLIPS, DEVICES, OPTIMIZERS, SAMPLERS, TrainConfig
 from tui.widgets.form import specs_for
 
 # The form's sections, in order: (heading, [(config group, field), ...]). Every field of
@@ -39,10 +39,7 @@ SECTIONS = (
 
 def form_specs() -> tuple[list, dict[str, str]]:
     """Rows for every model and trainer option in SECTIONS order, and the section headings."""
-    model = specs_for(ModelConfig, "model", {"kind": MODEL_KINDS, "encoding": ENCODINGS,
-                                             "activation": ACTIVATIONS}, skip=("vocab_size",))
-    trainer = specs_for(TrainConfig, "train", {"optimizer": OPTIMIZERS, "clip": CLIPS,
-                                               "sampler": SAMPLERS, "device": DEVICES})
+    model, trainer = specs_for(ModelConfig, "model"), specs_for(TrainConfig, "train")
     by_key = {spec.key: spec for spec in model + trainer}
     ordered, headings = [], {}
     for heading, fields in SECTIONS:

@@ -19,7 +19,7 @@ from typing import Any
 
 
 def register(subparsers: Any) -> None:
-    from engine.train_config import DEVICES
+    from engine.config import DEVICES
     p = subparsers.add_parser("generate", help="generate text with a trained run",
                               description="Stream a continuation of --prefix from a run's model.")
     p.add_argument("run", metavar="RUN", help="run name (see `rnnlab runs`) or folder")

@@ -31,20 +31,6 @@ from engine.errors import ConfigError
 from tui.terminal import drop_terminal
 from engine.events import Diverged, Finished, Progress, Sample, Spike
 
-_TRAIN_HELP = {
-    "optimizer": "sgd (D2L) | adam | adamw", "lr": "learning rate (D2L: 1)", "epochs": "epochs to train",
-    "batch_size": "subsequences per minibatch", "num_steps": "time steps per subsequence",
-    "clip": "gradient clipping: norm | value | off", "clip_theta": "clipping bound θ",
-    "sampler": "random | sequential minibatches", "detach": "detach the state between sequential minibatches",
-    "val_fraction": "held-out tail for validation (0 = none)", "max_tokens": "use the first N tokens (0 = all)",
-    "seed": "random seed", "device": "auto | cpu | cuda | mps", "threads": "CPU threads (0 = torch default)",
-    "sample_every": "epochs between samples (0 = never)", "sample_prefix": "prompt for samples",
-    "sample_len": "tokens per sample", "sample_alpha": "sampling exponent α for samples (inf = greedy)",
-    "log_interval_s": "seconds between progress updates", "log_every_steps": "also update every N steps",
-    "checkpoint_interval_s": "seconds between checkpoints", "spike_factor": "spike when ppl > factor × best",
-    "bptt_limit_mb": "memory bound for --no-detach",
-}
-
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
@@ -58,23 +44,28 @@ def _shown(default: Any) -> str:
     return shown.replace("%", "%%")
 
 
-# ModelConfig's fields as flags. Spelled out here so building the parser does not
-# import torch (engine.models does); tests/test_cli_train.py checks they agree.
-MODEL_FLAGS: dict[str, tuple[type, tuple[str, ...] | None, str]] = {
-    "kind": (str, ("scratch", "rnn", "gru", "lstm"), "scratch (D2L 8.5) | rnn | gru | lstm (default gru)"),
-    "num_hiddens": (int, None, "hidden units per layer (default 256)"),
-    "num_layers": (int, None, "stacked recurrent layers (default 1)"),
-    "dropout": (float, None, "dropout between layers (default 0)"),
-    "encoding": (str, ("onehot", "embedding"), "input encoding (default onehot)"),
-    "embed_size": (int, None, "embedding width (default 32)"),
-    "activation": (str, ("tanh", "relu"), "scratch/rnn nonlinearity (default tanh)"),
-}
+def _add_options(group: Any, cls: type) -> list[str]:
+    """One flag per user option of the config dataclass ``cls``, its help and choices from the field's metadata;
+    default None, so only flags given on the command line override the config (or a resumed run's)."""
+    from engine.config import user_options
+
+    names = []
+    for f in user_options(cls):
+        help_ = f"{f.metadata['help']} (default {_shown(f.default)})"
+        kw: dict[str, Any] = {"dest": f.name, "default": None, "help": help_}
+        flag = f.metadata.get("flag", _flag(f.name))
+        if isinstance(f.default, bool):
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+        else:
+            group.add_argument(flag, type=type(f.default), choices=f.metadata.get("choices"), **kw)
+        names.append(f.name)
+    return names
 
 
 def register(subparsers: Any) -> None:
+    from engine.config import ModelConfig, TrainConfig
     from engine.corpus import PREPROCESS_MODES
     from engine.tokenizers import TOKENIZER_KINDS
-    from engine.train_config import CLIPS, DEVICES, OPTIMIZERS, SAMPLERS, TrainConfig
 
     p = subparsers.add_parser("train", help="train a model into a run folder",
                               description="Train an RNN language model (D2L 8.5-8.6) and save it as a run.")
@@ -85,21 +76,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--min-freq", type=int, default=0, help="drop tokens rarer than this")
     p.add_argument("--runs-dir", default=None, help="folder of runs (default: $RNNLAB_HOME/runs)")
     p.add_argument("--resume", metavar="RUN", default=None, help="continue this run from its checkpoint")
-    m = p.add_argument_group("model")
-    for name, (typ, choices, help_) in MODEL_FLAGS.items():
-        flag = "--model" if name == "kind" else _flag(name)
-        m.add_argument(flag, dest=name, type=typ, choices=choices, default=None, help=help_)
-    t = p.add_argument_group("training", "defaults as shown; with --resume, options not given keep the run's values")
-    choices = {"optimizer": OPTIMIZERS, "clip": CLIPS, "sampler": SAMPLERS, "device": DEVICES}
-    for f in dataclasses.fields(TrainConfig):
-        # default None: only flags given on the command line override the config (or a resumed run's)
-        help_ = f"{_TRAIN_HELP.get(f.name, f.name)} (default {_shown(f.default)})"
-        kw: dict[str, Any] = {"dest": f.name, "default": None, "help": help_}
-        if isinstance(f.default, bool):
-            t.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, **kw)
-        else:
-            t.add_argument(_flag(f.name), type=type(f.default), choices=choices.get(f.name), **kw)
-    p.set_defaults(func=run, _model_fields=list(MODEL_FLAGS), _train_fields=[f.name for f in dataclasses.fields(TrainConfig)])
+    model_fields = _add_options(p.add_argument_group("model", "with --resume, these must stay as the run has them"), ModelConfig)
+    train_fields = _add_options(
+        p.add_argument_group("training", "defaults as shown; with --resume, options not given keep the run's values"),
+        TrainConfig)
+    p.set_defaults(func=run, _model_fields=model_fields, _train_fields=train_fields)
 
 
 def _given(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
@@ -108,9 +89,9 @@ def _given(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
 
 def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, Any]:
     """(data, model_cfg, train_cfg, tokenizer, run) — config errors surface before a run folder exists."""
-    from engine.models import ModelConfig
+    from engine.config import ModelConfig, TrainConfig
     from engine.runs import create_run, open_run
-    from engine.trainer import TrainConfig, prepare_ids
+    from engine.training import prepare_ids
 
     train_kw = _given(args, args._train_fields)
     if args.resume:
@@ -137,7 +118,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, Any]:
                                       vocab_size=args.vocab_size, min_freq=args.min_freq)
     for warning in pipeline.warnings:
         print(f"rnnlab train: warning: {warning}", file=sys.stderr)
-    model_cfg = ModelConfig(**{"kind": "gru", **_given(args, args._model_fields), "vocab_size": len(pipeline.vocab)})
+    model_cfg = ModelConfig(**_given(args, args._model_fields), vocab_size=len(pipeline.vocab))
     run = create_run(args.runs_dir, model_cfg, train_cfg, pipeline)  # checks sizes and device before the folder
     return pipeline, model_cfg, train_cfg, pipeline.tokenizer, run
 

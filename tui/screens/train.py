@@ -31,13 +31,13 @@ from textual.reactive import reactive
 from textual.widgets import Header, ProgressBar, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from engine.config import ModelConfig, TrainConfig
 from engine.data import batches_per_epoch
 from engine.errors import RnnlabError
 from engine.events import Checkpoint, Diverged, Finished, Progress, Sample, Spike
-from engine.models import ModelConfig
 from engine.runs import create_run
 from engine.trainer import train, unstable_message
-from engine.training import TrainConfig, prepare_ids, resolve_device
+from engine.training import prepare_ids, resolve_device
 from tui.messages import RunSaved
 from tui.screens.base import PlaygroundScreen, error_text
 from tui.terminal import WRITERS

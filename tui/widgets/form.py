@@ -1,8 +1,11 @@
 """A form generated from frozen config dataclasses, with inline validation.
 
 Every field of the given dataclasses becomes one compact row (label + input,
-or label + select for fields with known choices and for booleans), followed by
-an error line that stays hidden until that field is wrong. Values are parsed
+or label + select for fields with choices and for booleans), followed by
+an error line that stays hidden until that field is wrong. A field's metadata
+gives its allowed values (``choices``) and the label's tooltip (``help``); a
+field with ``fixed_by`` metadata (set by something else, as the corpus sets
+``vocab_size``) gets no row. Values are parsed
 here ("lr must be a number (got 'x')"); range checks are the configs' own
 ``__post_init__``: their ``ConfigError`` text, which starts with the field
 name, is shown under that field. So the form never duplicates the engine's
@@ -39,28 +42,27 @@ class FieldSpec:
     default: Any
     choices: tuple[Any, ...] = ()
     optional: bool = False  # an empty input means None
+    help: str = ""  # the label's tooltip
 
     @property
     def key(self) -> str:
         return f"{self.group}-{self.name}"
 
 
-def specs_for(
-    cls: type, group: str, choices: dict[str, Sequence[Any]] | None = None, skip: Sequence[str] = ()
-) -> list[FieldSpec]:
-    """Form rows for every field of dataclass ``cls`` except ``skip``."""
+def specs_for(cls: type, group: str) -> list[FieldSpec]:
+    """Form rows for every field of dataclass ``cls`` but those fixed by something else."""
     hints = typing.get_type_hints(cls)
-    choices = choices or {}
     specs = []
     for f in dataclasses.fields(cls):
-        if f.name in skip:
+        if "fixed_by" in f.metadata:
             continue
         default = f.default if f.default is not dataclasses.MISSING else None
         hint = hints.get(f.name, str)
         args = typing.get_args(hint)
         optional = type(None) in args
         base = next((a for a in args if a is not type(None)), hint) if args else hint
-        if f.name in choices:
+        choices = tuple(f.metadata.get("choices", ()))
+        if choices:
             kind = "choice"
         elif base is bool:
             kind = "bool"
@@ -70,7 +72,7 @@ def specs_for(
             kind = "float"
         else:
             kind = "str"
-        specs.append(FieldSpec(group, f.name, kind, default, tuple(choices.get(f.name, ())), optional))
+        specs.append(FieldSpec(group, f.name, kind, default, choices, optional, f.metadata.get("help", "")))
     return specs
 
 
@@ -127,7 +129,7 @@ class ConfigForm(FormScroll):
                 yield Static(self.headings[spec.key], classes="form-heading")
             with Horizontal(classes="field-row"):
                 label = Label(spec.name, classes="field-label")
-                label.tooltip = spec.name
+                label.tooltip = f"{spec.name}: {spec.help}" if spec.help else spec.name
                 yield label
                 if spec.kind in ("choice", "bool"):
                     options = [("yes", True), ("no", False)] if spec.kind == "bool" else [

@@ -1,0 +1,184 @@
+"""Every option of a model and of its training, checked when it is made: ``ModelConfig``,
+``TrainConfig``, the allowed values of each choice, and the registry of recurrent cells.
+
+Torch-free, so the CLI builds its parser (and ``rnnlab --help``) without importing
+torch. Each field carries its help text (and, for a choice, its allowed values) as
+dataclass field metadata; the CLI's flags (``tui.cli.train``) and the TUI's form
+(``tui.train_view``) are generated from it, so a new option needs no other edit:
+
+* ``help``: one line for ``--help`` and the form's tooltip;
+* ``choices``: the allowed values (a select in the form, argparse's ``choices``);
+* ``flag``: the CLI flag when it is not the field's name (``--model`` for ``kind``);
+* ``fixed_by``: who sets a field that is no user option (the corpus sets ``vocab_size``).
+
+``CELLS`` is the registry of recurrent cells: a name, the module and class that
+implement it (``engine.models`` imports the module on first use) and the few facts
+a config check needs without torch. Adding a cell is one module under
+``engine/models/`` plus one line here. Left out: the models and the training loop
+themselves (``engine.models``, ``engine.trainer``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import Field, asdict, dataclass, field, fields
+from typing import Any
+
+from engine.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class CellEntry:
+    """What the config knows about a kind of recurrent cell without importing it."""
+
+    target: str  # "module:Class" of its engine.models.cell.Cell subclass
+    about: str  # a few words for the help text
+    one_layer: bool = False  # supports num_layers == 1 only (D2L 8.5's scratch RNN)
+    activation: bool = False  # uses the activation option (tanh | relu); other cells ignore it
+
+
+CELLS: dict[str, CellEntry] = {
+    "scratch": CellEntry("engine.models.scratch:ScratchRNN", "D2L 8.5", one_layer=True, activation=True),
+    "rnn": CellEntry("engine.models.rnn:RNN", "torch.nn.RNN", activation=True),
+    "gru": CellEntry("engine.models.gru:GRU", "D2L 9.1"),
+    "lstm": CellEntry("engine.models.lstm:LSTM", "D2L 9.2"),
+}
+
+MODEL_KINDS = tuple(CELLS)
+ENCODINGS = ("onehot", "embedding")
+ACTIVATIONS = ("tanh", "relu")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+CLIPS = ("norm", "value", "off")
+SAMPLERS = ("random", "sequential")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def option(default: Any, help: str, choices: tuple[str, ...] | None = None, **more: Any) -> Any:
+    """A dataclass field with its help text (and allowed values) as metadata."""
+    meta = {"help": help, **({"choices": choices} if choices else {}), **more}
+    return field(default=default, metadata=meta)
+
+
+def user_options(cls: type) -> list[Field]:
+    """The fields a user sets (CLI flags, form rows): all but those fixed by something else."""
+    return [f for f in fields(cls) if "fixed_by" not in f.metadata]
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)} (got {value!r})")
+
+
+def _at_least(name: str, value: Any, low: float, what: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= low:
+        raise ConfigError(f"{name} must be {what or f'at least {low}'} (got {value!r})")
+
+
+_KIND_HELP = "recurrent cell: " + ", ".join(f"{k} ({c.about})" for k, c in CELLS.items())
+_ACTIVATION_HELP = "nonlinearity of the " + "/".join(k for k, c in CELLS.items() if c.activation) + " cells"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model's architecture."""
+
+    kind: str = option("gru", _KIND_HELP, MODEL_KINDS, flag="--model")
+    vocab_size: int = option(28, "len(vocab): size of one-hot inputs and of the output layer", fixed_by="corpus")
+    num_hiddens: int = option(256, "hidden units per layer")
+    num_layers: int = option(1, "stacked recurrent layers (D2L 8.6.2)")
+    dropout: float = option(0.0, "dropout between stacked layers (num_layers > 1)")
+    encoding: str = option("onehot", "input encoding: onehot (D2L) | embedding (exercise 8.5.2)", ENCODINGS)
+    embed_size: int = option(32, "embedding width (encoding embedding)")
+    activation: str = option("tanh", _ACTIVATION_HELP, ACTIVATIONS)
+
+    def __post_init__(self) -> None:
+        if self.kind not in MODEL_KINDS:
+            raise ConfigError(f"model kind must be one of {', '.join(MODEL_KINDS)} (got {self.kind!r})")
+        _choice("encoding", self.encoding, ENCODINGS)
+        _choice("activation", self.activation, ACTIVATIONS)
+        if self.vocab_size < 2:
+            raise ConfigError(f"vocab_size must be at least 2 (got {self.vocab_size})")
+        if not 1 <= self.num_hiddens <= 16384:
+            raise ConfigError(f"num_hiddens must be in 1..16384 (got {self.num_hiddens})")
+        if not 1 <= self.num_layers <= 16:
+            raise ConfigError(f"num_layers must be in 1..16 (got {self.num_layers})")
+        if CELLS[self.kind].one_layer and self.num_layers != 1:
+            raise ConfigError(f"num_layers must be 1 for the {self.kind} RNN (got {self.num_layers}); "
+                              "use rnn for deep RNNs")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1) (got {self.dropout})")
+        if self.dropout > 0.0 and self.num_layers == 1:
+            # torch.nn applies dropout only between stacked layers: with one layer it would do nothing.
+            raise ConfigError(f"dropout must be 0 when num_layers is 1 (got {self.dropout}); it acts between layers")
+        if not 1 <= self.embed_size <= 4096:
+            raise ConfigError(f"embed_size must be in 1..4096 (got {self.embed_size})")
+
+    @property
+    def input_size(self) -> int:
+        return self.vocab_size if self.encoding == "onehot" else self.embed_size
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: D2L's defaults for the optimizer and data, rnnlab's for the rest."""
+
+    optimizer: str = option("sgd", "sgd (D2L) | adam | adamw (torch's default weight decay 0.01)", OPTIMIZERS)
+    lr: float = option(1.0, "learning rate (D2L: 1 with plain SGD)")
+    epochs: int = option(50, "passes over the training tokens (D2L: 500)")
+    batch_size: int = option(32, "subsequences per minibatch")
+    num_steps: int = option(35, "time steps per subsequence (truncated BPTT length)")
+    clip: str = option("norm", "gradient clipping: by global norm (D2L) | by value | off", CLIPS)
+    clip_theta: float = option(1.0, "clipping bound θ: the norm bound (clip norm) or the value bound (clip value)")
+    sampler: str = option("random", "random | sequential minibatches (D2L 8.3.4)", SAMPLERS)
+    # off: backpropagate through the whole epoch (sampler sequential only)
+    detach: bool = option(True, "detach the state between sequential minibatches")
+    val_fraction: float = option(0.1, "held-out tail of the (max_tokens-cut) corpus for validation (0 = none)")
+    max_tokens: int = option(10000, "use only the first N tokens (D2L: 10000; 0 = all)")
+    seed: int = option(0, "seeds weights, minibatch order and sampling: same seed + config → same curve")
+    device: str = option("auto", "auto (cuda, then mps, then cpu) | cpu | cuda | mps", DEVICES)
+    threads: int = option(0, "CPU threads for torch (0 = torch's default)")
+    sample_every: int = option(10, "epochs between samples, and the last epoch samples too; 0 = no samples, "
+                                   "not even at the last epoch")
+    sample_prefix: str = option("time traveller", "prompt of the samples (D2L's)")
+    sample_len: int = option(50, "tokens generated per sample (D2L: 50)")
+    sample_alpha: float = option(math.inf, "sampling exponent α for samples (inf = greedy, D2L's predict)")
+    log_interval_s: float = option(0.25, "at least this many seconds between progress updates within an epoch")
+    log_every_steps: int = option(0, "also update progress every N steps (0 = by time only)")
+    checkpoint_interval_s: float = option(30.0, "seconds between checkpoints (one is always saved at the end)")
+    spike_factor: float = option(2.0, "a spike when perplexity exceeds this × its best so far")
+    bptt_limit_mb: int = option(2048, "with --no-detach: refuse when the epoch's graph would need more MiB")
+
+    def __post_init__(self) -> None:
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("clip", self.clip, CLIPS)
+        _choice("sampler", self.sampler, SAMPLERS)
+        _choice("device", self.device, DEVICES)
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"lr must be a positive number (got {self.lr!r})")
+        for name in ("epochs", "batch_size", "num_steps"):
+            _at_least(name, getattr(self, name), 1, "a positive integer")
+        if not (self.clip_theta > 0 and math.isfinite(self.clip_theta)):
+            raise ConfigError(f"clip_theta must be a positive number (got {self.clip_theta!r})")
+        if not 0.0 <= self.val_fraction <= 0.5:
+            raise ConfigError(f"val_fraction must be in [0, 0.5] (got {self.val_fraction!r})")
+        for name in ("max_tokens", "seed", "threads", "sample_every", "sample_len", "log_every_steps"):
+            _at_least(name, getattr(self, name), 0, "zero or a positive integer")
+        for name in ("log_interval_s", "checkpoint_interval_s"):
+            _at_least(name, getattr(self, name), 0, "zero or more seconds")
+        _at_least("sample_alpha", self.sample_alpha, 0, "zero or more (inf = greedy)")
+        if not self.spike_factor > 1:
+            raise ConfigError(f"spike_factor must be greater than 1 (got {self.spike_factor!r})")
+        _at_least("bptt_limit_mb", self.bptt_limit_mb, 1, "a positive number of MiB")
+        if not self.detach and self.sampler != "sequential":
+            raise ConfigError(
+                "detach=False needs sampler='sequential' (random sampling starts every minibatch from a fresh state)"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: an infinite sample_alpha is written as the string 'inf'."""
+        return {k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: (float(v) if v in ("inf", "nan") else v) for k, v in d.items() if k in known})
