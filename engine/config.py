@@ -25,6 +25,7 @@ from dataclasses import Field, asdict, dataclass, field, fields
 from typing import Any
 
 from engine.errors import ConfigError
+from engine.jsonfloat import dump_float, float_fields, load_float
 
 
 @dataclass(frozen=True)
@@ -175,10 +176,10 @@ class TrainConfig:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe: an infinite sample_alpha is written as the string 'inf'."""
-        return {k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
+        """JSON-safe: an infinite sample_alpha is written as the string 'inf' (``engine.jsonfloat``)."""
+        return {k: dump_float(v) for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: (float(v) if v in ("inf", "nan") else v) for k, v in d.items() if k in known})
+        known, floats = {f.name for f in fields(cls)}, float_fields(cls)
+        return cls(**{k: (load_float(v) if k in floats else v) for k, v in d.items() if k in known})

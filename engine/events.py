@@ -12,21 +12,15 @@ any formatting for humans beyond ``Diverged.message``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any, Union
 
-
-def _jsonable(value: Any) -> Any:
-    """Floats that JSON cannot hold (inf, nan) become strings; the rest is kept."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
+from engine.jsonfloat import dump_float, float_fields, load_float
 
 
 class _Event:
     def to_dict(self) -> dict[str, Any]:
-        d = {k: _jsonable(v) for k, v in asdict(self).items()}  # type: ignore[call-overload]
+        d = {k: dump_float(v) for k, v in asdict(self).items()}  # type: ignore[call-overload]
         return {"type": type(self).__name__, **d}
 
 
@@ -109,5 +103,5 @@ EVENT_TYPES: dict[str, type] = {c.__name__: c for c in (Progress, Sample, Diverg
 def event_from_dict(d: dict[str, Any]) -> Event:
     """Inverse of ``to_dict`` (strings 'inf'/'nan' become floats again)."""
     cls = EVENT_TYPES[d["type"]]
-    fields = {k: (float(v) if v in ("inf", "-inf", "nan") else v) for k, v in d.items() if k != "type"}
-    return cls(**fields)
+    floats = float_fields(cls)
+    return cls(**{k: (load_float(v) if k in floats else v) for k, v in d.items() if k != "type"})
