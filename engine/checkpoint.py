@@ -40,6 +40,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from engine.errors import RunError, write_error
+from engine.train_state import TrainState
 
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -218,17 +219,17 @@ def load_trainer_state(folder: Path) -> dict[str, Any]:
         raise RunError(f"{path} lacks epoch/step; the run is corrupt")
     for key, kinds in _FIELD_TYPES.items():
         value = doc.get(key)
-        if key in doc and not (isinstance(value, kinds) and not isinstance(value, bool)) and value is not None:
+        if value is not None and not (isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool))):
             raise RunError(f"{path}: {key} is {value!r}, not a {kinds[0].__name__}; the run is corrupt")
     if not isinstance(doc["epoch"], int) or not isinstance(doc["step"], int):
         raise RunError(f"{path}: epoch and step must be whole numbers; the run is corrupt")
     return doc
 
 
-# checkpoint.json fields readers rely on, and the types they must have (or null)
+# checkpoint.json fields readers rely on, and the types they must have (or null): the trainer's counters
+# (TrainState) and what the trainer and ``Run.mark_failed`` write next to them
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
-    "epoch": (int,), "step": (int,), "epochs": (int,), "train_ppl": (float, int), "val_ppl": (float, int),
-    "best_ppl": (float, int), "elapsed_s": (float, int), "status": (str,), "device": (str,), "error": (str,),
+    **TrainState.JSON_TYPES, "epochs": (int,), "status": (str,), "device": (str,), "error": (str,),
 }
 
 

@@ -19,7 +19,16 @@ are saved; a run that has a checkpoint is resumed from it (step, epoch, best
 perplexity, torch RNG; the minibatch order of epoch e depends only on the seed
 and e). A run stopped mid-epoch resumes at the start of that epoch with the
 weights it had when stopped; its saved figures describe those weights (the
-partial epoch's running train perplexity, validation on them). Left out: schedules, early stopping on plateau.
+partial epoch's running train perplexity, validation on them).
+
+The parts: ``_Loop._epoch`` is one pass over the training tokens; it yields
+Progress events and returns an ``Outcome`` (ok, stopped, or diverged at a
+``BadStep``). ``_Sums`` keeps an epoch's sums on the device and holds the one
+finite check; ``_Loop._step`` is the one optimizer step. The counters that are
+snapshotted, checkpointed and resumed are one ``TrainState``
+(``engine.train_state``); spikes are ``engine.spikes``'s ``SpikeDetector``.
+
+Left out: schedules, early stopping on plateau.
 """
 
 from __future__ import annotations
@@ -28,25 +37,28 @@ import copy
 import math
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from engine.config import ModelConfig, TrainConfig
+from engine.data import batches_per_epoch, data_iter
 from engine.errors import ConfigError, RunError
-from engine.events import Checkpoint, Diverged, Event, Finished, Progress, Sample, Spike
+from engine.events import Checkpoint, Diverged, Event, Finished, Progress, Sample
 from engine.models import RNNLM, build_model, detach_state
 from engine.precision import float32_cudnn
+from engine.spikes import SpikeDetector
 from engine.throughput import Throughput
-from engine.training import (MEMORY_ADVICE, clip_gradients, evaluate, make_optimizer, out_of_memory, perplexity,
-                             prepare_ids, resolve_device, sequence_loss)
+from engine.train_state import TrainState
+from engine.training import (MAX_LOSS, MEMORY_ADVICE, clip_gradients, evaluate, make_optimizer,
+                             out_of_memory, perplexity, prepare_ids, resolve_device, sequence_loss)
 
 __all__ = ["train", "prepare_ids"]
 
 
-MAX_LOSS = 700.0  # nats per token: beyond ~709 exp() overflows (perplexity inf)
 # A model that guesses uniformly scores ln(vocab_size) nats per token; one that does
 # e^20 (≈ 5e8) times worse than guessing has not "spiked", it has diverged.
 DIVERGED_EXCESS = 20.0
@@ -76,26 +88,110 @@ def loss_limit(vocab_size: int) -> float:
     return min(MAX_LOSS, math.log(max(vocab_size, 2)) + DIVERGED_EXCESS)
 
 
-def _sync(*values: torch.Tensor) -> list[float]:
-    """One device sync for the loop's accumulators."""
-    return torch.stack([v.to(torch.float64) for v in values]).tolist()
+def unstable(state: TrainState, vocab_size: int) -> bool:
+    """Worse than guessing: a uniform guess over the vocabulary scores perplexity vocab_size (D2L 8.4.4);
+    weights past UNSTABLE_FACTOR times that learned nothing usable, whatever the run's status says."""
+    ppl = state.val_ppl if state.val_ppl is not None else state.train_ppl
+    return ppl is not None and not ppl <= UNSTABLE_FACTOR * vocab_size
 
 
-def _bad(step: int, loss_max: float, norm_sum: float, limit: float) -> tuple[int, float, str]:
-    """(first bad step, the bad value, what it was) for a Diverged event."""
-    if not loss_max <= limit:
-        return step, loss_max, "loss"
-    return step, norm_sum, "gradient norm"
+@dataclass(frozen=True)
+class BadStep:
+    """The first optimizer step whose loss or gradient norm blew up."""
+
+    step: int
+    value: float  # the bad loss (nats per token) or gradient norm
+    what: str  # "loss" | "gradient norm"
 
 
-def _data_iter(ids: np.ndarray, cfg: TrainConfig, rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    from engine.data import data_iter
+@dataclass(frozen=True)
+class Outcome:
+    """How an epoch ended: "ok" (every minibatch), "stopped" (by the caller) or "diverged" (at ``bad``)."""
 
+    status: Literal["ok", "stopped", "diverged"]
+    bad: BadStep | None = None
+
+
+@dataclass(frozen=True)
+class _Totals:
+    """An epoch's sums so far, read off the device."""
+
+    loss: float  # sum of the minibatches' mean losses
+    norm: float  # sum of the gradient norms before clipping
+    loss_max: float  # the largest minibatch loss
+    ok: int  # optimizer steps before the first bad one
+    clipped: float  # optimizer steps whose clipping changed the gradient
+
+
+class _Sums:
+    """An epoch's running sums, kept on the device so the hot loop never waits for it."""
+
+    def __init__(self, device: torch.device, max_loss: float) -> None:
+        zero = torch.zeros((), device=device)
+        self.loss, self.norm, self.loss_max, self.clipped = zero.clone(), zero.clone(), zero.clone(), zero.clone()
+        self.ok = torch.zeros((), dtype=torch.long, device=device)
+        self.max_loss = max_loss
+
+    def add(self, loss: torch.Tensor, norm: torch.Tensor, clipped: torch.Tensor) -> None:
+        """One optimizer step: its (detached) minibatch loss, gradient norm and whether clipping changed it."""
+        self.loss += loss
+        self.norm += norm
+        self.clipped += clipped
+        # NaN/inf stick in the sums and the max, so this counts the steps before the first bad one.
+        self.loss_max = torch.maximum(self.loss_max, loss)
+        self.ok += (self.loss_max <= self.max_loss) & torch.isfinite(self.norm)
+
+    def whole_epoch(self, loss_sum: torch.Tensor, loss: torch.Tensor, norm: torch.Tensor,
+                    clipped: torch.Tensor) -> None:
+        """The one step of an epoch without detaching: ``loss_sum`` over its minibatches, ``loss`` their mean."""
+        self.loss, self.norm, self.loss_max = loss_sum.detach(), norm.detach(), loss.detach()
+        self.clipped = clipped.to(self.clipped.dtype)
+        self.ok = torch.zeros_like(self.ok)
+
+    def read(self) -> _Totals:
+        """The sums, in one device sync."""
+        ls, ns, lm, ok, cs = torch.stack([v.to(torch.float64) for v in (self.loss, self.norm, self.loss_max,
+                                                                         self.ok, self.clipped)]).tolist()
+        return _Totals(ls, ns, lm, int(ok), cs)
+
+    def bad_step(self, totals: _Totals, first_step: int) -> BadStep | None:
+        """The finite check: None while every gradient norm is finite and no loss is past the limit; else the
+        first bad step (``first_step`` is the epoch's first) and its bad value."""
+        if math.isfinite(totals.norm) and totals.loss_max <= self.max_loss:
+            return None
+        if not totals.loss_max <= self.max_loss:
+            return BadStep(first_step + totals.ok, totals.loss_max, "loss")
+        return BadStep(first_step + totals.ok, totals.norm, "gradient norm")
+
+
+@dataclass
+class _Window:
+    """Where the current Progress window began: its clock, minibatches and sums; tokens trained in it."""
+
+    t: float
+    batches: int = 0
+    norm: float = 0.0
+    clipped: float = 0.0
+    tokens: int = 0
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """A copy of the training state (the last good epoch's, or the one being saved)."""
+
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    state: TrainState
+    rng: torch.Tensor
+
+
+def _data_iter(ids: np.ndarray, cfg: TrainConfig,
+               rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     return data_iter(ids, cfg.batch_size, cfg.num_steps, cfg.sampler, rng=rng)
 
 
 class _Loop:
-    """State of one ``train`` call; the generator methods yield events."""
+    """One ``train`` call: the model, its optimizer and the live TrainState; ``run_all`` yields the events."""
 
     def __init__(self, data: Any, model_cfg: ModelConfig, cfg: TrainConfig, tokenizer: Any, run: Any,
                  stop: threading.Event | None, model: RNNLM | None) -> None:
@@ -113,39 +209,36 @@ class _Loop:
         self.model.train()
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(self.model, cfg)
-        self.epoch, self.step, self.elapsed_prev = 0, 0, 0.0
-        self.best, self.spiking = math.inf, False
-        self.train_ppl: float | None = None
-        self.val_ppl: float | None = None
+        self.state = TrainState()
+        self.spikes = SpikeDetector(cfg.spike_factor)
         if run is not None and run.has_checkpoint():
             # Resume before recording the new options: config.json must keep describing
             # the checkpoint until the checkpoint has loaded into this configuration.
             self._resume(same_optimizer=run.train_config.optimizer == cfg.optimizer)
         if run is not None and run.train_config != cfg:
             run.save_train_config(cfg)
+        self.elapsed_before, self.t0 = self.state.elapsed_s, _clock()  # earlier sessions' time; this one's start
         self.snapshot = self._take_snapshot()
-        self.t0 = _clock()
         self.last_ckpt = self.t0
-        self.start_epoch = self.epoch
         self.last_rate = (0.0, 0.0, 0.0)  # (tokens/s, mean grad norm, clipped share) of the latest window
-        self.batches_est = max(1, (len(self.train_ids) - 1) // (cfg.batch_size * cfg.num_steps))
+        self.batches_est = batches_per_epoch(len(self.train_ids), cfg.batch_size, cfg.num_steps, cfg.sampler)
         self.meter = Throughput()
 
     # --- state -------------------------------------------------------------
-    def _counters(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "step": self.step, "best_ppl": self.best, "spiking": self.spiking,
-                "train_ppl": self.train_ppl, "val_ppl": self.val_ppl, "elapsed_s": self.elapsed()}
+    def elapsed(self) -> float:
+        """Wall time trained, including earlier sessions of a resumed run."""
+        return self.elapsed_before + (_clock() - self.t0)
 
-    def _take_snapshot(self) -> dict[str, Any]:
-        return {"model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
-                "optimizer": copy.deepcopy(self.optimizer.state_dict()),
-                "counters": self._counters(), "rng": torch.get_rng_state()}
+    def _take_snapshot(self) -> _Snapshot:
+        return _Snapshot(model={k: v.detach().clone() for k, v in self.model.state_dict().items()},
+                         optimizer=copy.deepcopy(self.optimizer.state_dict()),
+                         state=replace(self.state, elapsed_s=self.elapsed()), rng=torch.get_rng_state())
 
     def _resume(self, same_optimizer: bool) -> None:
         """Continue from the run's checkpoint. A different optimizer (say SGD, then
         Adam) starts with fresh state on the saved weights: its moments can't be
         made from another optimizer's."""
-        model_state, opt_state, st, rng = self.run.load_checkpoint()
+        model_state, opt_state, doc, rng = self.run.load_checkpoint()
         try:
             self.model.load_state_dict(model_state)
             if same_optimizer:
@@ -155,92 +248,77 @@ class _Loop:
                            "resume with the run's own model options, or start a new run") from None
         for group in self.optimizer.param_groups:
             group["lr"] = self.cfg.lr  # a resumed run may change the learning rate
-        self.epoch, self.step = int(st["epoch"]), int(st["step"])
-        self.elapsed_prev = float(st.get("elapsed_s", 0.0))
-        self.best = float(st.get("best_ppl") if st.get("best_ppl") is not None else math.inf)
-        self.spiking = bool(st.get("spiking", False))
-        self.train_ppl, self.val_ppl = st.get("train_ppl"), st.get("val_ppl")
+        self.state = TrainState.from_json(doc)
         if rng is not None:
             torch.set_rng_state(rng)
-        self.run.truncate_logs(self.step, self.epoch)
-
-    def elapsed(self) -> float:
-        return self.elapsed_prev + (_clock() - self.t0) if hasattr(self, "t0") else self.elapsed_prev
+        self.run.truncate_logs(self.state.step, self.state.epoch)
 
     def _emit(self, event: Event) -> Event:
         if self.run is not None and not isinstance(event, Checkpoint):
             self.run.log_event(event)
         return event
 
-    def _save(self, status: str, snap: dict[str, Any] | None = None) -> Iterator[Event]:
+    def _save(self, status: str, snap: _Snapshot | None = None) -> Iterator[Event]:
         if self.run is None:
             return
         snap = snap or self._take_snapshot()
-        state = {**snap["counters"], "status": status, "unstable": self._unstable(snap["counters"]),
-                 "epochs": self.cfg.epochs, "device": str(self.device),
-                 "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        state = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in state.items()}
-        self.run.save_checkpoint(snap["model"], snap["optimizer"], state, snap["rng"])
+        doc = {**snap.state.to_json(), "status": status, "unstable": unstable(snap.state, self.model.cfg.vocab_size),
+               "epochs": self.cfg.epochs, "device": str(self.device), "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        self.run.save_checkpoint(snap.model, snap.optimizer, doc, snap.rng)
         self.last_ckpt = _clock()
-        ev = Checkpoint(epoch=state["epoch"], step=state["step"], path=str(self.run.path))
+        ev = Checkpoint(epoch=snap.state.epoch, step=snap.state.step, path=str(self.run.path))
         self.run.log_event(ev)
         yield ev
 
-    def _unstable(self, counters: dict[str, Any]) -> bool:
-        """Worse than guessing: a uniform guess over the vocabulary scores perplexity vocab_size (D2L 8.4.4);
-        saved weights past UNSTABLE_FACTOR times that learned nothing usable, whatever the status says."""
-        ppl = counters["val_ppl"] if counters["val_ppl"] is not None else counters["train_ppl"]
-        return ppl is not None and not ppl <= UNSTABLE_FACTOR * self.model.cfg.vocab_size
-
-    # --- progress ----------------------------------------------------------
-    def _progress(self, loss_sum: float, n_batches: int, tokens_per_s: float, norm: float, clipped: float,
-                  frac: float, epoch_end: bool) -> Progress:
-        epoch_tokens = self.batches_est * self.cfg.batch_size * self.cfg.num_steps
-        tokens_left = (self.cfg.epochs - self.epoch + 1 - frac) * epoch_tokens
-        eta = self.meter.eta(tokens_left, _clock() - self.t0)
-        return Progress(epoch=self.epoch, step=self.step, train_ppl=perplexity(loss_sum / max(1, n_batches)),
-                        val_ppl=self.val_ppl, tokens_per_s=tokens_per_s, grad_norm=norm,
-                        lr=self.cfg.lr, elapsed_s=self.elapsed(), eta_s=eta, epochs=self.cfg.epochs,
-                        epoch_end=epoch_end, clip_fraction=clipped)
-
-    def _diverged(self, bad_step: int, value: float, what: str) -> Iterator[Event]:
-        lr = self.cfg.lr
-        hint = stability_hint(self.cfg.clip)
-        shown = f"became {value}" if not math.isfinite(value) else f"reached {value:.4g} nats per token"
-        yield self._emit(Diverged(
-            epoch=self.epoch, step=bad_step, lr=lr, loss=value,
-            message=f"{what} {shown} at step {bad_step} (epoch {self.epoch}, lr {lr:g}); {hint}. "
-                    f"Kept the weights from the end of epoch {self.snapshot['counters']['epoch']}."))
-        self.model.load_state_dict(self.snapshot["model"])
-        self.optimizer.load_state_dict(self.snapshot["optimizer"])
-        c = self.snapshot["counters"]
-        self.epoch, self.step, self.train_ppl, self.val_ppl = c["epoch"], c["step"], c["train_ppl"], c["val_ppl"]
-        yield from self._save("diverged", self.snapshot)
+    def _finished(self, reason: str) -> Finished:
+        st = self.state
+        return Finished(st.epoch, st.step, st.train_ppl, st.val_ppl, reason != "completed", reason,
+                        unstable(st, self.model.cfg.vocab_size))
 
     # --- one epoch ---------------------------------------------------------
-    def _epoch(self) -> Iterator[Event | tuple[str, float]]:
-        """Yield Progress events, then ('ok'|'stopped'|'diverged', value) with the epoch's perplexity."""
+    def _step(self, loss: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on ``loss``: (gradient norm before clipping, whether clipping changed it)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm, clipped = clip_gradients(self.params, self.cfg.clip, self.cfg.clip_theta)
+        self.optimizer.step()
+        self.state.step += 1
+        return norm, clipped
+
+    def _progress(self, loss_sum: float, n_batches: int, tokens_per_s: float, norm: float, clipped: float,
+                  frac: float, epoch_end: bool) -> Progress:
+        st, cfg = self.state, self.cfg
+        epoch_tokens = self.batches_est * cfg.batch_size * cfg.num_steps
+        tokens_left = (cfg.epochs - st.epoch + 1 - frac) * epoch_tokens
+        eta = self.meter.eta(tokens_left, _clock() - self.t0)
+        return Progress(epoch=st.epoch, step=st.step, train_ppl=perplexity(loss_sum / max(1, n_batches)),
+                        val_ppl=st.val_ppl, tokens_per_s=tokens_per_s, grad_norm=norm,
+                        lr=cfg.lr, elapsed_s=self.elapsed(), eta_s=eta, epochs=cfg.epochs,
+                        epoch_end=epoch_end, clip_fraction=clipped)
+
+    def _stopped(self, sums: _Sums, step0: int) -> Outcome:
+        """The caller stopped mid-epoch: "stopped", with figures of the weights as they are now."""
+        totals = sums.read()
+        bad = sums.bad_step(totals, step0 + 1)
+        if bad is not None:  # never save NaN weights, even when stopped
+            return Outcome("diverged", bad)
+        if self.state.step > step0:  # the weights moved since the last epoch's figures: describe these
+            self.state.train_ppl = perplexity(totals.loss / (self.state.step - step0))  # running, as for a whole epoch
+            if len(self.val_ids):
+                self.state.val_ppl = evaluate(self.model, self.val_ids, self.cfg.batch_size, self.cfg.num_steps,
+                                              self.device)
+        return Outcome("stopped")
+
+    def _epoch(self) -> Generator[Event, None, Outcome]:
+        """One pass over the training tokens: yields Progress events, returns how the epoch ended."""
         cfg, device = self.cfg, self.device
-        rng = np.random.default_rng([cfg.seed, self.epoch])  # minibatch order: a function of (seed, epoch)
-        zero = torch.zeros((), device=device)
-        loss_sum, norm_sum, loss_max, clip_sum = zero.clone(), zero.clone(), zero.clone(), zero.clone()
-        n_ok = torch.zeros((), dtype=torch.long, device=device)
-        n_batches, last_batches, last_norm, last_clip, tokens = 0, 0, 0.0, 0.0, 0
-        state, t_last, step0 = None, _clock(), self.step
-        full_bptt = not cfg.detach
-        epoch_loss: torch.Tensor | None = None
+        rng = np.random.default_rng([cfg.seed, self.state.epoch])  # minibatch order: a function of (seed, epoch)
+        sums, win = _Sums(device, self.max_loss), _Window(_clock())
+        n_batches, state, step0 = 0, None, self.state.step
+        epoch_loss: torch.Tensor | None = None  # detach=False: one graph over the whole epoch
         for X, Y in _data_iter(self.train_ids, cfg, rng):
             if self.stop is not None and self.stop.is_set():
-                ls, ns, lm, ok = _sync(loss_sum, norm_sum, loss_max, n_ok)
-                if not (math.isfinite(ns) and lm <= self.max_loss):  # never save NaN weights, even when stopped
-                    yield ("diverged", _bad(step0 + int(ok) + 1, lm, ns, self.max_loss))
-                    return
-                if self.step > step0:  # the weights moved since the last epoch's figures: describe these
-                    self.train_ppl = perplexity(ls / (self.step - step0))  # running, as for a whole epoch
-                    if len(self.val_ids):
-                        self.val_ppl = evaluate(self.model, self.val_ids, cfg.batch_size, cfg.num_steps, device)
-                yield ("stopped", math.nan)
-                return
+                return self._stopped(sums, step0)
             X = torch.as_tensor(X).to(device, non_blocking=True)
             Y = torch.as_tensor(Y).to(device, non_blocking=True)
             if state is None or cfg.sampler == "random":
@@ -250,71 +328,60 @@ class _Loop:
             logits, state = self.model(X, state)
             loss = sequence_loss(logits, Y)
             n_batches += 1
-            tokens += Y.numel()
-            if full_bptt:  # one graph over the whole epoch: sum now, step once at the end
+            win.tokens += Y.numel()
+            if not cfg.detach:  # sum now, step once at the end
                 epoch_loss = loss if epoch_loss is None else epoch_loss + loss
                 continue
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            norm, clipped = clip_gradients(self.params, cfg.clip, cfg.clip_theta)
-            self.optimizer.step()
-            self.step += 1
-            loss_sum += loss.detach()
-            norm_sum += norm
-            clip_sum += clipped
-            # NaN/inf stick in the sums and the max, so this counts the steps before the first bad one.
-            loss_max = torch.maximum(loss_max, loss.detach())
-            n_ok += (loss_max <= self.max_loss) & torch.isfinite(norm_sum)
+            sums.add(loss.detach(), *self._step(loss))
             now = _clock()
-            if now - t_last >= cfg.log_interval_s or (cfg.log_every_steps and self.step % cfg.log_every_steps == 0):
-                ls, ns, lm, ok, cs = _sync(loss_sum, norm_sum, loss_max, n_ok, clip_sum)
-                if not (math.isfinite(ns) and lm <= self.max_loss):
-                    yield ("diverged", _bad(step0 + int(ok) + 1, lm, ns, self.max_loss))
-                    return
-                k = n_batches - last_batches
-                self.last_rate = (self.meter.add(tokens, now - t_last), (ns - last_norm) / k, (cs - last_clip) / k)
-                yield self._progress(ls, n_batches, *self.last_rate, min(1.0, n_batches / self.batches_est), False)
-                t_last, last_batches, last_norm, last_clip, tokens = _clock(), n_batches, ns, cs, 0
+            every = cfg.log_every_steps
+            if now - win.t >= cfg.log_interval_s or (every and self.state.step % every == 0):
+                totals = sums.read()
+                bad = sums.bad_step(totals, step0 + 1)
+                if bad is not None:
+                    return Outcome("diverged", bad)
+                k = n_batches - win.batches
+                self.last_rate = (self.meter.add(win.tokens, now - win.t), (totals.norm - win.norm) / k,
+                                  (totals.clipped - win.clipped) / k)
+                yield self._emit(self._progress(totals.loss, n_batches, *self.last_rate,
+                                                min(1.0, n_batches / self.batches_est), False))
+                win = _Window(_clock(), n_batches, totals.norm, totals.clipped)
         if n_batches == 0:
             raise ConfigError(f"batch_size {cfg.batch_size} × num_steps {cfg.num_steps} leaves no minibatch in "
                               f"{len(self.train_ids)} training tokens; lower them or raise max_tokens")
-        if full_bptt:
-            assert epoch_loss is not None
+        if epoch_loss is not None:
             loss = epoch_loss / n_batches
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            norm, clipped = clip_gradients(self.params, cfg.clip, cfg.clip_theta)
-            self.optimizer.step()
-            self.step += 1
-            loss_sum, norm_sum, loss_max, last_batches = epoch_loss.detach(), norm.detach(), loss.detach(), n_batches - 1
-            clip_sum = clipped.to(zero.dtype)
-            n_ok = torch.zeros((), dtype=torch.long, device=device)
-        ls, ns, lm, ok, cs = _sync(loss_sum, norm_sum, loss_max, n_ok, clip_sum)
-        if not (math.isfinite(ns) and lm <= self.max_loss):
-            yield ("diverged", _bad(step0 + int(ok) + 1, lm, ns, self.max_loss))
-            return
-        self.meter.add(tokens, _clock() - t_last)  # training only, before the validation pass
+            sums.whole_epoch(epoch_loss, loss, *self._step(loss))
+            win.batches = n_batches - 1
+        totals = sums.read()
+        bad = sums.bad_step(totals, step0 + 1)
+        if bad is not None:
+            return Outcome("diverged", bad)
+        self.meter.add(win.tokens, _clock() - win.t)  # training only, before the validation pass
         rate = self.meter.end_epoch()
-        self.train_ppl = perplexity(ls / n_batches)
+        self.state.train_ppl = perplexity(totals.loss / n_batches)
         if len(self.val_ids):
-            self.val_ppl = evaluate(self.model, self.val_ids, cfg.batch_size, cfg.num_steps, device)
-        if n_batches > last_batches:
-            self.last_rate = (rate, (ns - last_norm) / (n_batches - last_batches), self.last_rate[2])
-        steps = self.step - step0  # the epoch's optimizer steps (1 without detaching)
-        yield self._progress(ls, n_batches, rate, self.last_rate[1], cs / max(1, steps), 1.0, True)
-        yield ("ok", self.train_ppl)
+            self.state.val_ppl = evaluate(self.model, self.val_ids, cfg.batch_size, cfg.num_steps, device)
+        if n_batches > win.batches:
+            self.last_rate = (rate, (totals.norm - win.norm) / (n_batches - win.batches), self.last_rate[2])
+        steps = self.state.step - step0  # the epoch's optimizer steps (1 without detaching)
+        yield self._emit(self._progress(totals.loss, n_batches, rate, self.last_rate[1],
+                                        totals.clipped / max(1, steps), 1.0, True))
+        return Outcome("ok")
 
-    def _spike(self) -> Iterator[Event]:
-        ppl, metric = (self.val_ppl, "validation") if self.val_ppl is not None else (self.train_ppl, "train")
-        if ppl is None:
-            return
-        factor = self.cfg.spike_factor
-        if ppl > factor * self.best and not self.spiking:
-            yield self._emit(Spike(epoch=self.epoch, val_ppl=ppl, best_val_ppl=self.best, metric=metric))
-            self.spiking = True
-        elif self.spiking and ppl < (1 + factor) / 2 * self.best:
-            self.spiking = False  # re-armed only well below the threshold: no event per wobble around it
-        self.best = min(self.best, ppl)
+    # --- between epochs ----------------------------------------------------
+    def _diverged(self, bad: BadStep) -> Iterator[Event]:
+        """Report the blow-up, put the last good epoch's weights and counters back, and save them."""
+        lr, epoch, hint = self.cfg.lr, self.state.epoch, stability_hint(self.cfg.clip)
+        shown = f"became {bad.value}" if not math.isfinite(bad.value) else f"reached {bad.value:.4g} nats per token"
+        yield self._emit(Diverged(
+            epoch=epoch, step=bad.step, lr=lr, loss=bad.value,
+            message=f"{bad.what} {shown} at step {bad.step} (epoch {epoch}, lr {lr:g}); {hint}. "
+                    f"Kept the weights from the end of epoch {self.snapshot.state.epoch}."))
+        self.model.load_state_dict(self.snapshot.model)
+        self.optimizer.load_state_dict(self.snapshot.optimizer)
+        self.state = replace(self.snapshot.state)
+        yield from self._save("diverged", self.snapshot)
 
     def _sample(self) -> Iterator[Event]:
         from engine.generate import generate
@@ -323,40 +390,34 @@ class _Loop:
             return
         prefix, cfg = self.cfg.sample_prefix, self.cfg
         text = "".join(generate(self.model, self.tokenizer, prefix, cfg.sample_len, alpha=cfg.sample_alpha,
-                                seed=cfg.seed + self.epoch))
-        yield self._emit(Sample(epoch=self.epoch, prefix=prefix, text=prefix + text))
+                                seed=cfg.seed + self.state.epoch))
+        yield self._emit(Sample(epoch=self.state.epoch, prefix=prefix, text=prefix + text))
 
     def run_all(self) -> Iterator[Event]:
         with float32_cudnn(self.device):  # float32 figures on CUDA too (engine.precision)
             cfg, reason = self.cfg, "completed"
-            while self.epoch < cfg.epochs:
-                self.epoch += 1
-                outcome: tuple[str, Any] = ("ok", None)
-                for item in self._epoch():
-                    if isinstance(item, tuple):
-                        outcome = item
-                    else:
-                        yield self._emit(item)
-                if outcome[0] == "stopped":
-                    self.epoch -= 1  # resume restarts the interrupted epoch (with the current weights)
+            while self.state.epoch < cfg.epochs:
+                self.state.epoch += 1
+                outcome = yield from self._epoch()
+                if outcome.status == "stopped":
+                    self.state.epoch -= 1  # resume restarts the interrupted epoch (with the current weights)
                     reason = "stopped"
                     break
-                if outcome[0] == "diverged":
-                    yield from self._diverged(*outcome[1])
-                    yield self._emit(Finished(self.epoch, self.step, self.train_ppl, self.val_ppl, True, "diverged",
-                                              self._unstable(self._counters())))
+                if outcome.bad is not None:
+                    yield from self._diverged(outcome.bad)
+                    yield self._emit(self._finished("diverged"))
                     return
-                yield from self._spike()
+                spike = self.spikes.update(self.state)
+                if spike is not None:
+                    yield self._emit(spike)
                 self.snapshot = self._take_snapshot()  # the last good state, for divergence
-                last = self.epoch == cfg.epochs
-                if cfg.sample_every and (self.epoch % cfg.sample_every == 0 or last):
+                last = self.state.epoch == cfg.epochs
+                if cfg.sample_every and (self.state.epoch % cfg.sample_every == 0 or last):
                     yield from self._sample()
                 if not last and _clock() - self.last_ckpt >= cfg.checkpoint_interval_s:
                     yield from self._save("running", self.snapshot)
             yield from self._save(reason)
-            stopped_early = reason != "completed"
-            yield self._emit(Finished(self.epoch, self.step, self.train_ppl, self.val_ppl, stopped_early, reason,
-                                      self._unstable(self._counters())))
+            yield self._emit(self._finished(reason))
 
 
 def train(data: Any, model_cfg: ModelConfig, train_cfg: TrainConfig, *, tokenizer: Any = None, run: Any = None,
@@ -401,7 +462,7 @@ def _failure(run: Any, exc: BaseException, loop: _Loop | None) -> RunError | Non
     """Clean up after ``exc`` ended training; the RunError to raise instead when it is out of memory."""
     error = None
     if out_of_memory(exc):
-        at = f" at epoch {loop.epoch}, step {loop.step} on {loop.device}" if loop is not None else ""
+        at = f" at epoch {loop.state.epoch}, step {loop.state.step} on {loop.device}" if loop is not None else ""
         detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         reason = f"out of memory{at} ({detail})"
         kept = "nothing was saved"

@@ -255,9 +255,12 @@ def sequence_loss(logits: torch.Tensor, Y: torch.Tensor, reduction: str = "mean"
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Y.T.reshape(-1), reduction=reduction)
 
 
+MAX_LOSS = 700.0  # nats per token: beyond ~709 exp() overflows (perplexity inf); the trainer's divergence cap too
+
+
 def perplexity(mean_loss: float) -> float:
-    """exp(mean loss), saturating at inf instead of raising OverflowError."""
-    return math.exp(mean_loss) if mean_loss < 700 else math.inf
+    """exp(mean loss), saturating at inf from MAX_LOSS on instead of raising OverflowError."""
+    return math.exp(mean_loss) if mean_loss < MAX_LOSS else math.inf
 
 
 @torch.no_grad()

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from engine.errors import ConfigError
-from engine.events import Checkpoint, Diverged, Finished, Progress, Spike
+from engine.events import Checkpoint, Diverged, Finished, Progress
 from engine.config import ModelConfig, TrainConfig
 from engine.models import build_model
-from engine.trainer import _Loop, train
+from engine.trainer import train
 from engine.training import clip_gradients, sequence_loss
 
 TINY = dict(epochs=4, batch_size=8, num_steps=10, max_tokens=2000, sample_every=0, threads=1, log_interval_s=0.0)
@@ -162,17 +162,6 @@ def test_resume_continues_like_an_uninterrupted_run(pipeline, tmp_path):
     assert resumed == pytest.approx([x for row in straight for x in row])
     steps = [m["step"] for m in resumed_run.metrics()]
     assert steps == sorted(steps) and steps[-1] == straight[-1][1]
-
-
-def test_spike_event_when_perplexity_jumps(pipeline):
-    mc, tc = configs(pipeline)
-    loop = _Loop(pipeline, mc, tc, None, None, None, None)
-    spikes = []
-    for epoch, ppl in enumerate([10.0, 5.0, 4.0, 9.0, 12.0, 7.9, 8.5, 4.5, 20.0], start=1):
-        loop.epoch, loop.val_ppl = epoch, ppl
-        spikes += list(loop._spike())
-    assert [(s.epoch, s.val_ppl, s.best_val_ppl) for s in spikes] == [(4, 9.0, 4.0), (9, 20.0, 4.0)]
-    assert all(isinstance(s, Spike) and s.metric == "validation" for s in spikes)
 
 
 @pytest.mark.parametrize("kw,field", [
