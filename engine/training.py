@@ -33,6 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from engine.config import DEVICES, ModelConfig, TrainConfig, _choice
+from engine.data import min_tokens
 from engine.errors import ConfigError
 from engine.models import RNNLM, build_model
 
@@ -69,16 +70,15 @@ def split_ids(ids: np.ndarray, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray
         raise ConfigError(f"val_fraction {cfg.val_fraction} leaves {n_val} validation tokens of {len(ids)}; need 2 or more")
     train_ids, val_ids = (ids[: len(ids) - n_val], ids[len(ids) - n_val :]) if n_val else (ids, ids[:0])
     n = len(train_ids)
+    if n >= min_tokens(cfg.batch_size, cfg.num_steps):  # one minibatch at every offset (engine.data)
+        return train_ids, val_ids
     if cfg.num_steps >= n:
         raise ConfigError(f"num_steps must be shorter than the training text ({cfg.num_steps} >= {n} tokens)")
-    # Sequential sampling starts at an offset in [0, num_steps): keep room for it.
-    if n - cfg.num_steps < cfg.batch_size * cfg.num_steps:
-        most = max(1, (n - cfg.num_steps) // cfg.num_steps)
-        raise ConfigError(
-            f"batch_size must be at most {most} for num_steps={cfg.num_steps} and {n} training tokens "
-            f"(got {cfg.batch_size}); lower batch_size or num_steps, or raise max_tokens"
-        )
-    return train_ids, val_ids
+    most = max(1, (n - cfg.num_steps) // cfg.num_steps)  # the largest batch_size that min_tokens allows
+    raise ConfigError(
+        f"batch_size must be at most {most} for num_steps={cfg.num_steps} and {n} training tokens "
+        f"(got {cfg.batch_size}); lower batch_size or num_steps, or raise max_tokens"
+    )
 
 
 def prepare_ids(data: Any, model_cfg: ModelConfig, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from engine.data import (
     SAMPLERS,
     batches_per_epoch,
+    check_sizes,
     coverage,
     data_iter,
     seq_data_iter_random,
@@ -102,6 +103,29 @@ def test_smallest_corpus_still_yields_a_batch_at_every_offset(sampler):
         assert len(epoch(n, batch_size, num_steps, sampler, seed)) >= 1
     with pytest.raises(ConfigError, match=r"^num_steps must be at most 3 for a corpus of 15 tokens"):
         epoch(n - 1, batch_size, num_steps, sampler)
+
+
+@pytest.mark.parametrize("batch_size, num_steps", [(1, 1), (5, 1), (3, 4), (8, 10)])
+def test_the_trainers_split_and_the_samplers_share_one_size_rule(batch_size, num_steps):
+    """(batch_size + 1) · num_steps tokens are the fewest that both the samplers and the trainer's split accept:
+    the worst offset, num_steps - 1, plus batch_size subsequences of num_steps, plus one target."""
+    from engine.config import TrainConfig
+    from engine.training import split_ids
+
+    need = (batch_size + 1) * num_steps
+    cfg = TrainConfig(batch_size=batch_size, num_steps=num_steps, val_fraction=0.0, max_tokens=0)
+    for n in range(max(2, need - 3), need + 3):
+        refused = []
+        for sampler in SAMPLERS:
+            try:
+                check_sizes(n, batch_size, num_steps, sampler)
+            except ConfigError:
+                refused.append(sampler)
+        try:
+            split_ids(np.arange(n), cfg)
+        except ConfigError:
+            refused.append("split_ids")
+        assert refused == ([] if n >= need else [*SAMPLERS, "split_ids"]), f"{n} tokens"
 
 
 @pytest.mark.parametrize(

@@ -333,3 +333,21 @@ def test_divergence_and_spike_notifications(corpus_dir) -> None:
     epoch = next(e for e in range(2, len(vals) + 1) if vals[e - 1] > 1.01 * min(vals[: e - 1]))
     expected = f"epoch {epoch}: validation perplexity {vals[epoch - 1]:.3g} (best {min(vals[: epoch - 1]):.3g})"
     assert [m for t, m in notes if t == "Perplexity spike"] == [expected]
+
+
+def test_first_epoch_points_are_placed_by_the_trainers_minibatch_count(corpus_dir) -> None:
+    """Within the first epoch a point's x is step / minibatches per epoch, counted on the tokens the trainer
+    trains on: 1281 tokens hold out round(128.1) = 128 for validation, leaving 1153, so (1153 - 1) // (8 · 8)
+    = 18 minibatches (1281 · 0.9 = 1152.9 tokens would give 17)."""
+
+    async def body(app, pilot):
+        await open_train(app, pilot, {("train", "epochs"): 1, ("train", "max_tokens"): 1281,
+                                      ("train", "log_every_steps"): 1, ("train", "log_interval_s"): 1000.0})
+        await pilot.press("ctrl+s")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        return app.screen.query_one("#train-ppl", SeriesPlot).series["train"].points(), app.session.run_path
+
+    (xs, _), run_path = run_app(body)
+    within = [m["step"] for m in progress_lines(run_path) if not m["epoch_end"]]
+    assert len(within) >= 16 and xs[:len(within)] == [step / 18 for step in within]

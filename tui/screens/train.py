@@ -37,7 +37,7 @@ from engine.errors import RnnlabError
 from engine.events import Checkpoint, Diverged, Finished, Progress, Sample, Spike
 from engine.runs import create_run
 from engine.trainer import train, unstable_message
-from engine.training import prepare_ids, resolve_device
+from engine.training import prepare_ids, resolve_device, split_ids
 from tui.messages import RunSaved
 from tui.screens.base import PlaygroundScreen, error_text
 from tui.terminal import WRITERS
@@ -207,10 +207,9 @@ class TrainScreen(PlaygroundScreen):
 
         Replaced by the exact figure (step / epoch) at the first epoch end.
         """
-        n = len(pipeline.ids) if cfg.max_tokens == 0 else min(len(pipeline.ids), cfg.max_tokens)
-        try:
-            return float(batches_per_epoch(int(n * (1 - cfg.val_fraction)), cfg.batch_size, cfg.num_steps,
-                                           cfg.sampler)) or None
+        try:  # the trainer's own split and count
+            train_ids, _ = split_ids(pipeline.ids, cfg)
+            return float(batches_per_epoch(len(train_ids), cfg.batch_size, cfg.num_steps, cfg.sampler))
         except RnnlabError:  # too few tokens for one batch: the trainer will say so
             return None
 
