@@ -213,12 +213,13 @@ def make_pair(kind: str, num_hiddens: int, vocab_size: int, device: torch.device
     """Our model and D2L's, holding the same initial weights."""
     torch.manual_seed(seed)
     ours = build_model(ModelConfig(kind=kind, vocab_size=vocab_size, num_hiddens=num_hiddens)).to(device)
-    if kind == "scratch":
+    if ours.cell.d2l_scratch:
         params = [p.detach().clone().requires_grad_(True) for p in ours.parameters()]
         base = D2LScratch(params, vocab_size)
         base_opt = None
-    else:
-        layer = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[kind](vocab_size, num_hiddens)
+    else:  # D2L 8.6 wraps the cell's own torch.nn module (nn.RNN, nn.GRU, nn.LSTM)
+        assert ours.cell.nn_module is not None, f"D2L has no {kind} model to compare with"
+        layer = ours.cell.nn_module(vocab_size, num_hiddens)
         base = D2LRNNModel(layer, vocab_size).to(device)
         base.load_state_dict(ours.state_dict())
         base_opt = torch.optim.SGD(base.parameters(), lr=1.0)
@@ -262,7 +263,7 @@ def bench_config(kind: str, num_hiddens: int, corpus: list[int], idx_to_token: l
                                 lambda fn: tokens * args.epochs / timed(fn, device))
     # 3. Greedy generation, both from our current weights.
     with torch.no_grad():
-        if kind == "scratch":
+        if ours.cell.d2l_scratch:
             for b, o in zip(base.params, ours.parameters()):
                 b.copy_(o)
         else:

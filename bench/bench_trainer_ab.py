@@ -44,13 +44,15 @@ print(dt, repr(fin.val_ppl))
 
 
 BOOK = Path(__file__).resolve().parent.parent / "corpora" / "timemachine.txt"  # an old checkout may ship none
+sys.path.insert(0, str(BOOK.parent.parent))
+from engine.config import MODEL_KINDS  # noqa: E402  (this checkout's kinds; an old one may lack the newest)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("old")
     ap.add_argument("new", nargs="?", default=str(Path(__file__).resolve().parent.parent))
-    ap.add_argument("--kind", default="gru", choices=["scratch", "rnn", "gru", "lstm"])
+    ap.add_argument("--kind", default="gru", choices=MODEL_KINDS)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default, what users get)")
     ap.add_argument("--rounds", type=int, default=4)
     args = ap.parse_args()

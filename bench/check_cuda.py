@@ -2,8 +2,9 @@
 
 Usage: ``python bench/check_cuda.py [--rounds 20]`` (exits 1 on a mismatch, 2 without CUDA)
 
-1. **Same numbers.** For every model kind (and, for rnn/gru/lstm, both code
-   paths: the ``nn`` module's cuDNN kernel and rnnlab's hand-written BPTT), a
+1. **Same numbers.** For every model kind (and, for the cells held in a
+   ``torch.nn`` module — rnn/gru/lstm — both code paths: the ``nn`` module's
+   cuDNN kernel and rnnlab's hand-written BPTT), a
    CUDA model's logits, final state and gradients against the same model in
    float64 on the CPU: ‖cuda − ref‖ / ‖ref‖ < 1e-4 passes (float32 lands near
    1e-7), with cuDNN held to float32 as rnnlab runs it (``engine.precision``);
@@ -11,7 +12,7 @@ Usage: ``python bench/check_cuda.py [--rounds 20]`` (exits 1 on a mismatch, 2 wi
    judged. The generation ``Stepper`` on CUDA against the CUDA forward pass.
 2. **Which path is faster on this card** — forward + backward of D2L's batch
    (32 × 35, vocab 28) for each kind through each path, CUDA-event timed
-   medians; ``engine.models.nn_kernel`` should pick the faster one.
+   medians; each cell's ``fused`` should pick the faster one.
 3. **Greedy generation per token**: the ``Stepper`` loop, and the same step
    captured once as a CUDA graph and replayed per token (an experiment: is
    graph replay worth adding to ``engine.generate`` on GPUs?).
@@ -27,25 +28,38 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from engine import models  # noqa: E402
-from engine.config import MODEL_KINDS, ModelConfig  # noqa: E402
-from engine.models import build_model  # noqa: E402
+from engine.config import CELLS, MODEL_KINDS, ModelConfig  # noqa: E402
+from engine.models import RNNLM, build_model, cell_class  # noqa: E402
 from engine.precision import float32_cudnn  # noqa: E402
 from engine.stepper import Stepper  # noqa: E402
 
 V, B, T = 28, 32, 35
-HIDDENS = {"scratch": 512, "rnn": 256, "gru": 256, "lstm": 256}
-DEFAULT_KERNEL = models.nn_kernel
+HIDDENS = {"scratch": 512}  # D2L's sizes: 512 for its scratch RNN, 256 for the others
+
+
+def hiddens(kind: str) -> int:
+    return HIDDENS.get(kind, 256)
+
+
+def paths(kind: str) -> tuple[str, ...]:
+    """The code paths a kind has: both for a cell held in a torch.nn module, else its own."""
+    return ("nn", "ours") if cell_class(kind).nn_module is not None else ("default",)
+
+
+def deep(kind: str) -> int:
+    return 1 if CELLS[kind].one_layer else 2
 
 
 def rel(a: torch.Tensor, ref: torch.Tensor) -> float:
     return float((a.detach().double().cpu() - ref.detach()).norm() / ref.detach().norm().clamp_min(1e-30))
 
 
-def use_path(path: str) -> None:
-    """Force TorchRNN's code path: 'nn' (cuDNN/oneDNN), 'ours' (engine.recurrence/gated) or 'default'."""
-    models.nn_kernel = {"nn": lambda kind, w: True, "ours": lambda kind, w: False,  # type: ignore[assignment]
-                        "default": DEFAULT_KERNEL}[path]
+def use_path(model: RNNLM, path: str) -> None:
+    """Force the model's code path: 'nn' (the nn module's cuDNN/oneDNN kernel), 'ours' (the cell's hand-written
+    recurrence) or 'default' (what the cell's ``fused`` picks)."""
+    model.cell.__dict__.pop("fused", None)
+    if path != "default":
+        model.cell.fused = (lambda holder: path == "nn")  # type: ignore[method-assign]
 
 
 def fwd_bwd(model: torch.nn.Module, X: torch.Tensor, state: object) -> tuple[torch.Tensor, object, list]:
@@ -64,13 +78,13 @@ def check_numbers(kind: str, path: str, dev: torch.device, tf32: bool = False, *
     model = model.to(dev)
     X = torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(1))
     s0 = model.begin_state(B)
-    use_path(path)
+    use_path(model, path)
     with float32_cudnn("cpu" if tf32 else dev):  # tf32: torch's own default for cuDNN
         logits, new, grads = fwd_bwd(model, X.to(dev),
                                      tuple(s.to(dev) for s in s0) if isinstance(s0, tuple) else s0.to(dev))
-    use_path("ours")  # float64 on the CPU: the hand-written path (oneDNN is float32 only)
+    # float64 on the CPU: the hand-written path (oneDNN is float32 only)
+    use_path(ref_model, "ours" if path != "default" else "default")
     rl, rn, rg = fwd_bwd(ref_model, X, tuple(s.double() for s in s0) if isinstance(s0, tuple) else s0.double())
-    use_path("default")
     errs = [rel(logits, rl)]
     errs += [rel(a, b) for a, b in zip(new if isinstance(new, tuple) else (new,), rn if isinstance(rn, tuple) else (rn,))]
     errs += [rel(a, b) for a, b in zip(grads, rg)]
@@ -79,7 +93,7 @@ def check_numbers(kind: str, path: str, dev: torch.device, tf32: bool = False, *
 
 def check_stepper(kind: str, dev: torch.device) -> float:
     torch.manual_seed(0)
-    model = build_model(ModelConfig(kind=kind, vocab_size=V, num_hiddens=64, num_layers=1 if kind == "scratch" else 2))
+    model = build_model(ModelConfig(kind=kind, vocab_size=V, num_hiddens=64, num_layers=deep(kind)))
     model = model.to(dev).eval()
     X = torch.randint(0, V, (B, T), device=dev)
     with torch.inference_mode():
@@ -108,20 +122,20 @@ def cuda_ms(fn, rounds: int) -> float:  # type: ignore[no-untyped-def]
 
 def time_paths(kind: str, dev: torch.device, rounds: int) -> dict[str, float]:
     torch.manual_seed(0)
-    model = build_model(ModelConfig(kind=kind, vocab_size=V, num_hiddens=HIDDENS[kind])).to(dev)
+    model = build_model(ModelConfig(kind=kind, vocab_size=V, num_hiddens=hiddens(kind))).to(dev)
     X = torch.randint(0, V, (B, T), device=dev)
     s0 = model.begin_state(B, dev)
     out = {}
-    for path in (("ours",) if kind == "scratch" else ("nn", "ours")):
-        use_path(path)
-        out[path] = cuda_ms(lambda: fwd_bwd(model, X, s0), rounds)
-    use_path("default")
+    for path in paths(kind):
+        use_path(model, path)
+        out["ours" if path == "default" else path] = cuda_ms(lambda: fwd_bwd(model, X, s0), rounds)
+    use_path(model, "default")
     return out
 
 
 def time_generation(kind: str, dev: torch.device, n: int = 300) -> dict[str, float]:
     torch.manual_seed(0)
-    model = build_model(ModelConfig(kind=kind, vocab_size=V, num_hiddens=HIDDENS[kind])).to(dev).eval()
+    model = build_model(ModelConfig(kind=kind, vocab_size=V, num_hiddens=hiddens(kind))).to(dev).eval()
     res = {}
     with torch.inference_mode():
         step = Stepper(model)
@@ -178,12 +192,11 @@ def main() -> int:
     failed = False
     print("1. same numbers (max relative error vs float64 on the CPU: logits, states, gradients)")
     for kind in MODEL_KINDS:
-        for path in (("default",) if kind == "scratch" else ("nn", "ours")):
+        for path in paths(kind):
             err = check_numbers(kind, path, dev)
-            deep = check_numbers(kind, path, dev, num_layers=1 if kind == "scratch" else 2, activation="relu",
-                                 encoding="embedding")
-            failed |= not max(err, deep) < 1e-4
-            line = f"  {kind:<8}{path:<8}{err:.1e}  (2 layers, relu, embedding: {deep:.1e})"
+            err_deep = check_numbers(kind, path, dev, num_layers=deep(kind), activation="relu", encoding="embedding")
+            failed |= not max(err, err_deep) < 1e-4
+            line = f"  {kind:<8}{path:<8}{err:.1e}  (2 layers, relu, embedding: {err_deep:.1e})"
             if path == "nn":
                 line += (f"  cuDNN with torch's default TF32: {check_numbers(kind, path, dev, tf32=True):.1e}"
                          f" / {check_numbers(kind, path, dev, tf32=True, num_layers=2, activation='relu', encoding='embedding'):.1e}")
@@ -191,11 +204,11 @@ def main() -> int:
         err = check_stepper(kind, dev)
         failed |= not err < 1e-4
         print(f"  {kind:<8}stepper {err:.1e}  (vs the CUDA forward pass)")
-    print(f"2. forward+backward ms per batch ({B}×{T}), median of {args.rounds}; default path per nn_kernel")
+    print(f"2. forward+backward ms per batch ({B}×{T}), median of {args.rounds}; default path per the cell's fused")
     for kind in MODEL_KINDS:
         t = time_paths(kind, dev, args.rounds)
         model = build_model(ModelConfig(kind=kind, vocab_size=V, num_hiddens=8)).to(dev)
-        default = "ours" if kind == "scratch" else ("nn" if DEFAULT_KERNEL(kind, model.rnn.weight_hh_l0) else "ours")
+        default = "nn" if model.cell.fused(model) else "ours"
         best = min(t, key=t.__getitem__)
         print(f"  {kind:<8}" + "  ".join(f"{k} {v:.2f}" for k, v in t.items()) +
               f"  default {default}{'' if default == best else '  <-- slower than ' + best}")

@@ -4,7 +4,7 @@ torch lets cuDNN use TF32 tensor-core math by default
 (``torch.backends.cudnn.allow_tf32``). For the RNN kernels that rounds every
 matrix product's inputs to a 10-bit mantissa: on an H100 a 2-layer ReLU RNN's
 gradients moved by 1.1e-2 relative from float32's (GRU 4.8e-4), while
-``engine.recurrence``/``engine.gated`` and every other matmul here stay float32
+the cells' own recurrences (``engine.models``) and every other matmul here stay float32
 (``torch.backends.cuda.matmul.allow_tf32`` is off by default). rnnlab's figures
 are float32 on every device, so training, evaluation and generation run inside
 :func:`float32_cudnn`; at these sizes the kernels are launch-bound and TF32

@@ -1,4 +1,4 @@
-"""GRU/LSTM recurrences with hand-written backward (``engine.gated``): gradcheck in
+"""GRU/LSTM recurrences with hand-written backward (``engine.models.gru``/``lstm``): gradcheck in
 double precision, and the gru/lstm models against their own ``nn.GRU``/``nn.LSTM``
 (values and gradients, 1 and 2 layers, one-hot and embedding input)."""
 
@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from engine.gated import gru_recurrence, lstm_recurrence
+from engine.models.gru import gru_recurrence
+from engine.models.lstm import lstm_recurrence
 from engine.config import ModelConfig
 from engine.models import RNNLM, build_model
 
@@ -79,7 +80,7 @@ def small(kind: str, **kw: object) -> RNNLM:
 @pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("kind", ["gru", "lstm"])
 def test_model_equals_its_own_nn_module(kind: str, layers: int, encoding: str) -> None:
-    # oneDNN off: the LSTM then runs engine.gated rather than nn.LSTM (the GRU always does).
+    # oneDNN off: the LSTM then runs LSTMRecurrence rather than nn.LSTM (the GRU always runs GRURecurrence).
     with onednn_off():
         _check_against_nn(kind, layers, encoding)
 
@@ -87,7 +88,7 @@ def test_model_equals_its_own_nn_module(kind: str, layers: int, encoding: str) -
 def test_lstm_runs_onednn_where_it_can_and_gated_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
     real = lstm_recurrence
-    monkeypatch.setattr("engine.models.lstm_recurrence", lambda *a: calls.append("gated") or real(*a))
+    monkeypatch.setattr("engine.models.lstm.lstm_recurrence", lambda *a: calls.append("gated") or real(*a))
     model = small("lstm")
     X = torch.zeros(B, T, dtype=torch.long)
     with onednn_off():

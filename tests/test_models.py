@@ -9,9 +9,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from engine.errors import ConfigError
-from engine.config import ENCODINGS, MODEL_KINDS, ModelConfig
+from engine.config import CELLS, ENCODINGS, MODEL_KINDS, ModelConfig
 from engine.models import RNNLM, build_model, detach_state
-from engine.recurrence import rnn_recurrence
+from engine.models.rnn import rnn_recurrence
 
 V, H, B, T = 7, 12, 3, 6
 
@@ -36,7 +36,7 @@ def naive_scratch(model: RNNLM, X: torch.Tensor, H0: torch.Tensor) -> tuple[torc
 
 
 def _kinds_layers() -> list[tuple[str, str, int]]:
-    return [(k, e, n) for k in MODEL_KINDS for e in ENCODINGS for n in (1, 2) if not (k == "scratch" and n == 2)]
+    return [(k, e, n) for k in MODEL_KINDS for e in ENCODINGS for n in (1, 2) if not (CELLS[k].one_layer and n == 2)]
 
 
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
@@ -221,11 +221,12 @@ def test_kernel_choice_on_the_cpu() -> None:
     BPTT otherwise and for rnn/gru; the two LSTM paths give the same numbers. The kernel that ran is
     read from the autograd graph. (CUDA runs cuDNN for every nn kind: bench/check_cuda.py checks and
     times that on a GPU; nothing here fakes one.)"""
-    from engine import models
+    def fused(model: RNNLM) -> bool:
+        return model.cell.fused(model)
 
-    cpu = torch.zeros(1)
-    assert [models.nn_kernel(k, cpu) for k in ("rnn", "gru", "lstm")] == [False, False, True]
-    assert not models.nn_kernel("lstm", cpu.double())  # oneDNN's RNN is float32 only
+    assert [fused(small(k)) for k in ("rnn", "gru", "lstm")] == [False, False, True]
+    assert not fused(small("lstm").double())  # oneDNN's RNN is float32 only
+    assert not any(fused(small(k)) for k in MODEL_KINDS if k != "lstm")  # the others run their own recurrence
     ran = {}
     for kind in ("scratch", "rnn", "gru", "lstm"):
         model = small(kind)
@@ -243,7 +244,7 @@ def test_kernel_choice_on_the_cpu() -> None:
     out = {}
     for enabled in (True, False):
         with torch.backends.mkldnn.flags(enabled=enabled):
-            assert models.nn_kernel("lstm", model.rnn.weight_hh_l0) is enabled
+            assert fused(model) is enabled
             logits, (h, c) = model(ids(), model.begin_state(B))
             loss = logits.square().mean() + h.square().mean() + c.square().mean()
             grads = torch.autograd.grad(loss, list(model.parameters()))

@@ -76,7 +76,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--min-freq", type=int, default=0, help="drop tokens rarer than this")
     p.add_argument("--runs-dir", default=None, help="folder of runs (default: $RNNLAB_HOME/runs)")
     p.add_argument("--resume", metavar="RUN", default=None, help="continue this run from its checkpoint")
-    model_fields = _add_options(p.add_argument_group("model", "with --resume, these must stay as the run has them"), ModelConfig)
+    model_fields = _add_options(p.add_argument_group("model", "with --resume, these must stay as the run has them"),
+                                ModelConfig)
     train_fields = _add_options(
         p.add_argument_group("training", "defaults as shown; with --resume, options not given keep the run's values"),
         TrainConfig)

@@ -1,11 +1,11 @@
-"""The plain-RNN recurrence with a hand-written backward pass (BPTT).
+"""The ``rnn`` cell: ``torch.nn.RNN``'s weights, and the plain-RNN recurrence with a hand-written backward (BPTT).
 
 D2L 8.5 writes the RNN as ``H_t = φ(X_t W_xh + H_{t-1} W_hh + b_h)`` inside a
 Python loop and lets autograd record every step. Autograd then replays the
 loop backwards with one small matmul *per step* for the weight gradient
 (``H_{t-1}ᵀ dA_t``, a (h×B)·(B×h) product with B = 32) and many little
 bookkeeping ops. Here the input term ``A_in = X W_xh + b_h`` for all time steps
-comes in precomputed (one gather or one big matmul, see ``engine.models``), and
+comes in precomputed (one gather or one big matmul, see ``engine.models.lm``), and
 :class:`RNNRecurrence` runs only
 
     forward:  H_t  = φ(A_in_t + H_{t-1} W_hh)                     t = 1..T
@@ -18,8 +18,14 @@ loop does one (B×h)·(h×h) matmul per step each way and the weight gradient is
 single (h×TB)·(TB×h) product. φ' comes from the saved outputs: for tanh
 ``1 − H_t²``, for relu ``[H_t > 0]`` — no pre-activations need to be stored.
 
-Left out: stacking layers and dropout (``engine.models`` loops over layers) and
-double backward (the function is only differentiable once).
+The :class:`RNN` cell holds its weights in an ``nn.RNN`` (``H_t = φ(x_t W_ihᵀ + b_ih
++ b_hh + H_{t-1} W_hhᵀ)``, so ``A_in`` folds both biases and ``W_hh`` is
+``weight_hh.t()``) and runs this recurrence layer by layer; ``nn.RNN``'s own
+kernel runs only on CUDA (cuDNN). D2L 8.5's scratch RNN (``engine.models.scratch``)
+runs the same recurrence. Its one-token step is ``φ(a + H W_hh)``, in place.
+
+Left out: stacking layers and dropout (``engine.models.cell.Cell.forward`` loops
+over layers) and double backward (the function is only differentiable once).
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
+
+from engine.models.cell import NNCell
 
 
 class RNNRecurrence(torch.autograd.Function):
@@ -90,3 +99,35 @@ def rnn_recurrence(A_in: torch.Tensor, H0: torch.Tensor, W_hh: torch.Tensor, rel
     if A_in.shape[0] == 0:
         raise ValueError("rnn_recurrence needs at least one time step")
     return RNNRecurrence.apply(A_in, H0, W_hh, relu)  # type: ignore[no-any-return]
+
+
+class RNN(NNCell):
+    """``torch.nn.RNN``'s weights, run through :class:`RNNRecurrence` (tanh or relu, D2L 8.6)."""
+
+    name = "rnn"
+    gates = 1
+    bptt_floats = 3  # the input term, the states and φ'
+    nn_module = nn.RNN
+
+    def make_module(self) -> nn.RNNBase:
+        return nn.RNN(input_size=self.input_size, hidden_size=self.num_hiddens, num_layers=self.num_layers,
+                      dropout=self.dropout, nonlinearity=self.activation)
+
+    def run_layer(self, holder: nn.Module, layer: int, A_in: torch.Tensor,
+                  state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        Hs = rnn_recurrence(A_in, state, self.weight_hh(holder, layer).t(), self.relu)
+        return Hs, Hs[-1]
+
+    def step_weights(self, holder: nn.Module, layer: int) -> tuple[torch.Tensor, ...]:
+        return (self.weight_hh(holder, layer).t(),)
+
+    def step(self, a: torch.Tensor, state: torch.Tensor,
+             weights: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        return rnn_step(a, state, weights[0], self.relu)
+
+
+def rnn_step(a: torch.Tensor, H: torch.Tensor, W_hh: torch.Tensor, relu: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step ``H_t = φ(a + H_{t-1} W_hh)``, written into ``a``: (H_t, H_t)."""
+    a.addmm_(H, W_hh)
+    H = a.relu_() if relu else a.tanh_()
+    return H, H
