@@ -35,7 +35,7 @@ from torch.nn import functional as F
 from engine.config import DEVICES, ModelConfig, TrainConfig, _choice
 from engine.data import min_tokens
 from engine.errors import ConfigError
-from engine.models import RNNLM, build_model
+from engine.models import RNNLM, build_model, cell_class
 
 __all__ = ["resolve_device", "split_ids", "prepare_ids", "bptt_bytes", "MemoryEstimate", "memory_estimate",
            "free_memory", "check_memory", "out_of_memory", "MEMORY_ADVICE", "make_optimizer", "clip_gradients",
@@ -104,11 +104,11 @@ def prepare_ids(data: Any, model_cfg: ModelConfig, cfg: TrainConfig) -> tuple[np
 def bptt_bytes(model_cfg: ModelConfig, n_tokens: int) -> int:
     """Rough activation memory of one graph over ``n_tokens`` positions (detach=False).
 
-    Per position autograd keeps the input encoding, a few tensors of width
-    num_hiddens per layer (3 for an RNN, ~10 for GRU/LSTM gates) and the logits
-    with their softmax (3 × vocab), all float32.
+    Per position autograd keeps the input encoding, the cell's ``bptt_floats`` tensors
+    of width num_hiddens per layer (3 for an RNN, ~10 for GRU/LSTM gates) and the
+    logits with their softmax (3 × vocab), all float32.
     """
-    per_layer = {"scratch": 3, "rnn": 3, "gru": 10, "lstm": 12}[model_cfg.kind]
+    per_layer = cell_class(model_cfg.kind).bptt_floats
     floats = model_cfg.input_size + per_layer * model_cfg.num_hiddens * model_cfg.num_layers + 3 * model_cfg.vocab_size
     return 4 * floats * n_tokens
 
