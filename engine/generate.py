@@ -8,23 +8,26 @@ tokens the model ranks highest; top-p (nucleus) keeps the fewest highest-ranked
 tokens whose q-mass reaches p. Ranking always follows P (so α = 0 with top-k
 is uniform over the model's top k); masses are renormalised over what is kept.
 
-The prefix warms up the state once (one ``forward`` over it), then each new
+The prefix warms up the state once (one ``forward`` over it, in ``_warm_up``,
+which ``generate`` and ``next_token_distribution`` share), then each new
 token costs one step of an :class:`engine.stepper.Stepper` (the model's cells
 with per-token tables, tokens never seen in training masked in the output
-bias) under ``torch.inference_mode()`` on the model's device. An **empty prefix** starts from a zero state with a first token drawn
-from the corpus's unigram frequencies (``vocab.token_freqs``, with the same α:
-greedy picks the most frequent token, e.g. ' ' for characters). Unknown
-characters in the prefix map to ``<unk>``; the warning is in ``.warnings``. A
-tokenizer whose size is not the model's vocab_size is refused (ConfigError);
-``engine.runs`` checks a run's tokenizer.json against its weights' fingerprint.
-Sampling is seedable and happens on the CPU, so a seed gives the same text on
-any device. Left out: beam search and repetition penalties.
+bias) under ``torch.inference_mode()`` on the model's device. An **empty
+prefix** starts from a zero state with a first token drawn from the corpus's
+unigram frequencies (``vocab.token_freqs``, with the same α: greedy picks the
+most frequent token, e.g. ' ' for characters). Unknown characters in the
+prefix map to ``<unk>``; the warning is in ``.warnings``. A tokenizer whose
+size is not the model's vocab_size is refused (ConfigError); ``engine.runs``
+checks a run's tokenizer.json against its weights' fingerprint. Sampling is
+seedable and happens on the CPU, so a seed gives the same text on any device.
+Left out: beam search and repetition penalties.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -114,16 +117,31 @@ def _prefix_warnings(tokenizer: Any, prefix: str) -> list[str]:
     return [f"not in the vocabulary, read as <unk>: {shown}"]
 
 
-def _warm_up(model: RNNLM, tokenizer: Any, prefix: str) -> tuple[list[int], torch.Tensor | None, Any]:
-    """(prefix ids, (1, vocab) logits after the prefix or None when empty, state) — under inference_mode."""
+@contextmanager
+def _inference(model: RNNLM) -> Iterator[None]:
+    """The model in eval mode, under inference_mode and float32 cuDNN; its training mode is put back after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), float32_cudnn(_device(model)):
+            yield
+    finally:
+        model.train(was_training)
+
+
+def _warm_up(model: RNNLM, tokenizer: Any, prefix: str, unseen: torch.Tensor) -> tuple[list[int], torch.Tensor, Any]:
+    """Read the prefix once (inside ``_inference``): (its ids, the (1, vocab) logits of the first new token on the
+    model's device with the ``unseen`` tokens at -inf, the state after it). An empty prefix starts from a zero
+    state with the corpus's unigram log frequencies as logits."""
     device = _device(model)
     ids = [int(i) for i in tokenizer.encode(prefix)] if prefix else []
     state = model.begin_state(1, device)
-    if not ids:
-        return ids, None, state
-    X = torch.tensor([ids], dtype=torch.long, device=device)
-    logits, state = model(X, state)
-    return ids, logits[-1], state
+    if ids:
+        logits, state = model(torch.tensor([ids], dtype=torch.long, device=device), state)
+        logits = logits[-1]
+    else:
+        logits = _unigram_logits(tokenizer, model.cfg.vocab_size)[None]
+    return ids, logits.to(device).masked_fill(unseen, -math.inf), state
 
 
 CHUNK = 16  # tokens computed per inference_mode block after the first
@@ -193,28 +211,18 @@ class Generation(Iterator[str]):
 
     def _advance(self, n: int) -> list[int]:
         """Run the model ``n`` tokens further; the chosen token ids."""
-        was_training = self.model.training
-        if was_training:
-            self.model.eval()
-        try:
-            with torch.inference_mode(), float32_cudnn(self._device):
-                if self._stepper is None:
-                    self._ids, logits, state = _warm_up(self.model, self.tokenizer, self.prefix)
-                    if logits is None:  # empty prefix: first token from unigram frequencies
-                        logits = _unigram_logits(self.tokenizer, self.model.cfg.vocab_size)[None]
-                    self._logits = logits.to(self._device).masked_fill(self._unseen, -math.inf)
-                    self._stepper = Stepper(self.model, never=self._unseen)
-                    self._state = self._stepper.load(state)
-                step, logits, state, picked = self._stepper, self._logits, self._state, []
-                for _ in range(n):
-                    x = self._pick(logits)
-                    picked.append(x)
-                    logits, state = step(x, state)
-                self._logits, self._state = logits, state
-                return torch.cat(picked).tolist()
-        finally:
-            if was_training:
-                self.model.train()
+        with _inference(self.model):
+            if self._stepper is None:
+                self._ids, self._logits, state = _warm_up(self.model, self.tokenizer, self.prefix, self._unseen)
+                self._stepper = Stepper(self.model, never=self._unseen)
+                self._state = self._stepper.load(state)
+            step, logits, state, picked = self._stepper, self._logits, self._state, []
+            for _ in range(n):
+                x = self._pick(logits)
+                picked.append(x)
+                logits, state = step(x, state)
+            self._logits, self._state = logits, state
+            return torch.cat(picked).tolist()
 
 
 def generate(model: RNNLM, tokenizer: Any, prefix: str, num_tokens: int, *, alpha: float = 1.0,
@@ -234,16 +242,9 @@ def next_token_distribution(model: RNNLM, tokenizer: Any, prefix: str, *, alpha:
     """The top ``n`` (token, q) after ``prefix``, with α / top-k / top-p applied (the UI's bars)."""
     check_sampling(alpha, top_k, top_p)
     check_vocab(model, tokenizer)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode(), float32_cudnn(_device(model)):
-            _, logits, _ = _warm_up(model, tokenizer, prefix)
-            logits = _unigram_logits(tokenizer, model.cfg.vocab_size) if logits is None else logits[0].cpu()
-            logits = logits.masked_fill(_unseen(tokenizer, model.cfg.vocab_size), -math.inf)
-            q = sampling_distribution(logits, alpha, top_k, top_p)
-    finally:
-        model.train(was_training)
+    with _inference(model):
+        _, logits, _ = _warm_up(model, tokenizer, prefix, _unseen(tokenizer, model.cfg.vocab_size).to(_device(model)))
+        q = sampling_distribution(logits[0].cpu(), alpha, top_k, top_p)
     probs, idx = torch.sort(q, descending=True, stable=True)
     tokens = tokenizer.vocab.to_tokens([int(i) for i in idx[:n]])
     out = TokenDistribution((str(t), float(p)) for t, p in zip(tokens, probs[:n]))

@@ -134,6 +134,33 @@ def test_empty_prefix_starts_with_the_most_frequent_token_when_greedy(model, tok
     assert dist[0][0] == tokenizer.vocab.token_freqs[0][0]
 
 
+@pytest.mark.parametrize("prefix", ["time trav", "", "Zz"])
+def test_the_bars_are_the_distribution_the_first_token_is_drawn_from(model, tokenizer, prefix):
+    """next_token_distribution and generate read the prefix the same way: with the bars' q written out by token
+    id, the first generated token under seed s is torch.multinomial(q, 1) under seed s, for every s."""
+    V = len(tokenizer.vocab)
+    bars = next_token_distribution(model, tokenizer, prefix, alpha=0.7, top_k=6, n=V)
+    q = torch.zeros(V)
+    for token, p in bars:
+        q[tokenizer.vocab.token_to_idx[token]] = p
+    assert int((q > 0).sum()) == 6 and float(q.sum()) == pytest.approx(1.0, abs=1e-6)
+    for seed in range(20):
+        first = next(generate(model, tokenizer, prefix, 1, alpha=0.7, top_k=6, seed=seed))
+        drawn = int(torch.multinomial(q, 1, generator=torch.Generator().manual_seed(seed)))
+        assert first == tokenizer.vocab.idx_to_token[drawn], f"seed {seed}"
+
+
+def test_empty_prefix_bars_are_the_corpus_character_frequencies(model, tokenizer):
+    """No prefix: the first token is drawn from the unigram frequencies of the fitted text (α = 1), counted here
+    with a Counter over LINES; the model's weights play no part."""
+    from collections import Counter
+
+    counts = Counter("".join(LINES))
+    total = sum(counts.values())
+    bars = dict(next_token_distribution(model, tokenizer, "", alpha=1.0, n=len(tokenizer.vocab)))
+    assert {t: p for t, p in bars.items() if p > 0} == pytest.approx({t: c / total for t, c in counts.items()})
+
+
 def test_word_tokens_are_joined_with_spaces():
     tok = make_tokenizer("word").fit(LINES)
     torch.manual_seed(0)
