@@ -174,9 +174,7 @@ class Generation(Iterator[str]):
         self._ids: list[int] = []
         self._pending: list[int] = []  # computed, not yet handed out
         # Characters decode to themselves: a list lookup instead of a decode call per token.
-        self._itos: list[str] | None = (
-            list(tokenizer.vocab.idx_to_token) if getattr(tokenizer, "kind", "") == "char" else None
-        )
+        self._itos: list[str] | None = list(tokenizer.vocab.idx_to_token) if tokenizer.decodes_by_lookup else None
 
     def _pick(self, logits: torch.Tensor) -> torch.Tensor:
         """The next token as a (1,) long tensor on the model's device, from masked (1, vocab) logits."""

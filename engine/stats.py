@@ -285,7 +285,7 @@ def corpus_stats(
 def _unigrams(pipeline: Any, top_k: int, rank_range: tuple[int, int]) -> tuple[NgramSummary, np.ndarray]:
     """Exact token counts of the whole corpus, as written (before ``min_freq``)."""
     tok = pipeline.tokenizer
-    if tok.kind in ("char", "word"):
+    if tok.vocab_from_counts:
         # D2L's Vocab counted every token in stream order: most frequent first, ties first-seen.
         freqs = tok.vocab.token_freqs
         counts = np.array([c for _, c in freqs], dtype=np.int64)
@@ -331,7 +331,7 @@ def _count_equal(ids: np.ndarray, value: int) -> int:
 
 def _vocab_sizes(tok: Any, counts: np.ndarray, min_freqs: Sequence[int]) -> list[dict[str, int]] | None:
     # D2L's Vocab: '<unk>', the reserved tokens, then every token with count >= min_freq.
-    if tok.kind not in ("char", "word"):
+    if not tok.vocab_from_counts:
         return None
     base = 1 + len(getattr(tok.vocab, "reserved_tokens", ()))
     return [{"min_freq": m, "vocab_size": base + int(np.count_nonzero(counts >= max(m, 1)))} for m in min_freqs]

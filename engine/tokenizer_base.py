@@ -58,6 +58,13 @@ class Tokenizer:
 
     kind: ClassVar[str] = ""
     lossless: ClassVar[bool] = False  # decode(encode(x)) == x for text in the vocab
+    # What the rest of rnnlab asks a tokenizer instead of testing its kind:
+    joiner: ClassVar[str] = " "  # between the tokens of an n-gram shown as text ("" for characters: "the␣")
+    # the vocab is D2L's Vocab of the text's token counts: <unk>, then token_freqs (most frequent first, ties
+    # first-seen) down to min_freq
+    vocab_from_counts: ClassVar[bool] = False
+    # decode(ids) is the ids' token strings end to end: one id's piece needs no context (characters)
+    decodes_by_lookup: ClassVar[bool] = False
 
     def __init__(self, *, vocab_size: int = 1000, min_freq: int = 0) -> None:
         self.vocab_size = vocab_size

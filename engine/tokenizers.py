@@ -40,6 +40,8 @@ MAX_VOCAB_SIZE = 1_000_000
 class CountingTokenizer(Tokenizer):
     """Char and word: the vocabulary is D2L's ``Vocab`` of the token counts."""
 
+    vocab_from_counts = True
+
     def _fit(self, chunks: Chunks) -> None:
         counts: Counter[str] = Counter()
         for lines in chunks():
@@ -73,6 +75,8 @@ class CharTokenizer(CountingTokenizer):
 
     kind = "char"
     lossless = True
+    joiner = ""
+    decodes_by_lookup = True
 
     def _count(self, lines: list[str], counts: Counter[str]) -> None:
         text = "".join(lines)

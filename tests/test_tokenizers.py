@@ -190,6 +190,21 @@ def test_lossless_flags_are_as_documented():
     }
 
 
+def test_what_the_rest_of_rnnlab_asks_a_tokenizer(fitted, fit_lines):
+    """The attributes stats, generation, the Labs screen and the CLI read instead of testing the kind, each
+    checked against what it claims."""
+    vocab = fitted.vocab
+    d2l = vocab.idx_to_token == ["<unk>"] + [t for t, c in vocab.token_freqs if c >= max(fitted.min_freq, 1)]
+    assert fitted.vocab_from_counts is d2l is (fitted.kind in ("char", "word"))
+    ids = fitted.encode_corpus(fit_lines[:40])
+    end_to_end = fitted.decode(ids) == "".join(vocab.to_tokens(ids.tolist()))
+    assert fitted.decodes_by_lookup is end_to_end is (fitted.kind == "char")
+    assert fitted.joiner == ("" if fitted.kind == "char" else " ")
+    line = "the time traveller for so it will be convenient to speak of him"
+    if fitted.kind in ("char", "word"):  # an n-gram of the book's tokens, joined, reads as the text
+        assert fitted.joiner.join(fitted.tokenize([line])[0]) == line
+
+
 def test_encode_corpus_is_narrow_in_range_and_counts_match_frequencies(fitted, fit_lines):
     ids = fitted.encode_corpus(fit_lines)
     assert ids.dtype == narrowest(len(fitted.vocab)) and ids.ndim == 1 and len(ids) > 0

@@ -135,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         entry = catalog().get(corpus.name)
         title = f"{entry.title} ({entry.author})" if entry and args.corpus == corpus.name else corpus.name
-        print(format_summary(summary, title=title, show=pipeline.tokenizer.display_token))
+        print(format_summary(summary, title=title, show=pipeline.tokenizer.display_token,
+                             joiner=pipeline.tokenizer.joiner))
     return 0
 
 
@@ -235,14 +236,10 @@ class StepBar:
                 self._progress = None
 
 
-def _show_gram(gram: list[str], kind: str, show: Callable[[str], str]) -> str:
-    if kind == "char":
-        return show("".join(gram))  # 'the␣' reads better than 't' 'h' 'e' '␣'
-    return " ".join(show(t) for t in gram)
-
-
-def format_summary(s: dict[str, Any], *, title: str, show: Callable[[str], str] = str) -> str:
-    """The readable report: one block of figures, then the tops."""
+def format_summary(s: dict[str, Any], *, title: str, show: Callable[[str], str] = str, joiner: str = " ") -> str:
+    """The readable report: one block of figures, then the tops. ``show`` draws a token, ``joiner`` goes
+    between the tokens of an n-gram (the tokenizer's: '' for characters, as 'the␣' reads better than
+    't' 'h' 'e' '␣')."""
     kind = s["tokenizer"]
     sizes = s["vocab_size_at_min_freq"]
     at = ", ".join(f"{v['min_freq']}: {v['vocab_size']}" for v in sizes or ())
@@ -268,7 +265,7 @@ def format_summary(s: dict[str, Any], *, title: str, show: Callable[[str], str] 
         out.append(f"n-grams for n >= 2 are counted on the first {prefix:,} of {s['tokens']:,} tokens")
     for g in s["ngrams"]:
         name = "tokens" if g["n"] == 1 else f"{g['n']}-grams{first}"
-        shown = [(_show_gram(gram, kind, show), count) for gram, count in g["top"]]
+        shown = [(joiner.join(show(t) for t in gram), count) for gram, count in g["top"]]
         width = max((len(text) for text, _ in shown), default=0)
         out += ["", f"top {name}"]
         out += [f"{i:>4}  {text:<{width}}  {count:>7}" for i, (text, count) in enumerate(shown, 1)]

@@ -239,7 +239,7 @@ class LabsScreen(PlaygroundScreen):
         table = self.query_one("#labs-ngrams", DataTable)
         table.clear()
         tok = message.tokenizer
-        join = "" if tok.kind == "char" else " "  # char n-grams read as text: "the␣"
+        join = tok.joiner  # char n-grams read as text: "the␣"
         for g in message.summary["ngrams"]:
             a = g["zipf_exponent"]
             top = join.join(tok.display_token(t) for t in g["top"][0][0]) if g["top"] else ""
