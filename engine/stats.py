@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import ConfigError
+from engine.jsonfloat import finite_or_none
 
 DEFAULT_RANK_RANGE = (10, 1000)
 NGRAM_MAX_TOKENS = 2_000_000  # n >= 2 counted on at most this many tokens: ~40 MB of work arrays
@@ -340,7 +341,7 @@ def _vocab_sizes(tok: Any, counts: np.ndarray, min_freqs: Sequence[int]) -> list
 def _jsonable(s: NgramSummary) -> dict[str, Any]:
     d = asdict(s)
     d["top"] = [[list(gram), count] for gram, count in s.top]
-    d["zipf_exponent"] = None if math.isnan(s.zipf_exponent) else s.zipf_exponent
+    d["zipf_exponent"] = finite_or_none(s.zipf_exponent)  # nan (too few ranks to fit): null
     return d
 
 

@@ -137,3 +137,15 @@ def test_ngram_frequencies_are_the_sorted_ngram_counts(n):
     # ids up to 9e6: a key packing all n ids would overflow int64 for n = 3, 5
     assert stats.ngram_frequencies(ids * 1_000_003, n).tolist() == want
     assert stats.ngram_frequencies(ids[: n - 1], n).tolist() == []
+
+
+def test_a_zipf_exponent_too_few_ranks_to_fit_is_written_as_null(timemachine):
+    """Ranks 100-200 of a character vocabulary (28 tokens) hold no point to fit: null in the JSON summary, which
+    a strict JSON reader accepts, and '—' in the CLI's table."""
+    from tui.cli.corpus import format_summary
+
+    s = corpus_summary(build_pipeline(timemachine, tokenizer="char"), max_n=1, rank_range=(100, 200))
+    assert s["ngrams"][0]["zipf_exponent"] is None
+    assert json.loads(json.dumps(s, allow_nan=False)) == s
+    rows = [line for line in format_summary(s, title="t").splitlines() if line.startswith("  1  ")]
+    assert len(rows) == 1 and rows[0].endswith("  —")
