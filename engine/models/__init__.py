@@ -6,8 +6,9 @@
 * :mod:`engine.models.cell` — the ``Cell`` interface every kind implements, and
   ``cell_class(kind)``, which finds a kind's class through the torch-free
   registry ``engine.config.CELLS`` and imports its module on first use;
-* one module per cell: ``scratch`` (D2L 8.5), ``rnn``, ``gru``, ``lstm`` — each
-  with its recurrence's hand-written backward and its one-token step.
+* one module per cell (``engine.models.scratch`` for D2L 8.5's RNN, ``gru`` …;
+  ``engine.config.CELLS`` lists them all), each with its whole-sequence forward
+  and backward and its one-token step.
 
 Adding a cell is one module here and one line in ``engine.config.CELLS``.
 Left out: the model's options (``engine.config.ModelConfig``) and training.
