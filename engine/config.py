@@ -43,6 +43,7 @@ CELLS: dict[str, CellEntry] = {
     "rnn": CellEntry("engine.models.rnn:RNN", "torch.nn.RNN", activation=True),
     "gru": CellEntry("engine.models.gru:GRU", "D2L 9.1"),
     "lstm": CellEntry("engine.models.lstm:LSTM", "D2L 9.2"),
+    "mingru": CellEntry("engine.models.mingru:MinGRU", "Feng et al. 2024, a parallel scan"),
 }
 
 MODEL_KINDS = tuple(CELLS)

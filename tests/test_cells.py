@@ -97,7 +97,24 @@ def _reference(c: RecurrentCore, X: torch.Tensor, state: object) -> tuple[torch.
     return ORACLES[c.cell.name](c, X, state)
 
 
-ORACLES: dict = {}  # kind -> reference loop, for cells without a torch.nn module
+def _min_gru_loop(c: RecurrentCore, X: torch.Tensor, state: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """minGRU as Feng et al. (2024) define it, one step at a time, layer by layer: z = σ(W_z x + b_z),
+    h̃ = g(W_h x + b_h) with g(a) = a + ½ for a ≥ 0 and σ(a) below, H_t = (1 − z) ⊙ H_{t-1} + z ⊙ h̃."""
+    inp, finals = X, []
+    for k in range(c.cell.num_layers):
+        W, b = getattr(c.rnn, f"weight_ih_l{k}"), getattr(c.rnn, f"bias_ih_l{k}")
+        Hh, outs = state[k], []  # type: ignore[index]
+        for x in inp:
+            a = x @ W.T + b
+            z, pre = torch.sigmoid(a[:, :H]), a[:, H:]
+            Hh = (1 - z) * Hh + z * torch.where(pre >= 0, pre + 0.5, torch.sigmoid(pre))
+            outs.append(Hh)
+        inp = torch.stack(outs)
+        finals.append(Hh)
+    return inp, torch.stack(finals)
+
+
+ORACLES = {"mingru": _min_gru_loop}  # kind -> reference, for cells without a torch.nn module
 
 
 @pytest.mark.parametrize("kind,layers", CASES)
@@ -176,3 +193,26 @@ def test_lm_is_the_core_behind_a_one_hot_encoder() -> None:
             logits, _ = model(X, state)
             Hs, _ = c(F.one_hot(X.T, D).double(), state)
         torch.testing.assert_close(logits, model.output(Hs), atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("kind", MODEL_KINDS)
+def test_bptt_floats_bound_what_autograd_keeps(kind: str) -> None:
+    """The memory estimate's floats per hidden unit and position (Cell.bptt_floats, engine.training.bptt_bytes)
+    cover what autograd actually saves for the backward of the stacked cells (float64: no fused kernel)."""
+    layers, steps, batch, h = _layers(kind)[-1], 35, 8, 64
+    model = build_model(ModelConfig(kind=kind, vocab_size=11, num_hiddens=h, num_layers=layers)).double()
+    X = torch.randint(0, 11, (batch, steps), generator=torch.Generator().manual_seed(0))
+    state = model.begin_state(batch)
+    state = tuple(s.double() for s in state) if isinstance(state, tuple) else state.double()
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model.cell.forward(model, model.input_term(X, *model.cell.input_weights(model, 0)), state, True)
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    floats = sum(n for ptr, n in saved.items() if ptr not in weights) / 8
+    assert floats > 0
+    assert floats <= model.cell.bptt_floats * h * layers * steps * batch

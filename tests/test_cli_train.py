@@ -191,6 +191,15 @@ def test_help_shows_the_config_defaults(capsys):
         assert shown and (shown.group(1) == value if isinstance(value, str) else float(shown.group(1)) == value), name
 
 
+def test_help_says_adamws_weight_decay_and_when_samples_come(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "adamw (torch's default weight decay 0.01)" in text
+    assert ("epochs between samples, and the last epoch samples too; 0 = no samples, not even at the last epoch "
+            "(default 10)") in text
+
+
 def test_runs_piped_is_tab_separated_with_a_header(runs_dir, tmp_path, capsys):
     import shutil
 

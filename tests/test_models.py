@@ -138,7 +138,7 @@ def test_scratch_init_follows_d2l() -> None:
     assert model.b_h.abs().sum() == 0 and model.b_q.abs().sum() == 0
 
 
-@pytest.mark.parametrize("kind", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("kind", [k for k in MODEL_KINDS if not CELLS[k].one_layer])
 def test_dropout_acts_between_layers_in_training_only(kind: str) -> None:
     model = small(kind, num_layers=2, dropout=0.5)
     X = ids()

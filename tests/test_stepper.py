@@ -65,7 +65,8 @@ def test_never_mask_sets_minus_inf_and_leaves_the_rest(kind: str = "gru") -> Non
     assert torch.equal(masked[..., ~never], plain[..., ~never])
 
 
-@pytest.mark.parametrize("kind,encoding", [("lstm", "embedding"), ("gru", "onehot"), ("scratch", "onehot")])
+@pytest.mark.parametrize("kind,encoding", [("lstm", "embedding"), ("gru", "onehot"), ("scratch", "onehot"),
+                                           ("mingru", "embedding")])
 def test_big_input_tables_fall_back_to_per_token_input(monkeypatch: pytest.MonkeyPatch, kind: str,
                                                         encoding: str) -> None:
     model = small(kind, encoding=encoding, embed_size=5)
