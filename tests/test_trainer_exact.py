@@ -1,0 +1,380 @@
+"""Exact values of what the trainer and its building blocks tell the user (issue 9's mutation score).
+
+Each expected value is worked out by hand here, never read back from the code under test:
+
+- the messages a user reads: ``unstable_message``, the ``Diverged`` message for a loss and for a
+  gradient-norm blow-up (made to happen at a known step by setting the weights), and the
+  ``check_memory`` refusal with its MiB figures computed from the parameter count by hand;
+- what a divergence keeps: the last good epoch's weights, step and elapsed time on a clock the test drives;
+- the Sample events of a model whose next-token distribution is fixed (greedy: the argmax repeated);
+- ``clip_gradients`` on gradients set by hand: the norm before clipping, whether clipping changed
+  anything (equality included) and the clipped gradients, also on a torch without ``get_total_norm``.
+
+Left out: CUDA (bench/check_cuda.py on a lent GPU).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pytest
+import torch
+
+import engine.trainer as trainer_mod
+from engine.errors import ConfigError, RunError
+from engine.events import Checkpoint, Diverged, Finished, Progress, Sample
+from engine.models import build_model
+from engine.trainer import train, unstable_message
+from engine.training import check_memory, clip_gradients
+
+try:  # issue 10 moves both configs to engine.config
+    from engine.config import ModelConfig, TrainConfig
+except ImportError:  # the layout before it
+    from engine.models import ModelConfig
+    from engine.training import TrainConfig
+
+BASE = dict(epochs=1, batch_size=2, num_steps=4, max_tokens=0, val_fraction=0.0, sample_every=0, threads=1,
+            log_interval_s=1e9, log_every_steps=1, checkpoint_interval_s=1e9, lr=0.1)
+
+
+def tcfg(**kw) -> TrainConfig:
+    return TrainConfig(**{**BASE, **kw})
+
+
+@pytest.fixture
+def abcd(tmp_path):
+    """'abcd' × 50 as raw characters: vocabulary <unk>, a, b, c, d (ids 0-4); every target is one of a-d."""
+    from engine.corpus import load_corpus
+    from engine.pipeline import build_pipeline
+
+    path = tmp_path / "abcd.txt"
+    path.write_text("abcd" * 50, encoding="utf-8")
+    pipe = build_pipeline(load_corpus(str(path)), mode="raw", tokenizer="char")
+    assert pipe.vocab.idx_to_token == ["<unk>", "a", "b", "c", "d"]
+    return pipe
+
+
+class Clock:
+    """The trainer's clock, standing still until the test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# --- the messages ------------------------------------------------------------
+
+def test_unstable_message_names_the_figures_and_the_fix_for_the_clip_setting():
+    """The unstable-run sentence: the perplexity to 4 significant digits, 2×, the vocabulary size, and the
+    fix: turn clipping on when it is off, else lower the learning rate (for both other clip settings)."""
+    head = ("its perplexity 123.5 is more than 2× that of guessing uniformly among 28 tokens, "
+            "so the model learned nothing usable; ")
+    assert unstable_message(123.456, 28, "off") == head + "turn on gradient clipping (clip=norm)"
+    assert unstable_message(123.456, 28, "norm") == head + "lower the learning rate"
+    assert unstable_message(123.456, 28, "value") == head + "lower the learning rate"
+
+
+def _relu_scratch(vocab_size: int) -> tuple[ModelConfig, torch.nn.Module]:
+    mc = ModelConfig(kind="scratch", vocab_size=vocab_size, num_hiddens=8, activation="relu")
+    torch.manual_seed(0)
+    return mc, build_model(mc)
+
+
+def test_an_infinite_gradient_norm_at_the_first_step_is_reported_as_such(abcd):
+    """Every hidden unit reads 3e38 (relu, no recurrence) and the output weights are 0: the logits are the
+    bias (0), so the loss is finite (ln 5), but ∂L/∂W_hq = Hᵀ(P − Y)/N has entries of order 1e38 and the
+    global norm overflows float32: the run diverges at step 1 with a "gradient norm became inf" message,
+    the hint for clip=norm (lower the learning rate), nothing trained (epoch 0, step 0)."""
+    mc, model = _relu_scratch(5)
+    with torch.no_grad():
+        model.W_xh.fill_(3e38)
+        model.W_hh.zero_()
+        model.b_h.zero_()
+        model.W_hq.zero_()
+        model.b_q.zero_()
+    events = list(train(abcd, mc, tcfg(epochs=2, clip="norm"), model=model))
+    assert events[0] == Diverged(epoch=1, step=1, lr=0.1, loss=math.inf, message=(
+        "gradient norm became inf at step 1 (epoch 1, lr 0.1); lower the learning rate. "
+        "Kept the weights from the end of epoch 0."))
+    assert events[1:] == [Finished(epoch=0, step=0, train_ppl=None, val_ppl=None, stopped_early=True,
+                                   reason="diverged", unstable=False)]
+
+
+def test_a_loss_blow_up_in_epoch_two_keeps_epoch_one_with_its_step_weights_and_time(abcd, tmp_path, monkeypatch):
+    """After step 1 of epoch 2 the test sets the output weights to 0 and the bias to 0 for <unk>, -40 for
+    a-d: every target then costs -log(e^-40 / (1 + 4e^-40)) = 40 nats (to float32), past ln 5 + 20, so
+    the next step is the first bad one. The Diverged event names that step, epoch 2, the loss 40 and
+    the hint for clip=off; the checkpoint holds epoch 1's end: its step, its weights, its Adam moments
+    (as checkpointed at epoch 1's end) and its elapsed time on the test's clock (started at 100 s: 5 s
+    trained at epoch 1's end, 12 s when the divergence is found)."""
+    from engine.runs import create_run
+
+    monkeypatch.setattr(trainer_mod, "_clock", clock := Clock())  # the module's documented test hook
+    clock.now = 100.0
+    mc, model = _relu_scratch(5)
+    cfg = tcfg(epochs=3, clip="off", optimizer="adam", lr=0.01, checkpoint_interval_s=0.0)
+    run = create_run(tmp_path / "runs", mc, cfg, abcd)
+    events, end1, moments1, broken_at = [], None, None, None
+    for ev in train(abcd, mc, cfg, run=run, model=model):
+        events.append(ev)
+        if isinstance(ev, Progress) and ev.epoch == 1 and ev.epoch_end:
+            end1 = (ev.step, {k: v.clone() for k, v in model.state_dict().items()})
+            clock.now = 105.0
+        elif isinstance(ev, Checkpoint) and moments1 is None:
+            moments1 = run.load_checkpoint()[1]["state"]  # written at epoch 1's end (interval 0 s)
+        elif isinstance(ev, Progress) and ev.epoch == 2 and broken_at is None:
+            broken_at = ev.step
+            with torch.no_grad():
+                model.W_hq.zero_()
+                model.b_q.copy_(torch.tensor([0.0, -40.0, -40.0, -40.0, -40.0]))
+            clock.now = 112.0
+    assert end1 is not None and broken_at == end1[0] + 1 and moments1
+    (div,) = [e for e in events if isinstance(e, Diverged)]
+    assert (div.epoch, div.step, div.lr) == (2, broken_at + 1, 0.01)
+    assert div.loss == pytest.approx(40.0, rel=1e-6)
+    assert div.message == (f"loss reached 40 nats per token at step {broken_at + 1} (epoch 2, lr 0.01); "
+                           "turn on gradient clipping (clip=norm). Kept the weights from the end of epoch 1.")
+    checkpoints = [(e.epoch, e.step) for e in events if isinstance(e, Checkpoint)]
+    assert checkpoints == [(1, end1[0]), (1, end1[0])] and isinstance(events[-2], Checkpoint)
+    fin = events[-1]
+    assert (fin.epoch, fin.step, fin.reason, fin.stopped_early) == (1, end1[0], "diverged", True)
+    st = run.trainer_state()
+    assert (st["status"], st["epoch"], st["step"], st["elapsed_s"]) == ("diverged", 1, end1[0], 5.0)
+    saved_model, saved_opt, _, _ = run.load_checkpoint()
+    assert all(torch.equal(saved_model[k], v) for k, v in end1[1].items())
+    for i, moments in moments1.items():  # Adam's step count and moments as they were at epoch 1's end
+        for name, value in moments.items():
+            assert torch.equal(saved_opt["state"][i][name], value), (i, name)
+
+
+def test_a_bad_step_found_when_a_stop_arrives_mid_epoch_is_a_divergence(abcd):
+    """No Progress within the epoch (log interval 1e9 s), so the loss is first checked when the stop
+    arrives: the blow-up (loss 40, as above) set before the 3rd minibatch makes step 3 the first bad
+    one, the stop set during the 5th is seen before the 6th; the run diverged at step 3 of epoch 1, not
+    stopped, and nothing trained is kept (epoch 0, step 0)."""
+    import threading
+
+    mc, model = _relu_scratch(5)
+    stop, calls = threading.Event(), [0]
+
+    def hook(module, args):
+        if module.training:
+            calls[0] += 1
+            if calls[0] == 3:
+                with torch.no_grad():
+                    module.W_hq.zero_()
+                    module.b_q.copy_(torch.tensor([0.0, -40.0, -40.0, -40.0, -40.0]))
+            elif calls[0] == 5:
+                stop.set()
+
+    model.register_forward_pre_hook(hook)
+    events = list(train(abcd, mc, tcfg(epochs=2, clip="off", log_every_steps=0), model=model, stop=stop))
+    assert calls[0] == 5 and [type(e) for e in events] == [Diverged, Finished]
+    div, fin = events
+    assert (div.epoch, div.step, div.lr) == (1, 3, 0.1) and div.loss == pytest.approx(40.0, rel=1e-6)
+    assert div.message == ("loss reached 40 nats per token at step 3 (epoch 1, lr 0.1); turn on gradient "
+                           "clipping (clip=norm). Kept the weights from the end of epoch 0.")
+    assert (fin.epoch, fin.step, fin.reason, fin.stopped_early) == (0, 0, "diverged", True)
+
+
+class TrainingClock(Clock):
+    """Moves 0.1 s per training minibatch (a forward hook), from 1000 s."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def hook(self, module, args, output) -> None:
+        if module.training:
+            self.now += 0.1
+
+
+def test_progress_figures_on_a_driven_clock(abcd, monkeypatch):
+    """'abcd' × 50 read sequentially in 2 rows of 4 steps: 199 // 2 = 99 positions per row, 24 minibatches
+    of 8 tokens, every one the same (each row of 4 targets holds a, b, c, d once). The frozen p-model
+    scores perplexity exp(-(3 ln 1/8 + ln 1/2) / 4) = 1024^(1/4) = 4√2 on every reading and its gradients
+    are 0. At 0.1 s per minibatch: 80 tokens/s, elapsed 0.1 s per minibatch so far, and an ETA of
+    0.1 s per minibatch left over both epochs (no time off training)."""
+    clock = TrainingClock()
+    monkeypatch.setattr(trainer_mod, "_clock", clock)  # the module's documented test hook
+    mc, model = _fixed_p(abcd)
+    model.register_forward_hook(clock.hook)
+    progress = [e for e in train(abcd, mc, tcfg(epochs=2, sampler="sequential", lr=0.5), model=model)
+                if isinstance(e, Progress)]
+    want = []
+    for epoch in (1, 2):
+        for n in range(1, 25):
+            step = (epoch - 1) * 24 + n
+            want.append(Progress(epoch=epoch, step=step, train_ppl=4 * math.sqrt(2), val_ppl=None, tokens_per_s=80.0,
+                                 grad_norm=0.0, lr=0.5, elapsed_s=0.1 * step, eta_s=0.1 * (48 - step), epochs=2,
+                                 epoch_end=False, clip_fraction=0.0))
+        want.append(Progress(epoch=epoch, step=epoch * 24, train_ppl=4 * math.sqrt(2), val_ppl=None,
+                             tokens_per_s=80.0, grad_norm=0.0, lr=0.5, elapsed_s=2.4 * epoch,
+                             eta_s=2.4 * (2 - epoch), epochs=2, epoch_end=True, clip_fraction=0.0))
+    assert len(progress) == len(want) == 50
+    for got, w in zip(progress, want):
+        assert (got.epoch, got.step, got.val_ppl, got.lr, got.epochs, got.epoch_end, got.grad_norm,
+                got.clip_fraction) == (w.epoch, w.step, w.val_ppl, w.lr, w.epochs, w.epoch_end, 0.0, 0.0), got
+        assert (got.train_ppl, got.tokens_per_s, got.elapsed_s, got.eta_s) == pytest.approx(
+            (w.train_ppl, w.tokens_per_s, w.elapsed_s, w.eta_s), rel=1e-6, abs=1e-9), got
+
+
+MEMORY_ADVICE = ("lower batch_size, num_steps, num_hiddens or num_layers, or shrink the vocabulary "
+                 "(min_freq / vocab_size)")
+
+
+def test_out_of_memory_before_the_first_step_names_the_error_type(abcd):
+    """Moving the model to the device runs out of memory (a MemoryError without a message): the RunError
+    says so with the error's type for detail, no epoch or step (none began), and that nothing was saved."""
+    mc, model = _fixed_p(abcd)
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError()
+
+    model.to = no_memory
+    with pytest.raises(RunError) as err:
+        train(abcd, mc, tcfg(), model=model)
+    assert str(err.value) == f"out of memory (MemoryError); nothing was saved; {MEMORY_ADVICE}"
+
+
+def test_out_of_memory_mid_epoch_names_the_place_and_the_first_200_characters(abcd):
+    """The 3rd training forward fails with a two-line out-of-memory RuntimeError whose first line is 250
+    characters long: the RunError names epoch 1, step 2 (two steps done) on cpu and the first 200
+    characters of the first line."""
+    mc, model = _fixed_p(abcd)
+    first = "CPU out of memory: " + "x" * 231
+    calls = [0]
+
+    def hook(module, args):
+        calls[0] += 1
+        if calls[0] == 3:
+            raise RuntimeError(first + "\nsecond line")
+
+    model.register_forward_pre_hook(hook)
+    with pytest.raises(RunError) as err:
+        list(train(abcd, mc, tcfg(), model=model))
+    assert len(first) == 250
+    assert str(err.value) == (f"out of memory at epoch 1, step 2 on cpu ({first[:200]}); nothing was saved; "
+                              f"{MEMORY_ADVICE}")
+
+
+# --- samples -----------------------------------------------------------------
+
+def _fixed_p(pipe) -> tuple[ModelConfig, torch.nn.Module]:
+    """A frozen output layer predicting p = (1, 1, 1, 4, 1)/8 over <unk>, a, b, c, d whatever the state."""
+    mc = ModelConfig(kind="rnn", vocab_size=len(pipe.vocab), num_hiddens=4)
+    torch.manual_seed(0)
+    model = build_model(mc)
+    with torch.no_grad():
+        model.linear.weight.zero_()
+        model.linear.bias.copy_(torch.log(torch.tensor([1.0, 1.0, 1.0, 4.0, 1.0]) / 8))
+    model.linear.requires_grad_(False)  # the RNN below gets zero gradients through the zero weight
+    return mc, model
+
+
+def _samples(pipe, **kw) -> list[Sample]:
+    mc, model = _fixed_p(pipe)
+    return [e for e in train(pipe, mc, tcfg(**kw), model=model) if isinstance(e, Sample)]
+
+
+@pytest.mark.parametrize("sample_len,text", [(10, "abcccccccccc"), (1, "abc"), (0, None)])
+def test_greedy_samples_repeat_the_most_likely_token(abcd, sample_len, text):
+    """Greedy (α = inf) continues the prefix with the argmax of p, 'c', sample_len times, after every
+    epoch with sample_every=1; sample_len=0 means no Sample event at all."""
+    got = _samples(abcd, epochs=2, sample_every=1, sample_len=sample_len, sample_prefix="ab", sample_alpha=math.inf)
+    want = [] if text is None else [Sample(epoch=1, prefix="ab", text=text), Sample(epoch=2, prefix="ab", text=text)]
+    assert got == want
+
+
+def test_samples_draw_with_the_sampling_exponent_and_the_seed_plus_the_epoch(abcd):
+    """With α = 1 the sample after epoch e is generate()'s draw from p seeded with seed + e (so a rerun
+    gives the same samples): not greedy (the 'c' × 10 of α = inf), and a different draw for each epoch."""
+    from engine.generate import generate
+
+    got = _samples(abcd, epochs=2, seed=3, sample_every=1, sample_len=10, sample_prefix="ab", sample_alpha=1.0)
+    _, model = _fixed_p(abcd)
+    want = ["ab" + "".join(generate(model, abcd.tokenizer, "ab", 10, alpha=1.0, seed=3 + e)) for e in (1, 2)]
+    assert [(s.epoch, s.prefix, s.text) for s in got] == [(1, "ab", want[0]), (2, "ab", want[1])]
+    assert want[0] != want[1] and "abcccccccccc" not in want
+
+
+def test_no_samples_without_a_tokenizer(abcd):
+    """Training on a bare id array with no tokenizer cannot decode a sample: no Sample event, no error."""
+    mc, model = _fixed_p(abcd)
+    events = list(train(np.asarray(abcd.ids), mc, tcfg(epochs=2, sample_every=1, sample_len=5), model=model))
+    assert not [e for e in events if isinstance(e, Sample)]
+    assert isinstance(events[-1], Finished) and events[-1].reason == "completed"
+
+
+# --- the memory refusal ------------------------------------------------------
+
+def _mib_total(H: int, V: int) -> tuple[int, int]:
+    """(weights, activations) in bytes of the scratch RNN with adam and one position per minibatch, by hand:
+    P = V·H (W_xh) + H·H (W_hh) + H (b_h) + H·V (W_hq) + V (b_q) parameters at 4·(2 + 2 + 1 + 2) bytes each
+    (weight, gradient, Adam's two moments; the snapshot's copy of weight and moments); the activations
+    4·(V one-hot + 3·H + 3·V logits/softmax) bytes for the one position."""
+    P = V * H + H * H + H + H * V + V
+    return 28 * P, 4 * (4 * V + 3 * H)
+
+
+@pytest.mark.parametrize("V,graph", [(643072, "10 MiB"), (315392, "5.00 MiB")])
+def test_the_memory_refusal_states_the_figures_in_mib(V, graph):
+    """A scratch RNN of 16384 hidden units and V outputs needs hundreds of GiB (more than any test machine
+    has free): the refusal gives the total and the weights' part in whole MiB with thousands separators,
+    and the graph's part — exactly 10 MiB when V = 643072 (4·(4V + 3H) = 10·2²⁰ bytes), so whole MiB
+    from 10 MiB up; 5.00 MiB when V = 315392, two decimals below 10 MiB."""
+    H = 16384
+    weights, act = _mib_total(H, V)
+    assert act == {"10 MiB": 10 * 2**20, "5.00 MiB": 5 * 2**20}[graph]
+    mc = ModelConfig(kind="scratch", vocab_size=V, num_hiddens=H)
+    cfg = TrainConfig(optimizer="adam", batch_size=1, num_steps=1)
+    with pytest.raises(ConfigError) as err:
+        check_memory(mc, cfg, 1000, torch.device("cpu"))
+    msg = str(err.value)
+    pattern = (f"training needs about {(weights + act) / 2**20:,.0f} MiB on cpu ({weights / 2**20:,.0f} MiB for the "
+               f"weights, gradients, optimizer state and a copy of the last good epoch; {graph} for one minibatch's "
+               f"graph (1 × 1 positions)) but only ")
+    assert msg.startswith(pattern), msg
+    assert re.fullmatch(r"[\d,]+ MiB is free; lower batch_size, num_steps, num_hiddens or num_layers, or shrink the "
+                        r"vocabulary \(min_freq / vocab_size\)", msg[len(pattern):]), msg
+    assert "," in pattern.split(" MiB")[0]  # hundreds of thousands of MiB: the separator shows
+
+
+# --- clipping ----------------------------------------------------------------
+
+def _params() -> list[torch.nn.Parameter]:
+    """Two parameters with gradients set by hand: g1 = (6, -8) (‖g1‖ = 10, max |g| = 8) and
+    g2 = ((4, 2), (1, 0)) (‖g2‖ = √21, max |g| = 4): ‖g‖ = √(100 + 21) = 11, max |g_i| = 8."""
+    p1, p2 = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2, 2))
+    p1.grad = torch.tensor([6.0, -8.0])
+    p2.grad = torch.tensor([[4.0, 2.0], [1.0, 0.0]])
+    return [p1, p2]
+
+
+# (clip, θ, changed, the gradients after clipping): norm rescales by θ/‖g‖ when ‖g‖ > θ, value clamps to ±θ
+CLIPS = [
+    ("off", 1.0, False, [[6, -8], [[4, 2], [1, 0]]]),
+    ("norm", 5.5, True, [[3, -4], [[2, 1], [0.5, 0]]]),
+    ("norm", 11.0, False, [[6, -8], [[4, 2], [1, 0]]]),  # ‖g‖ = θ: not changed
+    ("value", 7.5, True, [[6, -7.5], [[4, 2], [1, 0]]]),
+    ("value", 8.0, False, [[6, -8], [[4, 2], [1, 0]]]),  # max |g_i| = θ (while ‖g‖ = 11 > θ): not changed
+]
+
+
+@pytest.mark.parametrize("clip,theta,changed,after", CLIPS)
+@pytest.mark.parametrize("old_torch", [False, True])
+def test_clip_gradients_by_hand(clip, theta, changed, after, old_torch, monkeypatch):
+    """clip_gradients returns ‖g‖ = 11 before clipping, whether clipping changed the gradient (strictly
+    past θ; a 0-d bool tensor), and leaves the clipped gradients in place; the same on a torch without
+    nn.utils.get_total_norm (before 2.6, which pyproject allows), where the norms are computed by hand."""
+    if old_torch:
+        monkeypatch.delattr(torch.nn.utils, "get_total_norm", raising=False)
+    params = _params()
+    norm, did = clip_gradients(params, clip, theta)
+    assert float(norm) == pytest.approx(11.0, rel=1e-6)
+    assert bool(did) is changed and did.dtype == torch.bool and did.shape == ()  # a 0-d flag, as documented
+    for p, want in zip(params, after):
+        assert p.grad.flatten().tolist() == pytest.approx(torch.tensor(want).flatten().tolist(), rel=1e-5)
