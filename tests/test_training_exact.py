@@ -7,7 +7,8 @@ token ranges, the throughput's closed form), never read back from the code under
   its boundary (2 validation tokens, num_steps < n, room for batch_size rows, max id < vocab_size, the
   detach=False graph limit);
 - ``bptt_bytes`` and ``memory_estimate`` for each model kind, encoding and optimizer;
-- the free memory read from /proc/meminfo, a cgroup v2 limit, or sysconf, on files the test writes;
+- the free memory read from /proc/meminfo, a cgroup v2 limit, or sysconf, on files the test writes, and
+  the memory refusal with its MiB figures, at its boundary;
 - ``resolve_device``'s choice and messages, ``out_of_memory``'s verdicts, ``perplexity``'s saturation;
 - ``Throughput``: rates, epoch ends and ETAs of a table of windows, in closed form.
 
@@ -16,7 +17,6 @@ Left out: CUDA's free memory and device choice (bench/check_cuda.py on a lent GP
 
 from __future__ import annotations
 
-import builtins
 import math
 import os
 import sys
@@ -28,8 +28,8 @@ import torch
 from engine.errors import ConfigError
 from engine.throughput import Throughput
 from engine.trainer import loss_limit
-from engine.training import (bptt_bytes, free_memory, memory_estimate, out_of_memory, perplexity, prepare_ids,
-                             resolve_device, split_ids)
+from engine.training import (bptt_bytes, check_memory, free_memory, memory_estimate, out_of_memory, perplexity,
+                             prepare_ids, resolve_device, split_ids)
 
 try:  # issue 10 moves both configs to engine.config
     from engine.config import ModelConfig, TrainConfig
@@ -75,16 +75,23 @@ def test_split_ids_refusals_at_their_boundaries(n, kw, message):
 
 
 def test_prepare_ids_checks_shape_and_the_largest_id_in_both_parts():
-    """A 2-D or empty array is refused with its shape; the largest id (here only in the validation tail)
-    must be below vocab_size: id 7 with vocab_size 8 passes, with vocab_size 7 it is refused."""
+    """An id array or a pipeline's ids; a 2-D or empty array is refused with its shape; the largest id (here
+    only in the validation tail) must be below vocab_size: id 7 with vocab_size 8 passes, with 7 it is
+    refused."""
     mc = ModelConfig(kind="rnn", vocab_size=8, num_hiddens=4)
     for bad, shape in ((np.zeros((2, 30), dtype=np.int64), "(2, 30)"), (np.zeros(0, dtype=np.int64), "(0,)")):
         with pytest.raises(ConfigError) as err:
             prepare_ids(bad, mc, cfg())
         assert str(err.value) == f"corpus ids must be a non-empty 1-D array (got shape {shape})"
     ids = np.array([0, 1, 2, 3] * 20 + [7, 7] * 10)  # 100 tokens; the tail 20 (val_fraction 0.2) holds the 7s
-    train_ids, val_ids = prepare_ids(ids, mc, cfg(val_fraction=0.2))
-    assert train_ids.tolist() == ids[:80].tolist() and val_ids.tolist() == [7] * 20
+
+    class Pipeline:  # what prepare_ids reads of a TextPipeline: its ids
+        def __init__(self, ids: np.ndarray) -> None:
+            self.ids = ids
+
+    for data in (ids, Pipeline(ids)):
+        train_ids, val_ids = prepare_ids(data, mc, cfg(val_fraction=0.2))
+        assert train_ids.tolist() == ids[:80].tolist() and val_ids.tolist() == [7] * 20
     with pytest.raises(ConfigError) as err:
         prepare_ids(ids, ModelConfig(kind="rnn", vocab_size=7, num_hiddens=4), cfg(val_fraction=0.2))
     assert str(err.value) == "vocab_size must be larger than every token id (got 7, max id 7)"
@@ -215,6 +222,73 @@ def test_free_memory_without_proc_falls_back_to_sysconf_then_to_unknown(monkeypa
     _install(monkeypatch, {"/proc/meminfo": None})
     assert free_memory(torch.device("cpu")) is None
     assert free_memory(torch.device("meta")) is None
+
+
+def _memory(V: int, H: int) -> tuple[int, int]:
+    """(weights, activations) in bytes of the scratch RNN with adam and one position per minibatch, by hand:
+    P = V·H (W_xh) + H·H (W_hh) + H (b_h) + H·V (W_hq) + V (b_q) parameters at 4·(2 + 2 + 1 + 2) bytes each
+    (weight, gradient, Adam's two moments; the snapshot's copy of weight and moments); the activations
+    4·(V one-hot + 3·H + 3·V logits/softmax) bytes for the one position."""
+    P = V * H + H * H + H + H * V + V
+    return 28 * P, 4 * (4 * V + 3 * H)
+
+
+ADVICE = "lower batch_size, num_steps, num_hiddens or num_layers, or shrink the vocabulary (min_freq / vocab_size)"
+GIB8 = {"/proc/meminfo": f"MemTotal: 99999999 kB\nMemAvailable: {8 * 2**20} kB\n"}  # 8 GiB available
+
+
+@pytest.mark.parametrize("V,graph", [(643072, "10 MiB"), (315392, "5.00 MiB")])
+def test_the_memory_refusal_states_the_figures_in_mib(monkeypatch, V, graph):
+    """A scratch RNN of 16384 hidden units and V outputs needs hundreds of GiB, with 8 GiB free: the refusal
+    gives the total, the weights' part and the free memory in whole MiB with thousands separators, and the
+    graph's part — exactly 10 MiB when V = 643072 (4·(4V + 3H) = 10·2²⁰ bytes), so whole MiB from 10 MiB
+    up; 5.00 MiB when V = 315392, two decimals below 10 MiB."""
+    H = 16384
+    weights, act = _memory(V, H)
+    assert act == {"10 MiB": 10 * 2**20, "5.00 MiB": 5 * 2**20}[graph]
+    _install(monkeypatch, GIB8)
+    mc = ModelConfig(kind="scratch", vocab_size=V, num_hiddens=H)
+    with pytest.raises(ConfigError) as err:
+        check_memory(mc, cfg(optimizer="adam", batch_size=1, num_steps=1), 1000, torch.device("cpu"))
+    assert str(err.value) == (
+        f"training needs about {(weights + act) / 2**20:,.0f} MiB on cpu ({weights / 2**20:,.0f} MiB for the "
+        f"weights, gradients, optimizer state and a copy of the last good epoch; {graph} for one minibatch's "
+        f"graph (1 × 1 positions)) but only 8,192 MiB is free; {ADVICE}")
+    assert weights > 100 * 2**30  # hundreds of thousands of MiB: the separators show
+
+
+def test_the_memory_check_at_its_boundary_and_without_detaching(monkeypatch):
+    """The scratch RNN of V = 10, H = 8 (242 parameters, 64 floats per position) with SGD needs
+    4·242·3 = 2904 bytes of weights and 4·64·(2 × 5) = 2560 of activations, 5464 in all: allowed with
+    exactly 5464 bytes free under a cgroup limit, refused with one byte less. Without detaching the graph
+    spans all 1000 training tokens (256000 bytes), named as the whole epoch's. With the free memory
+    unknown (not a CPU or CUDA device) nothing is refused."""
+    mc = ModelConfig(kind="scratch", vocab_size=10, num_hiddens=8)
+
+    def limit(free: int) -> None:
+        _install(monkeypatch, {**GIB8, CG + "memory.max": str(free), CG + "memory.current": "0",
+                               CG + "memory.stat": "inactive_file 0\n"})
+
+    limit(5464)
+    need = check_memory(mc, cfg(), 1000, torch.device("cpu"))
+    assert (need.weights, need.activations, need.total) == (2904, 2560, 5464)
+    limit(5463)
+    with pytest.raises(ConfigError) as err:
+        check_memory(mc, cfg(), 1000, torch.device("cpu"))
+    assert str(err.value) == (
+        "training needs about 0.01 MiB on cpu (0.00 MiB for the weights, gradients, optimizer state and a copy "
+        "of the last good epoch; 0.00 MiB for one minibatch's graph (2 × 5 positions)) but only 0.01 MiB is "
+        f"free; {ADVICE}")
+    full = cfg(sampler="sequential", detach=False)
+    limit(2904 + 256000 - 1)
+    with pytest.raises(ConfigError) as err:
+        check_memory(mc, full, 1000, torch.device("cpu"))
+    assert str(err.value) == (
+        "training needs about 0.25 MiB on cpu (0.00 MiB for the weights, gradients, optimizer state and a copy "
+        "of the last good epoch; 0.24 MiB for the whole epoch's graph (detach=False)) but only 0.25 MiB is "
+        f"free; {ADVICE}")
+    limit(1)
+    assert check_memory(mc, full, 1000, torch.device("meta")).total == 2904 + 256000
 
 
 # --- the device, out of memory, perplexity, the loss limit ---------------------------
