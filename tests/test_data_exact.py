@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.data import SAMPLERS, batches_per_epoch, check_sizes, coverage, data_iter
+from engine.data import SAMPLERS, batches_per_epoch, check_sizes, coverage, data_iter, min_tokens
 from engine.errors import ConfigError
 
 
@@ -156,6 +156,13 @@ def test_check_sizes_accepts_exactly_the_sizes_that_fit_at_every_offset():
         except ConfigError:
             ok = False
         assert ok == fits(n, b, s), (n, b, s)
+
+
+def test_min_tokens_is_the_smallest_corpus_that_fits():
+    """min_tokens(batch_size, num_steps) is the least n that leaves a batch at the worst offset, found by search."""
+    for b in range(1, 8):
+        for s in range(1, 8):
+            assert min_tokens(b, s) == min(n for n in range(1, 100) if fits(n, b, s)), (b, s)
 
 
 def test_check_sizes_messages_name_the_limit():
