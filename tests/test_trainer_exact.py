@@ -23,7 +23,7 @@ import pytest
 import torch
 
 import engine.trainer as trainer_mod
-from engine.errors import RunError
+from engine.errors import ConfigError, RunError
 from engine.events import Checkpoint, Diverged, Finished, Progress, Sample
 from engine.models import build_model
 from engine.trainer import train, unstable_message
@@ -84,24 +84,34 @@ def _relu_scratch(vocab_size: int) -> tuple[ModelConfig, torch.nn.Module]:
     return mc, build_model(mc)
 
 
-def test_an_infinite_gradient_norm_at_the_first_step_is_reported_as_such(abcd):
-    """Every hidden unit reads 3e38 (relu, no recurrence) and the output weights are 0: the logits are the
-    bias (0), so the loss is finite (ln 5), but ∂L/∂W_hq = Hᵀ(P − Y)/N has entries of order 1e38 and the
-    global norm overflows float32: the run diverges at step 1 with a "gradient norm became inf" message,
-    the hint for clip=norm (lower the learning rate), nothing trained (epoch 0, step 0)."""
+def test_an_infinite_gradient_norm_at_the_third_step_is_reported_as_such(abcd):
+    """Before the 3rd minibatch every hidden unit is made to read 3e38 (relu, no recurrence) and the output
+    weights 0: the logits are the bias (0), so the loss is finite (ln 5), but ∂L/∂W_hq = Hᵀ(P − Y)/N has
+    entries of order 1e38 and the global norm overflows float32. After two good steps the run diverges
+    at step 3 with a "gradient norm became inf" message and the hint for clip=norm (lower the learning
+    rate); nothing trained is kept (epoch 0, step 0)."""
     mc, model = _relu_scratch(5)
-    with torch.no_grad():
-        model.W_xh.fill_(3e38)
-        model.W_hh.zero_()
-        model.b_h.zero_()
-        model.W_hq.zero_()
-        model.b_q.zero_()
+    calls = [0]
+
+    def hook(module, args):
+        calls[0] += 1
+        if calls[0] == 3:
+            with torch.no_grad():
+                module.W_xh.fill_(3e38)
+                module.W_hh.zero_()
+                module.b_h.zero_()
+                module.W_hq.zero_()
+                module.b_q.zero_()
+
+    model.register_forward_pre_hook(hook)
     events = list(train(abcd, mc, tcfg(epochs=2, clip="norm"), model=model))
-    assert events[0] == Diverged(epoch=1, step=1, lr=0.1, loss=math.inf, message=(
-        "gradient norm became inf at step 1 (epoch 1, lr 0.1); lower the learning rate. "
-        "Kept the weights from the end of epoch 0."))
-    assert events[1:] == [Finished(epoch=0, step=0, train_ppl=None, val_ppl=None, stopped_early=True,
-                                   reason="diverged", unstable=False)]
+    assert [(type(e), getattr(e, "step", None)) for e in events[:2]] == [(Progress, 1), (Progress, 2)]
+    assert events[2:] == [
+        Diverged(epoch=1, step=3, lr=0.1, loss=math.inf, message=(
+            "gradient norm became inf at step 3 (epoch 1, lr 0.1); lower the learning rate. "
+            "Kept the weights from the end of epoch 0.")),
+        Finished(epoch=0, step=0, train_ppl=None, val_ppl=None, stopped_early=True, reason="diverged",
+                 unstable=False)]
 
 
 def test_a_loss_blow_up_in_epoch_two_keeps_epoch_one_with_its_step_weights_and_time(abcd, tmp_path, monkeypatch):
@@ -303,6 +313,60 @@ def test_out_of_memory_mid_epoch_names_the_place_and_the_first_200_characters(ab
                               f"{MEMORY_ADVICE}")
 
 
+def _p_model(pipe, p: dict[str, float]) -> tuple[ModelConfig, torch.nn.Module]:
+    """A frozen output layer predicting p (by token) whatever the state."""
+    mc = ModelConfig(kind="rnn", vocab_size=len(pipe.vocab), num_hiddens=4)
+    torch.manual_seed(0)
+    model = build_model(mc)
+    with torch.no_grad():
+        model.linear.weight.zero_()
+        model.linear.bias.copy_(torch.log(torch.tensor([p[t] for t in pipe.vocab.idx_to_token])))
+    model.linear.requires_grad_(False)
+    return mc, model
+
+
+# c: 1/2; a, b, d: 1/48 each; <unk>: the rest, 21/48. On a-b-c-d targets the perplexity is
+# exp((3 ln 48 + ln 2) / 4) = (48³ · 2)^(1/4) ≈ 21.6 > 2 × 5 (unstable); on c targets alone it is 2.
+SKEWED = {"<unk>": 21 / 48, "a": 1 / 48, "b": 1 / 48, "c": 1 / 2, "d": 1 / 48}
+
+
+def test_unstable_reads_the_validation_perplexity_then_the_training_one(abcd, tmp_path):
+    """A run is unstable when the saved weights' perplexity exceeds 2 × vocab_size (10): the validation
+    figure when there is one — 2 on a tail of c's, stable although training reads ≈ 21.6 — else the
+    training figure (≈ 21.6 on 'abcd' × 50: unstable, in Finished and in the checkpoint)."""
+    from engine.corpus import load_corpus
+    from engine.pipeline import build_pipeline
+    from engine.runs import create_run
+
+    path = tmp_path / "tail.txt"
+    path.write_text("abcd" * 50 + "c" * 50, encoding="utf-8")
+    tail = build_pipeline(load_corpus(str(path)), mode="raw", tokenizer="char")
+    mc, model = _p_model(tail, SKEWED)
+    fin = list(train(tail, mc, tcfg(val_fraction=0.2, lr=0.01), model=model))[-1]  # the last 50 tokens: c's
+    assert fin.train_ppl == pytest.approx((48**3 * 2) ** 0.25, rel=1e-5)
+    assert fin.val_ppl == pytest.approx(2.0, rel=1e-5) and fin.unstable is False
+    mc, model = _p_model(abcd, SKEWED)
+    run = create_run(tmp_path / "runs", mc, tcfg(lr=0.01), abcd)
+    fin = list(train(abcd, mc, tcfg(lr=0.01), model=model, run=run))[-1]
+    assert fin.val_ppl is None and fin.train_ppl == pytest.approx((48**3 * 2) ** 0.25, rel=1e-5)
+    assert fin.unstable is True and run.trainer_state()["unstable"] is True
+
+
+@pytest.mark.parametrize("val,train_ppl,flag", [
+    (10.0, 99.0, False),  # exactly 2 × 5: not past it (and validation wins over training)
+    (math.nextafter(10.0, 11.0), 1.0, True),  # the next float past 2 × 5
+    (None, 10.0, False), (None, math.nextafter(10.0, 11.0), True),  # no split: the training figure
+    (None, None, False),  # nothing measured yet
+    (math.inf, None, True),
+])
+def test_unstable_at_twice_the_vocabulary_size(val, train_ppl, flag):
+    """unstable(state, 5) is whether the state's perplexity (validation, else training) is past 2 × 5."""
+    from engine.train_state import TrainState
+    from engine.trainer import unstable
+
+    assert unstable(TrainState(val_ppl=val, train_ppl=train_ppl), 5) is flag
+
+
 # --- samples -----------------------------------------------------------------
 
 def _fixed_p(pipe) -> tuple[ModelConfig, torch.nn.Module]:
@@ -343,12 +407,28 @@ def test_samples_draw_with_the_sampling_exponent_and_the_seed_plus_the_epoch(abc
     assert want[0] != want[1] and "abcccccccccc" not in want
 
 
-def test_no_samples_without_a_tokenizer(abcd):
-    """Training on a bare id array with no tokenizer cannot decode a sample: no Sample event, no error."""
+def test_samples_from_a_bare_id_array_need_the_tokenizer_passed(abcd):
+    """Training on a bare id array with no tokenizer cannot decode a sample: no Sample event, no error;
+    with the tokenizer passed, the greedy samples are there."""
     mc, model = _fixed_p(abcd)
-    events = list(train(np.asarray(abcd.ids), mc, tcfg(epochs=2, sample_every=1, sample_len=5), model=model))
+    cfg = tcfg(epochs=2, sample_every=1, sample_len=3, sample_prefix="ab")
+    events = list(train(np.asarray(abcd.ids), mc, cfg, model=model))
     assert not [e for e in events if isinstance(e, Sample)]
     assert isinstance(events[-1], Finished) and events[-1].reason == "completed"
+    samples = [e for e in train(np.asarray(abcd.ids), mc, cfg, model=model, tokenizer=abcd.tokenizer)
+               if isinstance(e, Sample)]
+    assert samples == [Sample(epoch=1, prefix="ab", text="abccc"), Sample(epoch=2, prefix="ab", text="abccc")]
+
+
+def test_a_model_that_model_cfg_does_not_describe_is_refused(abcd):
+    """A model built from another ModelConfig than the one passed is refused before training, naming both."""
+    mc, model = _fixed_p(abcd)
+    other = ModelConfig(kind="rnn", vocab_size=5, num_hiddens=6)
+    with pytest.raises(ConfigError) as err:
+        train(abcd, other, tcfg(), model=model)
+    assert str(err.value) == f"model_cfg must describe the model passed in (got {other}, model has {mc})"
+
+
 
 
 # --- clipping ----------------------------------------------------------------

@@ -324,9 +324,13 @@ def test_resolve_device_on_a_machine_without_a_gpu(monkeypatch):
     (ValueError("out of memory"), False),  # only a RuntimeError's message counts
     (KeyboardInterrupt(), False),
 ])
-def test_out_of_memory_verdicts(exc, oom):
+@pytest.mark.parametrize("old_torch", [False, True])
+def test_out_of_memory_verdicts(exc, oom, old_torch, monkeypatch):
     """Out of memory: MemoryError, torch's OutOfMemoryError, or a RuntimeError whose message says
-    "out of memory" or "can't allocate memory" in any case; nothing else."""
+    "out of memory" or "can't allocate memory" in any case; nothing else. The same on a torch without
+    torch.OutOfMemoryError (before 2.5, which pyproject allows: only torch.cuda has it)."""
+    if old_torch:
+        monkeypatch.delattr(torch, "OutOfMemoryError", raising=False)
     assert out_of_memory(exc) is oom
 
 
