@@ -653,17 +653,19 @@ def test_save_checkpoint_keeps_the_rng_state(tmp_path):
 
 
 _ASCII_CHILD = """
+import locale
+locale.setlocale(locale.LC_CTYPE, "C")  # ASCII from here on; argv and the environment were read as UTF-8
 import json, sys
 from engine.events import Sample
 from engine.runs import open_run
 run = open_run(sys.argv[1])
-run.log_event(Sample(epoch=1, prefix="x", text="caf\\u00e9"))  # the source is ASCII: argv is decoded as ASCII
+run.log_event(Sample(epoch=1, prefix="x", text="caf\\u00e9"))  # café
 print(json.dumps([run.config["corpus"]["name"], run.trainer_state()["status"]]))
 """
 
 
 def test_run_files_are_utf8_under_an_ascii_locale(tmp_path):
-    """A process whose locale encoding is ASCII (LC_ALL=C without Python's UTF-8 mode) still reads config.json
+    """A process whose locale encoding is ASCII (the C locale without Python's UTF-8 mode) still reads config.json
     and checkpoint.json holding non-ASCII UTF-8 (as an editor writes them) and appends samples.log in UTF-8."""
     import subprocess
     import sys
@@ -679,7 +681,7 @@ def test_run_files_are_utf8_under_an_ascii_locale(tmp_path):
         doc = json.loads((run.path / name).read_text(encoding="utf-8"))
         (run.path / name).write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
     assert "café".encode() in (run.path / "config.json").read_bytes()
-    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0",
+    env = {**os.environ, "LC_ALL": "C.UTF-8", "PYTHONUTF8": "0",
            "PYTHONPATH": str(Path(engine.__file__).resolve().parent.parent)}
     proc = subprocess.run([sys.executable, "-c", _ASCII_CHILD, str(run.path)], env=env, capture_output=True)
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
