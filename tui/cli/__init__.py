@@ -1,5 +1,5 @@
 """The ``rnnlab`` command: no arguments opens the playground; subcommands run
-headless (``corpus``, ``train``, ``generate``, ``runs``).
+headless (``corpus``, ``train``, ``generate``, ``runs``, ``lab``).
 
 Each subcommand lives in its own module with ``register(subparsers)`` which adds
 its parser and sets ``func(args) -> int``. Textual is imported only when the
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from engine.errors import ConfigError, RnnlabError
 
-SUBCOMMANDS = ("corpus", "train", "generate", "runs")
+SUBCOMMANDS = ("corpus", "train", "generate", "runs", "lab")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,15 @@
+"""The chapter's labs, headless: experiments a reader runs to see an answer in numbers.
+
+One module per lab, pure functions (and generators where the work is long),
+no UI code; ``rnnlab lab …`` (``tui.cli.lab``) prints their figures and the
+Labs screen plots them:
+
+* :mod:`engine.labs.bptt` (torch-free: options, power iteration, summaries) and
+  :mod:`engine.labs.bptt_grads` (the cells) — D2L 8.7: power iteration on a
+  matrix with a chosen spectrum, the gradient ‖∂L_T/∂h_t‖ reaching every time
+  step of a recurrent cell (and how scaling W_hh changes it), per-step gradient
+  norms and clipping during a short training run.
+
+Left out: anything that needs a corpus screen or a run folder to be open
+(the labs take ids, configs and models as arguments).
+"""
