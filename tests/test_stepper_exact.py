@@ -14,7 +14,7 @@ import torch
 
 from engine.config import MODEL_KINDS, ModelConfig
 from engine.models import build_model
-from engine.stepper import Stepper
+from engine.stepper import TABLE_LIMIT, Stepper
 
 V = 6
 PERMS = [[1, 2, 3, 4, 5, 0], [5, 4, 3, 2, 1, 0], [2, 0, 1, 5, 3, 4]]  # π_0, π_1, π_2: they do not commute
@@ -135,6 +135,15 @@ def test_a_vocabulary_too_big_for_the_input_table_steps_like_forward():
     X = torch.tensor([[3, 65_536, 41_000], [0, 12, 12]])
     steps_vs_forward(random_model("scratch", 65_537, num_hiddens=64), X)
     steps_vs_forward(random_model("lstm", 65_537, encoding="embedding"), X)
+
+
+def test_the_input_table_is_built_up_to_exactly_16_mib():
+    """The documented size rule: a layer-0 input table of 2^22 floats (16 MiB: 65,536 tokens × an LSTM's
+    4 · 16 gate columns) is built; one token more and the input term is computed per token instead."""
+    assert TABLE_LIMIT == 1 << 22
+    built = Stepper(random_model("lstm", 65_536, encoding="embedding"))
+    assert built.table is not None and tuple(built.table.shape) == (65_536, 64)
+    assert Stepper(random_model("lstm", 65_537, encoding="embedding")).table is None
 
 
 def test_three_layers_of_every_kind_step_like_forward():
