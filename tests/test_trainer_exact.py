@@ -271,7 +271,8 @@ def test_an_epoch_of_a_single_minibatch(abcd):
     mc, model = _fixed_p(abcd)
     events = list(train(np.asarray(abcd.ids[:12]), mc, tcfg(epochs=2, sampler="sequential"), model=model))
     assert [(e.epoch, e.step) for e in events if isinstance(e, Progress) and e.epoch_end] == [(1, 1), (2, 2)]
-    assert isinstance(events[-1], Finished) and (events[-1].reason, events[-1].step) == ("completed", 2)
+    assert isinstance(events[-1], Finished)
+    assert (events[-1].reason, events[-1].stopped_early, events[-1].step) == ("completed", False, 2)
 
 
 MEMORY_ADVICE = ("lower batch_size, num_steps, num_hiddens or num_layers, or shrink the vocabulary "
@@ -365,6 +366,23 @@ def test_unstable_at_twice_the_vocabulary_size(val, train_ppl, flag):
     from engine.trainer import unstable
 
     assert unstable(TrainState(val_ppl=val, train_ppl=train_ppl), 5) is flag
+
+
+def test_resume_restores_the_random_state_dropout_draws_from(abcd, tmp_path):
+    """A 2-layer GRU with dropout 0.5 between its layers draws a mask from torch's random state at every
+    step: one epoch, a checkpoint, then a resumed second epoch ends exactly where two epochs in one go do
+    (same step, perplexity and weights) only if the checkpoint's random state is put back."""
+    from engine.runs import create_run, open_run
+
+    mc = ModelConfig(kind="gru", vocab_size=5, num_hiddens=8, num_layers=2, dropout=0.5)
+    both = tcfg(epochs=2, sampler="sequential", lr=0.5, log_every_steps=0)
+    straight = [e for e in train(abcd, mc, both) if isinstance(e, Progress)]
+    run = create_run(tmp_path / "runs", mc, tcfg(epochs=1, sampler="sequential", lr=0.5, log_every_steps=0), abcd)
+    list(train(abcd, mc, run.train_config, run=run))
+    resumed = open_run(run.name, tmp_path / "runs")
+    second = [e for e in train(abcd, mc, both, run=resumed) if isinstance(e, Progress)]
+    assert [(p.epoch, p.step, p.train_ppl) for p in second] == [(p.epoch, p.step, p.train_ppl) for p in straight[1:]]
+    assert straight[0].train_ppl != straight[1].train_ppl  # the second epoch did move
 
 
 # --- samples -----------------------------------------------------------------
