@@ -145,6 +145,8 @@ def _warm_up(model: RNNLM, tokenizer: Any, prefix: str, unseen: torch.Tensor) ->
 
 
 CHUNK = 16  # tokens computed per inference_mode block after the first
+REPLACEMENT = "\ufffd"  # what a decoder shows for an incomplete UTF-8 sequence
+MAX_CHAR_TOKENS = 4  # a UTF-8 character is at most 4 bytes, so at most 4 byte-level tokens
 
 
 class Generation(Iterator[str]):
@@ -172,6 +174,7 @@ class Generation(Iterator[str]):
         self._state: list[Any] = []
         self._logits: torch.Tensor | None = None
         self._ids: list[int] = []
+        self._held: list[int] = []  # byte tokens of a character not yet complete (see _piece)
         self._pending: list[int] = []  # computed, not yet handed out
         # Characters decode to themselves: a list lookup instead of a decode call per token.
         self._itos: list[str] | None = list(tokenizer.vocab.idx_to_token) if tokenizer.decodes_by_lookup else None
@@ -187,10 +190,17 @@ class Generation(Iterator[str]):
         if self._itos is not None:
             return self._itos[idx]
         # Word and subword tokens: decode with a little context so spacing between tokens comes out right.
-        tail = self._ids[-4:]
+        # A byte-level tokenizer may split a character over several tokens: those are held back (piece '')
+        # until the character is whole, then shown at once, so the stream never shows a stray U+FFFD.
+        ids = self._held + [idx]
+        tail = self._ids[: len(self._ids) - len(self._held)][-4:]  # context: ids already shown
         before = self.tokenizer.decode(tail) if tail else ""
-        after = self.tokenizer.decode(tail + [idx])
-        return after[len(before):] if after.startswith(before) else self.tokenizer.decode([idx])
+        after = self.tokenizer.decode(tail + ids)
+        if after.endswith(REPLACEMENT) and len(ids) < MAX_CHAR_TOKENS:
+            self._held = ids
+            return ""
+        self._held = []
+        return after[len(before):] if after.startswith(before) else self.tokenizer.decode(ids)
 
     def __next__(self) -> str:
         if not self._pending:

@@ -234,16 +234,18 @@ def test_word_pieces_carry_their_spaces():
     assert list(generate(model, tok, "", 3, alpha=math.inf)) == ["XXXXthree", " one", " two"]
 
 
-def test_text_after_a_character_split_over_byte_tokens_comes_out_right():
+def test_a_character_split_over_byte_tokens_is_shown_whole_once_complete():
     """A byte-level BPE fitted with room for no merges keeps 'é' as two byte tokens (Ã ©); generating
-    them and then 'c' yields three pieces, the last being 'c'. The first two are not checked: today they
-    come out as '�', '�' where 'é', '' would be right (a bug reported with issue 9's mutation notes)."""
+    them and then 'c' yields the pieces '', 'é', 'c': the first byte is held back until the character is
+    whole (it used to stream as '�', '�', 'c'). A byte never completed is shown as it decodes, at most
+    4 tokens later (a UTF-8 character has at most 4 bytes)."""
     tok = make_tokenizer("bpe", vocab_size=20).fit(["hello hello hello world", "caf\u00e9 ok"])
     c, _, f, e1, e2 = tok.encode("caf\u00e9").tolist()
     assert tok.decode([e1, e2]) == "\u00e9" and tok.decode([e1]) != "\u00e9"
     model = chain_model(len(tok.vocab), {f: e1, e1: e2, e2: c})
-    pieces = list(generate(model, tok, "caf", 3, alpha=math.inf))
-    assert len(pieces) == 3 and pieces[2] == "c"
+    assert list(generate(model, tok, "caf", 3, alpha=math.inf)) == ["", "\u00e9", "c"]
+    stuck = chain_model(len(tok.vocab), {f: e1, e1: e1})  # first bytes only: the character never completes
+    assert list(generate(stuck, tok, "caf", 4, alpha=math.inf)) == ["", "", "", tok.decode([e1] * 4)]
 
 
 def test_a_model_in_training_mode_generates_as_in_eval_mode():
