@@ -16,6 +16,7 @@ ENGINE_MODULES = [
     "engine.runs",
     "engine.labs.bptt",
     "engine.labs.bptt_grads",
+    "engine.labs.sequence",
 ]
 
 

@@ -9,6 +9,11 @@ Labs screen plots them:
   matrix with a chosen spectrum, the gradient ‖∂L_T/∂h_t‖ reaching every time
   step of a recurrent cell (and how scaling W_hh changes it), per-step gradient
   norms and clipping during a short training run.
+* :mod:`engine.labs.sequence` (with :mod:`~engine.labs.sequence_config`, torch-free options;
+  :mod:`~engine.labs.sequence_models`, the models; :mod:`~engine.labs.series`, the data) —
+  D2L 8.1 and 8.6's RNN for it: linear, MLP and recurrent models predicting a noisy sine one,
+  k and many steps ahead; τ swept, the exact σ = 0 case, block features, a regime change, and a
+  switching series where a recurrent model beats every window.
 
 Left out: anything that needs a corpus screen or a run folder to be open
 (the labs take ids, configs and models as arguments).
