@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from engine.config import MODEL_KINDS
+from engine.config import MODEL_KINDS, option
 from engine.errors import ConfigError
 
 EXPERIMENTS = ("models", "tau", "exact", "blocks", "regime", "switching")
@@ -25,21 +25,22 @@ COLUMNS = tuple(str(k) for k in KS) + ("multi",)  # the MSE columns: k-step for 
 
 @dataclass(frozen=True)
 class SequenceConfig:
-    """The lab's options; D2L 8.1's values where the book has them."""
+    """The lab's options; D2L 8.1's values where the book has them. Each field's help text (and a choice's
+    allowed values) is its metadata, from which the CLI's flags and the Labs screen's form are made."""
 
-    T: int = 1000  # samples x_1 … x_T
-    omega: float = 0.01  # ω in sin(ω t)
-    sigma: float = 0.2  # σ of the noise ε ~ N(0, σ²); 0 = a clean sine
-    n_train: int = 600  # training examples (of τ = tau)
-    tau: int = 4  # τ: past observations a window model reads
-    kind: str = "rnn"  # recurrent cell of the two recurrent models (engine.config.CELLS)
-    num_hiddens: int = 16  # hidden units of the recurrent models
-    epochs: int = 5  # epochs of the MLP and the recurrent window model
-    history_epochs: int = 200  # epochs of the recurrent model over the whole history
-    num_steps: int = 64  # subsequence length the history model trains on
-    batch_size: int = 16  # minibatch size
-    lr: float = 0.01  # Adam's learning rate
-    seed: int = 0  # seeds the noise, the weights and the minibatch order
+    T: int = option(1000, "samples x_1 … x_T")
+    omega: float = option(0.01, "ω in sin(ω t)")
+    sigma: float = option(0.2, "σ of the noise ε ~ N(0, σ²); 0 = a clean sine")
+    n_train: int = option(600, "training examples of τ = tau: the test part starts at n_train + tau")
+    tau: int = option(4, "τ: past observations a window model reads, 1..16")
+    kind: str = option("rnn", "recurrent cell of the two recurrent models", MODEL_KINDS, flag="--model")
+    num_hiddens: int = option(16, "hidden units of the recurrent models")
+    epochs: int = option(5, "epochs of the MLP and the recurrent window model")
+    history_epochs: int = option(200, "epochs of the recurrent model over the whole history")
+    num_steps: int = option(64, "subsequence length the history model trains on")
+    batch_size: int = option(16, "minibatch size")
+    lr: float = option(0.01, "Adam's learning rate")
+    seed: int = option(0, "seeds the noise, the weights and the minibatch order")
 
     def __post_init__(self) -> None:
         def need(ok: bool, message: str) -> None:

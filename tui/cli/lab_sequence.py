@@ -16,6 +16,7 @@ Left out: the plots (the Labs screen's sequence view draws them).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 from collections.abc import Sequence
@@ -31,27 +32,16 @@ def register(subparsers: Any) -> None:
     d = SequenceConfig()
     p = subparsers.add_parser("sequence", help="sequence models on a noisy sine (D2L 8.1)",
                               description="Linear, MLP and recurrent models predicting x_t = sin(ω t) + ε one, k "
-                              "and many steps ahead; where windows of the past suffice and where they fail.")
+                              "and many steps ahead; where windows of the past suffice and where they fail. Defaults are "
+                              "D2L 8.1's where the book has them.")
     p.add_argument("--experiments", default=",".join(EXPERIMENTS),
                    help=f"comma-separated, some of {','.join(EXPERIMENTS)} (default: all)")
-    p.add_argument("--T", type=int, default=d.T, help=f"samples (default {d.T})")
-    p.add_argument("--omega", type=float, default=d.omega, help=f"ω of sin(ω t) (default {d.omega:g})")
-    p.add_argument("--sigma", type=float, default=d.sigma, help=f"noise σ; 0 allowed (default {d.sigma:g})")
-    p.add_argument("--n-train", type=int, default=d.n_train, help=f"training examples (default {d.n_train})")
-    p.add_argument("--tau", type=int, default=d.tau, help=f"τ, past observations per window, 1..16 (default {d.tau})")
-    p.add_argument("--model", choices=MODEL_KINDS, default=d.kind,
-                   help=f"recurrent cell of the two recurrent models (default {d.kind})")
-    p.add_argument("--num-hiddens", type=int, default=d.num_hiddens,
-                   help=f"hidden units of the recurrent models (default {d.num_hiddens})")
-    p.add_argument("--epochs", type=int, default=d.epochs,
-                   help=f"epochs of the MLP and the recurrent window model (default {d.epochs}, D2L's)")
-    p.add_argument("--history-epochs", type=int, default=d.history_epochs,
-                   help=f"epochs of the recurrent model over the whole history (default {d.history_epochs})")
-    p.add_argument("--num-steps", type=int, default=d.num_steps,
-                   help=f"subsequence length the history model trains on (default {d.num_steps})")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"(default {d.batch_size})")
-    p.add_argument("--lr", type=float, default=d.lr, help=f"Adam's learning rate (default {d.lr:g})")
-    p.add_argument("--seed", type=int, default=d.seed, help=f"noise, weights, minibatch order (default {d.seed})")
+    for f in dataclasses.fields(SequenceConfig):  # one flag per option, its help from the field's metadata
+        default, choices = getattr(d, f.name), f.metadata.get("choices")
+        kind = str if choices else type(default)
+        p.add_argument(f.metadata.get("flag", "--" + f.name.replace("_", "-")), dest=f.name, type=kind,
+                       choices=choices, default=default, help=f"{f.metadata['help']} (default {default:g})"
+                       if kind is not str else f"{f.metadata['help']} (default {default})")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads for torch (default 1: the models are tiny; 0 = torch's default)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -61,10 +51,7 @@ def register(subparsers: Any) -> None:
 def config_from(args: argparse.Namespace) -> tuple[Any, tuple[str, ...]]:
     from engine.labs.sequence_config import SequenceConfig
 
-    cfg = SequenceConfig(T=args.T, omega=args.omega, sigma=args.sigma, n_train=args.n_train, tau=args.tau,
-                         kind=args.model, num_hiddens=args.num_hiddens, epochs=args.epochs,
-                         history_epochs=args.history_epochs, num_steps=args.num_steps, batch_size=args.batch_size,
-                         lr=args.lr, seed=args.seed)
+    cfg = SequenceConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SequenceConfig)})
     return cfg, tuple(e.strip() for e in args.experiments.split(",") if e.strip())
 
 
