@@ -16,12 +16,17 @@ Exercises 8.3.1 / 8.3.3 — the n-gram table: distinct n-grams for n = 1..4,
 the most frequent one and the Zipf exponent a of ``n_i ∝ 1 / i^a``, from
 ``engine.stats.corpus_summary``.
 
-Left out: the other exercises (perplexity, α, clipping, BPTT: the Train and
+Other labs are views of this screen, one module each, listed in ``LAB_VIEWS``;
+``ctrl+l`` shows the next one, and ``ctrl+t`` / ``ctrl+r`` act on the view shown
+(a view widget's ``toggle_view`` / ``recompute``; ``shown`` when it appears).
+
+Left out: the other exercises (perplexity, α, clipping: the Train and
 Generate screens are the lab for those).
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +36,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.widgets import DataTable, Header, Input, Label, Static
+from textual.widgets import ContentSwitcher, DataTable, Header, Input, Label, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from engine.data import SAMPLERS, coverage
@@ -58,6 +63,9 @@ TITLES = {
     "histogram": ("log10(1 + positions seen k times)", "k"),
 }
 COLORS = {"random": "cyan", "sequential": "orange"}
+LAB_VIEWS = (  # (id, "module:Widget") of each lab view after this screen's own (#labs-body), in ctrl+l order
+    ("lab-bptt", "tui.screens.lab_bptt:BpttLab"),
+)
 
 
 @dataclass
@@ -88,8 +96,9 @@ class LabsScreen(PlaygroundScreen):
     """Sampler coverage (8.3.5) and the n-gram table (8.3.1, 8.3.3)."""
 
     BINDINGS = [
-        Binding("ctrl+t", "toggle_view", "Plot view"),
-        Binding("ctrl+r", "recompute", "Recompute"),
+        Binding("ctrl+t", "view_key('toggle_view')", "Plot view"),
+        Binding("ctrl+r", "view_key('recompute')", "Recompute"),
+        Binding("ctrl+l", "next_lab", "Next lab"),
     ]
 
     @dataclass
@@ -112,7 +121,7 @@ class LabsScreen(PlaygroundScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with Horizontal(id="labs-body"):
+        with ContentSwitcher(initial="labs-body", id="labs-views"), Horizontal(id="labs-body"):
             with FormScroll(id="labs-form", classes="form"):
                 yield Static("coverage (8.3.5)", classes="form-heading")
                 for name, default, hint in FIELDS:
@@ -129,12 +138,39 @@ class LabsScreen(PlaygroundScreen):
                 yield SeriesPlot("", id="labs-plot")
         yield KeysFooter()
 
+    def _mount_lab_views(self) -> None:
+        switcher = self.query_one("#labs-views", ContentSwitcher)
+        for view_id, target in LAB_VIEWS:
+            module, _, name = target.partition(":")
+            view = getattr(importlib.import_module(module), name)(id=view_id)
+            view.display = False  # the switcher shows one view at a time
+            switcher.mount(view)
+
+    def _lab_view(self) -> Any:
+        """The lab view shown, or None on this screen's own (coverage and n-grams)."""
+        current = self.query_one("#labs-views", ContentSwitcher).current
+        return None if current == "labs-body" else self.query_one(f"#{current}")
+
+    def action_next_lab(self) -> None:
+        ids = ["labs-body", *(view_id for view_id, _ in LAB_VIEWS)]
+        switcher = self.query_one("#labs-views", ContentSwitcher)
+        switcher.current = ids[(ids.index(switcher.current or "labs-body") + 1) % len(ids)]
+        view = self._lab_view()
+        if view is not None:
+            view.shown()
+
+    def action_view_key(self, name: str) -> None:
+        """ctrl+t / ctrl+r: the shown lab view's own ``toggle_view`` / ``recompute``, or this screen's."""
+        view = self._lab_view()
+        getattr(self, f"action_{name}")() if view is None else getattr(view, name)()
+
     def on_mount(self) -> None:
         self.title, self.sub_title = "rnnlab", "Labs"
         self.query_one("#labs-ngrams", DataTable).add_columns("n", "distinct", "Zipf a", "top")
         self.query_one("#labs-coverage", DataTable).add_columns("sampler", "min", "max", "mean", "std",
                                                                "unseen")
         self.query_one("#labs-error").display = False
+        self._mount_lab_views()
 
     def on_screen_resume(self) -> None:
         session = self.app.session  # type: ignore[attr-defined]
