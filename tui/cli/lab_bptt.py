@@ -256,9 +256,9 @@ def run_gradients(args: argparse.Namespace) -> int:
         return 0
     print(f"‖∂L_T/∂h_t‖ for T = {T}: {what}")
     print("ρ: spectral radius of W_hh (one per gate block); per step: the mean factor per step back, "
-          "(‖∂L_T/∂h_0‖ / ‖∂L_T/∂h_T‖)^(1/T)")
+          "(‖∂L_T/∂h_0‖ / ‖∂L_T/∂h_T‖)^(1/T); T-d: log10 ‖∂L_T/∂h_(T-d)‖")
     dists = flow_distances(T)
-    headers = ["model", "scale", "ρ(W_hh)", "per step", *(f"log10 at T-{d}" for d in dists)]
+    headers = ["model", "scale", "ρ(W_hh)", "per step", *(f"T-{d}" for d in dists)]
     rows = [[c.model, "-" if c.scale is None else f"{c.scale:g}", _radius(c), f"{c.per_step():.3g}",
              *(_log(c.at_distance(d)) for d in dists)] for c in curves]
     print(table(headers, rows))
