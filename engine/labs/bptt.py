@@ -12,7 +12,8 @@ what ``M^k x`` does is what the gradient does. With ``x = Σ c_i v_i`` in the
 eigenvectors of M, ``M^k x = Σ c_i λ_i^k v_i``: the term of the largest |λ|
 takes over, so
 
-    |cos(M^k x, v₁)| → 1,   tan θ_k = √(Σ_{i>1} c_i² λ_i^{2k}) / |c₁ λ₁^k| ≤ |λ₂/λ₁|^k · tan θ_0   (symmetric M)
+    |cos(M^k x, v₁)| → 1,
+    tan θ_k = √(Σ_{i>1} c_i² λ_i^{2k}) / |c₁ λ₁^k| ≤ |λ₂/λ₁|^k · tan θ_0      (symmetric M)
 
 and ‖M^k x‖ ≈ |c₁| |λ₁|^k grows without bound for |λ₁| > 1 and vanishes for
 |λ₁| < 1. The gap |λ₂/λ₁| sets the speed: alignment past 0.99 is certain once
@@ -283,7 +284,7 @@ class FlowCurve:
         return self.log10_norm[self.num_steps - d]
 
     def per_step(self) -> float:
-        """The typical factor per step back, 10^(slope): (‖∂L_T/∂h_0‖ / ‖∂L_T/∂h_T‖)^(1/T); 0 when it reaches 0."""
+        """The typical factor per step back: (‖∂L_T/∂h_0‖ / ‖∂L_T/∂h_T‖)^(1/T); 0 when it reaches 0."""
         first, last = self.log10_norm[0], self.log10_norm[-1]
         if not math.isfinite(first):
             return 0.0

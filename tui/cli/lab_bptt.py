@@ -43,7 +43,8 @@ def register(subparsers: Any) -> None:
                         description="Apply a matrix with a chosen spectrum to a random unit vector k times.")
     pw.add_argument("--n", type=int, default=d.n, help=f"M is n × n (default {d.n})")
     pw.add_argument("--lambda1", type=float, default=d.lambda1,
-                    help=f"|λ1|, the largest eigenvalue's magnitude; gaussian: the entries' scale (default {d.lambda1})")
+                    help=f"|λ1|, the largest eigenvalue's magnitude; gaussian: the entries' scale "
+                         f"(default {d.lambda1})")
     pw.add_argument("--gap", type=float, default=d.gap, help=f"|λ2/λ1| in [0, 1) (default {d.gap})")
     pw.add_argument("--steps", type=int, default=d.steps, help=f"apply M this many times (default {d.steps})")
     pw.add_argument("--matrix", choices=MATRICES, default=d.matrix,
@@ -183,10 +184,11 @@ def run_power(args: argparse.Namespace) -> int:
                       seed=args.seed)
     r = power_iteration(cfg)
     if args.json:
-        _dump({"config": dataclasses.asdict(cfg), "matrix": r.matrix.tolist(), "x": r.x.tolist(), "eigenvalues": [[z.real, z.imag] for z in r.eigenvalues],
-               "gap": r.gap, "k": list(range(cfg.steps + 1)), "alignment": r.alignment,
-               "tangent": r.tangent, "log10_norm": r.log10_norm, "predicted": r.predicted, "steps_to_aligned": r.steps_to_aligned,
-               "bound_to_aligned": r.bound_to_aligned, "log10_norm_per_step": r.rate()})
+        _dump({"config": dataclasses.asdict(cfg), "matrix": r.matrix.tolist(), "x": r.x.tolist(),
+               "eigenvalues": [[z.real, z.imag] for z in r.eigenvalues], "gap": r.gap, "k": list(range(cfg.steps + 1)),
+               "alignment": r.alignment, "tangent": r.tangent, "log10_norm": r.log10_norm, "predicted": r.predicted,
+               "steps_to_aligned": r.steps_to_aligned, "bound_to_aligned": r.bound_to_aligned,
+               "log10_norm_per_step": r.rate()})
         return 0
     lam = r.eigenvalues
     shown = ", ".join(_eig(z) for z in lam[:6]) + (", …" if len(lam) > 6 else "")
@@ -307,8 +309,9 @@ def run_steps(args: argparse.Namespace) -> int:
     print(f"‖g‖ before clipping: mean {s.mean_norm:.4g}, median {s.median_norm:.4g}, largest {s.max_norm:.4g} "
           f"at step {s.max_step}; the largest {args.window}-step mean (what the trainer plots) {s.max_window_mean:.4g}")
     spikes = ", ".join(f"{r.step} (‖g‖ {r.grad_norm:.4g}{', clipped' if r.clipped else ''})" for r in s.spikes[:5])
+    where = f", at steps {spikes}" + (", …" if len(s.spikes) > 5 else "") if spikes else ""
     print(f"clipping changed the gradient at {s.clipped} of {len(records)} steps; spikes (‖g‖ above {SPIKE:g}× the "
-          f"median): {len(s.spikes)}" + (f", at steps {spikes}" + (", …" if len(s.spikes) > 5 else "") if spikes else ""))
+          f"median): {len(s.spikes)}{where}")
     rows = []
     for (end, mean, share), start in zip(windows, range(0, len(records), args.window)):
         w = records[start : start + args.window]

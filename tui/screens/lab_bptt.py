@@ -219,7 +219,8 @@ class BpttLab(Vertical):
         model_cfg = ModelConfig(kind=v["model"].strip(), activation=v["activation"].strip(),
                                 num_hiddens=_int("num_hiddens", v["num_hiddens"]), vocab_size=len(pipeline.vocab))
         train_cfg = TrainConfig(lr=_float("lr", v["lr"]), clip_theta=_float("clip_theta", v["clip_theta"]),
-                                batch_size=_int("batch_size", v["batch_size"]), num_steps=_int("num_steps", v["num_steps"]),
+                                batch_size=_int("batch_size", v["batch_size"]),
+                                num_steps=_int("num_steps", v["num_steps"]),
                                 seed=_int("seed", v["seed"]), device="cpu")
         steps, window = _int("steps", v["steps"]), _int("window", v["window"])
         window_means([], window)  # a bad window is refused before training
@@ -297,7 +298,8 @@ class BpttLab(Vertical):
                           *(f"{c.at_distance(d):.2f}" if math.isfinite(c.at_distance(d)) else "-inf" for d in dists))
             plot.set_series(c.model if c.scale is None else f"{c.model} ×{c.scale:g}", ts, c.log10_norm)
         plot.plot_title, plot.xlabel = f"log10 ‖∂L_T/∂h_t‖, T = {T}", "t"
-        return (f"T = {T}; columns T-d: log10 ‖∂L_T/∂h_(T-d)‖; per step: (‖∂L_T/∂h_0‖ / ‖∂L_T/∂h_T‖)^(1/T); "
+        return (f"T = {T}; columns T-d: log10 ‖∂L_T/∂h_(T-d)‖; "
+                f"per step: (‖∂L_T/∂h_0‖ / ‖∂L_T/∂h_T‖)^(1/T); "
                 f"{sum(c.per_step() > 1 for c in curves)} of {len(curves)} curves grow going back")
 
     def _show_steps(self, records: list[Any], table: DataTable, plot: SeriesPlot) -> str:
