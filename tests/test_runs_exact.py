@@ -666,7 +666,8 @@ print(json.dumps([run.config["corpus"]["name"], run.trainer_state()["status"]]))
 
 def test_run_files_are_utf8_under_an_ascii_locale(tmp_path):
     """A process whose locale encoding is ASCII (the C locale without Python's UTF-8 mode) still reads config.json
-    and checkpoint.json holding non-ASCII UTF-8 (as an editor writes them) and appends samples.log in UTF-8."""
+    and checkpoint.json holding non-ASCII UTF-8 (as an editor writes them) and appends samples.log in UTF-8, as a
+    UTF-8 process does."""
     import subprocess
     import sys
 
@@ -686,4 +687,7 @@ def test_run_files_are_utf8_under_an_ascii_locale(tmp_path):
     proc = subprocess.run([sys.executable, "-c", _ASCII_CHILD, str(run.path)], env=env, capture_output=True)
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     assert json.loads(proc.stdout) == ["café", "épuisé"]
-    assert (run.path / "samples.log").read_bytes() == "epoch 1: 'café'\n".encode("utf-8")
+    # this (UTF-8) process reads and appends to the same files alike
+    assert open_run(run.path).trainer_state()["status"] == "épuisé"
+    run.log_event(Sample(epoch=2, prefix="x", text="naïve"))
+    assert (run.path / "samples.log").read_bytes() == "epoch 1: 'café'\nepoch 2: 'naïve'\n".encode("utf-8")
