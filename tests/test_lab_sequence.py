@@ -248,19 +248,15 @@ def test_regime_change_breaks_extrapolation() -> None:
     assert r["after"]["1"] < 0.06 and r["after"]["64"] > 2 * r["before"]["64"]
 
 
-def window_bound(dwells: tuple[int, ...], tau: int) -> float:
-    """The smallest mean squared error against the level that any function of the last τ noise-free values
-    reaches on the switching series: the age a (steps since the last flip) is seen iff a <= τ - 2; older
-    ages look alike, so the best guess is their pooled flip probability."""
-    D = np.array(dwells)
-    ages = np.arange(D.max())
-    survive = np.array([(D > a).mean() for a in ages])  # P(dwell > a): age a's stationary weight
-    pi = survive / survive.sum()
-    hazard = np.array([(D == a + 1).mean() / (D > a).mean() for a in ages])  # P(flip next | age a)
-    seen = ages <= tau - 2
-    pooled = (pi[~seen] * hazard[~seen]).sum() / pi[~seen].sum()
-    # E[(z' − ẑ)²] with z' = ±1 flipping with probability h and ẑ = z (1 − 2h): 4 h (1 − h).
-    return float((pi[seen] * 4 * hazard[seen] * (1 - hazard[seen])).sum() + pi[~seen].sum() * 4 * pooled * (1 - pooled))
+def test_window_bound_by_hand() -> None:
+    """Dwell 19, 20 or 21 and τ = 16: ages 0 … 20 weigh 1 (a <= 18), 2/3 and 1/3, of 20 in all; the window
+    sees ages up to 14, which never flip next; ages 15 … 20 (weight 5/20) look alike and flip next with
+    pooled probability (1/3 + 2/3 · 1/2 + 1/3 · 1) / 5 = 1/5: 5/20 · 4 · 1/5 · 4/5 = 0.16. A fixed dwell
+    of 20 seen by a window of 20 (ages up to 18) leaves only age 19, which always flips: 0. With τ = 1
+    nothing is seen: all 20 ages pool to hazard 1/20: 4 · 1/20 · 19/20 = 0.19."""
+    assert math.isclose(S.window_bound(19, 21, 16), 0.16)
+    assert math.isclose(S.window_bound(20, 20, 20), 0.0, abs_tol=1e-15)
+    assert math.isclose(S.window_bound(20, 20, 1), 0.19)
 
 
 @pytest.mark.slow
@@ -271,12 +267,9 @@ def test_switching_history_model_beats_every_window() -> None:
     history = e.table[-1]
     assert history["window"] == "history" and len(windows_) == 2 * 16 + 1
     assert history["mse"] < min(r["mse"] for r in windows_)
-    bound = window_bound((19, 20, 21), 16)
-    # By hand: ages 0 … 20 weigh 1 (a <= 18), 2/3, 1/3, of 20 in all; a window of 16 sees ages up to 14, which
-    # never flip next; ages 15 … 20 (weight 5/20) look alike and flip next with pooled probability
-    # (1/3 + 2/3 · 1/2 + 1/3 · 1) / 5 = 1/5, so the bound is 5/20 · 4 · 1/5 · 4/5 = 0.16.
-    assert math.isclose(bound, 0.16)
-    assert history["mse_signal"] < bound - 0.02
+    # No function of the last 16 values gets below 0.16 against the level (test_window_bound_by_hand).
+    assert math.isclose(e.facts["window_bound"], 0.16)
+    assert history["mse_signal"] < 0.16 - 0.02
     best = e.facts["best_window"]
     assert best["mse"] == min(r["mse"] for r in windows_)
 

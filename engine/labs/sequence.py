@@ -297,7 +297,7 @@ def _switching(r: _Runner) -> Run:
               "mse_signal": _mse(p.one_step[SWITCH_SPLIT:], s.signal[SWITCH_SPLIT:])} for p in preds]
     best = min(table[:-1], key=lambda row: row["mse"])  # type: ignore[arg-type, return-value]
     facts = {"T": SWITCH_T, "split": SWITCH_SPLIT, "dwell": list(SWITCH_DWELL), "sigma": SWITCH_SIGMA,
-             "best_window": best, "history": table[-1]}
+             "best_window": best, "history": table[-1], "window_bound": S.window_bound(*SWITCH_DWELL, TAUS[-1])}
     return Experiment("switching", [s], SWITCH_SPLIT, [preds], table, facts)
 
 

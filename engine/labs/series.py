@@ -12,6 +12,9 @@ book (``x[i]`` is x at t = i + 1):
   has held: a hidden state that a window shorter than the dwell cannot see once the window holds
   only the current level, while a model that keeps a state over the whole history can count.
 
+``window_bound`` is the smallest MSE against the level that any function of the last τ noise-free
+values can reach on the switching series: what no window model can beat.
+
 Randomness comes only from the seed. Torch-free. Left out: the models (``engine.labs.sequence_models``).
 """
 
@@ -63,3 +66,25 @@ def switching(T: int, dwell_lo: int, dwell_hi: int, sigma: float, seed: int) -> 
         signal[max(t, 0):max(t + dwell, 0)] = level
         t, level = t + dwell, -level
     return Series(signal + sigma * rng.standard_normal(T), signal, "switching")
+
+
+def window_bound(dwell_lo: int, dwell_hi: int, tau: int) -> float:
+    """The least expected (x̂_{t+1} − level_{t+1})² of any predictor that sees only the last τ levels.
+
+    Let a be the level's age (steps since it last flipped, 0 at the flip); age a has stationary weight
+    P(dwell > a) and flips next with hazard h(a) = P(dwell = a + 1 | dwell > a). A window of τ values
+    shows the flip, so the age, while a <= τ − 2; older ages all look the same, so the best guess for
+    them is the level times 1 − 2ĥ with ĥ their pooled hazard. Predicting z(1 − 2h) for a level that
+    flips with probability h costs 4 h (1 − h).
+    """
+    dwells = np.arange(dwell_lo, dwell_hi + 1)
+    ages = np.arange(dwell_hi)
+    survive = np.array([(dwells > a).mean() for a in ages])
+    weight = survive / survive.sum()
+    hazard = np.array([(dwells == a + 1).mean() for a in ages]) / survive
+    seen = ages <= tau - 2
+    cost = float((weight[seen] * 4 * hazard[seen] * (1 - hazard[seen])).sum())
+    if (~seen).any():
+        pooled = float((weight[~seen] * hazard[~seen]).sum() / weight[~seen].sum())
+        cost += float(weight[~seen].sum()) * 4 * pooled * (1 - pooled)
+    return cost

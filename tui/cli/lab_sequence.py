@@ -43,7 +43,8 @@ def register(subparsers: Any) -> None:
                        choices=choices, default=default, help=f"{f.metadata['help']} (default {default:g})"
                        if kind is not str else f"{f.metadata['help']} (default {default})")
     p.add_argument("--threads", type=int, default=1,
-                   help="CPU threads for torch (default 1: the models are tiny; 0 = torch's default)")
+                   help="CPU threads for torch (default 1: the models are tiny, and more threads only wait: "
+                        "3× slower with 2; 0 = torch's default)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=run)
 
@@ -179,7 +180,9 @@ def _switching(e: dict[str, Any], doc: dict[str, Any]) -> list[str]:
             "without noise)",
             table(["model", "window", "test MSE", "signal MSE"], rows, left=2),
             f"{hist['model']} {verdict} every window: {num(hist['mse'])} against the best window's "
-            f"{num(best['mse'])} ({best['model']} {best['window']})"]
+            f"{num(best['mse'])} ({best['model']} {best['window']}); against the level no function of the "
+            f"last 16 values can get below {num(f['window_bound'])}, and {hist['model']} gets "
+            f"{num(hist['mse_signal'])}"]
 
 
 SECTIONS = {"models": _models, "tau": _tau, "exact": _exact, "blocks": _blocks, "regime": _regime,

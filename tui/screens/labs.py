@@ -65,6 +65,7 @@ TITLES = {
 COLORS = {"random": "cyan", "sequential": "orange"}
 LAB_VIEWS = (  # (id, "module:Widget") of each lab view after this screen's own (#labs-body), in ctrl+l order
     ("lab-bptt", "tui.screens.lab_bptt:BpttLab"),
+    ("lab-sequence", "tui.screens.lab_sequence:SequenceLabView"),
 )
 
 
