@@ -331,17 +331,23 @@ def _p_model(pipe, p: dict[str, float]) -> tuple[ModelConfig, torch.nn.Module]:
 SKEWED = {"<unk>": 21 / 48, "a": 1 / 48, "b": 1 / 48, "c": 1 / 2, "d": 1 / 48}
 
 
+def _tail_pipeline(tmp_path):
+    """'abcd' × 50 then 50 c's: with val_fraction 0.2 the validation part is the c's."""
+    from engine.corpus import load_corpus
+    from engine.pipeline import build_pipeline
+
+    path = tmp_path / "tail.txt"
+    path.write_text("abcd" * 50 + "c" * 50, encoding="utf-8")
+    return build_pipeline(load_corpus(str(path)), mode="raw", tokenizer="char")
+
+
 def test_unstable_reads_the_validation_perplexity_then_the_training_one(abcd, tmp_path):
     """A run is unstable when the saved weights' perplexity exceeds 2 × vocab_size (10): the validation
     figure when there is one — 2 on a tail of c's, stable although training reads ≈ 21.6 — else the
     training figure (≈ 21.6 on 'abcd' × 50: unstable, in Finished and in the checkpoint)."""
-    from engine.corpus import load_corpus
-    from engine.pipeline import build_pipeline
     from engine.runs import create_run
 
-    path = tmp_path / "tail.txt"
-    path.write_text("abcd" * 50 + "c" * 50, encoding="utf-8")
-    tail = build_pipeline(load_corpus(str(path)), mode="raw", tokenizer="char")
+    tail = _tail_pipeline(tmp_path)
     mc, model = _p_model(tail, SKEWED)
     fin = list(train(tail, mc, tcfg(val_fraction=0.2, lr=0.01), model=model))[-1]  # the last 50 tokens: c's
     assert fin.train_ppl == pytest.approx((48**3 * 2) ** 0.25, rel=1e-5)
@@ -383,6 +389,41 @@ def test_resume_restores_the_random_state_dropout_draws_from(abcd, tmp_path):
     second = [e for e in train(abcd, mc, both, run=resumed) if isinstance(e, Progress)]
     assert [(p.epoch, p.step, p.train_ppl) for p in second] == [(p.epoch, p.step, p.train_ppl) for p in straight[1:]]
     assert straight[0].train_ppl != straight[1].train_ppl  # the second epoch did move
+
+
+def test_a_stop_keeps_the_figures_of_the_weights_it_stops_with(tmp_path):
+    """With the SKEWED p-model (≈ 21.6 on a-b-c-d targets, 2 on the c tail): a stop that arrives during
+    epoch 2's 3rd minibatch ends the run before the 4th, with the three steps of epoch 2 taken, their
+    running training perplexity and the validation perplexity of those weights, and epoch 2 left to redo
+    (epoch 1); a stop set at epoch 1's end ends it before epoch 2's first step, with epoch 1's figures."""
+    import threading
+
+    tail = _tail_pipeline(tmp_path)
+    train_ppl, val_ppl = (48**3 * 2) ** 0.25, 2.0
+    cfg = tcfg(epochs=3, val_fraction=0.2, lr=0.01, log_every_steps=0)
+    for at_epoch_end in (False, True):
+        mc, model = _p_model(tail, SKEWED)
+        stop, calls, events = threading.Event(), [-math.inf], []
+
+        def hook(module, args):
+            if module.training:
+                calls[0] += 1
+                if calls[0] == 3:
+                    stop.set()
+
+        model.register_forward_pre_hook(hook)
+        for ev in train(tail, mc, cfg, model=model, stop=stop):
+            events.append(ev)
+            if isinstance(ev, Progress) and ev.epoch_end and ev.epoch == 1:
+                end1 = ev
+                if at_epoch_end:
+                    stop.set()
+                else:
+                    calls[0] = 0  # count epoch 2's minibatches
+        fin = events[-1]
+        steps = end1.step + (0 if at_epoch_end else 3)
+        assert (fin.epoch, fin.step, fin.reason, fin.stopped_early, fin.unstable) == (1, steps, "stopped", True, False)
+        assert (fin.train_ppl, fin.val_ppl) == pytest.approx((train_ppl, val_ppl), rel=1e-5)
 
 
 # --- samples -----------------------------------------------------------------
