@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -121,7 +122,7 @@ def test_a_loss_blow_up_in_epoch_two_keeps_epoch_one_with_its_step_weights_and_t
     the hint for clip=off; the checkpoint holds epoch 1's end: its step, its weights, its Adam moments
     (as checkpointed at epoch 1's end) and its elapsed time on the test's clock (started at 100 s: 5 s
     trained at epoch 1's end, 12 s when the divergence is found), with the run's epochs, the device and
-    the time it was saved."""
+    the time it was saved; the run's logs hold every event (Progress in metrics.jsonl)."""
     from engine.runs import create_run
 
     monkeypatch.setattr(trainer_mod, "_clock", clock := Clock())  # the module's documented test hook
@@ -158,6 +159,8 @@ def test_a_loss_blow_up_in_epoch_two_keeps_epoch_one_with_its_step_weights_and_t
     assert (st["epochs"], st["device"], st["unstable"]) == (3, "cpu", False)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", st["saved_at"]), st["saved_at"]
     assert {e.path for e in events if isinstance(e, Checkpoint)} == {str(run.path)}
+    assert [e["type"] for e in run.events()] == ["Checkpoint", "Diverged", "Checkpoint", "Finished"]
+    assert len(run.metrics()) == sum(isinstance(e, Progress) for e in events)
     saved_model, saved_opt, _, _ = run.load_checkpoint()
     assert all(torch.equal(saved_model[k], v) for k, v in end1[1].items())
     for i, moments in moments1.items():  # Adam's step count and moments as they were at epoch 1's end
@@ -206,30 +209,47 @@ class TrainingClock(Clock):
             self.now += 0.125
 
 
-def test_progress_figures_on_a_driven_clock(abcd, monkeypatch):
+@pytest.mark.parametrize("detach", [True, False])
+def test_progress_figures_on_a_driven_clock(abcd, monkeypatch, detach):
     """'abcd' × 50 read sequentially in 2 rows of 4 steps: 199 // 2 = 99 positions per row, 24 minibatches
     of 8 tokens, every one the same (each row of 4 targets holds a, b, c, d once). The frozen p-model
     scores perplexity exp(-(3 ln 1/8 + ln 1/2) / 4) = 1024^(1/4) = 4√2 on every reading and its gradients
-    are 0. At 0.125 s per minibatch, with a log interval of exactly 0.125 s (reached, so every step
-    reports): 64 tokens/s, elapsed 0.125 s per minibatch so far, and an ETA of 0.125 s per minibatch
-    left over both epochs (no time off training)."""
+    are 0. At 0.125 s per minibatch (binary fractions: exact sums) with a log interval of 0.25 s, reached
+    exactly every 2nd minibatch: 64 tokens/s, elapsed 0.125 s per minibatch so far, and an ETA of 0.125 s
+    per minibatch left over both epochs (no time off training). Without detaching, one step per epoch
+    and one report, at its end."""
     clock = TrainingClock()
     monkeypatch.setattr(trainer_mod, "_clock", clock)  # the module's documented test hook
     mc, model = _fixed_p(abcd)
     model.register_forward_hook(clock.hook)
-    cfg = tcfg(epochs=2, sampler="sequential", lr=0.5, log_every_steps=0, log_interval_s=0.125)
+    cfg = tcfg(epochs=2, sampler="sequential", detach=detach, lr=0.5, log_every_steps=0, log_interval_s=0.25)
     progress = [e for e in train(abcd, mc, cfg, model=model) if isinstance(e, Progress)]
-    want = []
+    want = []  # (epoch, step, epoch_end, minibatches read so far, ETA)
     for epoch in (1, 2):
-        for n in range(1, 25):
-            step = (epoch - 1) * 24 + n
-            want.append((epoch, step, False, 0.125 * step, 0.125 * (48 - step)))
-        want.append((epoch, epoch * 24, True, 3.0 * epoch, 3.0 * (2 - epoch)))
+        read = (epoch - 1) * 24
+        if detach:
+            want += [(epoch, read + n, False, read + n, 0.125 * (48 - read - n)) for n in range(2, 25, 2)]
+        want.append((epoch, epoch * 24 if detach else epoch, True, epoch * 24, 3.0 * (2 - epoch)))
     assert [(p.epoch, p.step, p.epoch_end) for p in progress] == [w[:3] for w in want]
-    for p, (_, _, _, elapsed, eta) in zip(progress, want):
+    for p, (_, _, _, read, eta) in zip(progress, want):
         assert (p.val_ppl, p.lr, p.epochs, p.grad_norm, p.clip_fraction) == (None, 0.5, 2, 0.0, 0.0), p
         assert (p.train_ppl, p.tokens_per_s, p.elapsed_s, p.eta_s) == pytest.approx(
-            (4 * math.sqrt(2), 64.0, elapsed, eta), rel=1e-6, abs=1e-9), p
+            (4 * math.sqrt(2), 64.0, 0.125 * read, eta), rel=1e-6, abs=1e-9), p
+
+
+def test_minibatches_are_drawn_with_the_seed_and_the_epoch(abcd):
+    """Epoch e reads the minibatches engine.data.data_iter draws with numpy's default_rng([seed, e]), in
+    that order (random ids, so every start position reads differently)."""
+    from engine.data import data_iter
+
+    ids = np.random.default_rng(0).integers(0, 5, 200)
+    mc, model = _fixed_p(abcd)
+    seen = []
+    model.register_forward_pre_hook(lambda m, args: seen.append(args[0].clone()) if m.training else None)
+    list(train(ids, mc, tcfg(epochs=2, seed=7), model=model))
+    want = [torch.as_tensor(X) for e in (1, 2)
+            for X, _ in data_iter(ids, 2, 4, "random", rng=np.random.default_rng([7, e]))]
+    assert len(seen) == len(want) and all(torch.equal(a, b) for a, b in zip(seen, want))
 
 
 def _bias_only(pipe) -> tuple[ModelConfig, torch.nn.Module]:
@@ -344,12 +364,18 @@ def _tail_pipeline(tmp_path):
 def test_unstable_reads_the_validation_perplexity_then_the_training_one(abcd, tmp_path):
     """A run is unstable when the saved weights' perplexity exceeds 2 × vocab_size (10): the validation
     figure when there is one — 2 on a tail of c's, stable although training reads ≈ 21.6 — else the
-    training figure (≈ 21.6 on 'abcd' × 50: unstable, in Finished and in the checkpoint)."""
+    training figure (≈ 21.6 on 'abcd' × 50: unstable, in Finished and in the checkpoint). Each Progress
+    carries the validation figure of the last epoch end (none during epoch 1)."""
     from engine.runs import create_run
 
     tail = _tail_pipeline(tmp_path)
     mc, model = _p_model(tail, SKEWED)
-    fin = list(train(tail, mc, tcfg(val_fraction=0.2, lr=0.01), model=model))[-1]  # the last 50 tokens: c's
+    events = list(train(tail, mc, tcfg(epochs=2, val_fraction=0.2, lr=0.01), model=model))  # val: the 50 c's
+    fin, progress = events[-1], [e for e in events if isinstance(e, Progress)]
+    during_1 = [p.val_ppl for p in progress if p.epoch == 1 and not p.epoch_end]
+    after_1 = [p.val_ppl for p in progress if p.epoch == 2 or p.epoch_end]
+    assert during_1 == [None] * len(during_1) and len(during_1) > 10
+    assert after_1 == pytest.approx([2.0] * len(after_1), rel=1e-5) and len(after_1) > 10
     assert fin.train_ppl == pytest.approx((48**3 * 2) ** 0.25, rel=1e-5)
     assert fin.val_ppl == pytest.approx(2.0, rel=1e-5) and fin.unstable is False
     mc, model = _p_model(abcd, SKEWED)
@@ -376,19 +402,21 @@ def test_unstable_at_twice_the_vocabulary_size(val, train_ppl, flag):
 
 def test_resume_restores_the_random_state_dropout_draws_from(abcd, tmp_path):
     """A 2-layer GRU with dropout 0.5 between its layers draws a mask from torch's random state at every
-    step: one epoch, a checkpoint, then a resumed second epoch ends exactly where two epochs in one go do
-    (same step, perplexity and weights) only if the checkpoint's random state is put back."""
+    step, and Adam carries its moments: one epoch, a checkpoint, then a resumed second epoch ends exactly
+    where two epochs in one go do (same step, perplexity) only if the checkpoint's random state and Adam's
+    state are put back; the run's config.json then records the 2 epochs asked for."""
     from engine.runs import create_run, open_run
 
     mc = ModelConfig(kind="gru", vocab_size=5, num_hiddens=8, num_layers=2, dropout=0.5)
-    both = tcfg(epochs=2, sampler="sequential", lr=0.5, log_every_steps=0)
+    both = tcfg(epochs=2, sampler="sequential", optimizer="adam", lr=0.05, log_every_steps=0)
     straight = [e for e in train(abcd, mc, both) if isinstance(e, Progress)]
-    run = create_run(tmp_path / "runs", mc, tcfg(epochs=1, sampler="sequential", lr=0.5, log_every_steps=0), abcd)
+    runs = tmp_path / "runs"
+    run = create_run(runs, mc, replace(both, epochs=1), abcd)
     list(train(abcd, mc, run.train_config, run=run))
-    resumed = open_run(run.name, tmp_path / "runs")
-    second = [e for e in train(abcd, mc, both, run=resumed) if isinstance(e, Progress)]
+    second = [e for e in train(abcd, mc, both, run=open_run(run.name, runs)) if isinstance(e, Progress)]
     assert [(p.epoch, p.step, p.train_ppl) for p in second] == [(p.epoch, p.step, p.train_ppl) for p in straight[1:]]
     assert straight[0].train_ppl != straight[1].train_ppl  # the second epoch did move
+    assert open_run(run.name, runs).train_config == both
 
 
 def test_a_stop_keeps_the_figures_of_the_weights_it_stops_with(tmp_path):
