@@ -54,7 +54,8 @@ def test_text_tables_show_the_figures(capsys) -> None:
     code, out, _ = run(capsys, "--experiments", "exact,blocks", "--epochs", "1")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].startswith("x_t = sin(0.01 t) + N(0, 0.2²), t = 1..1000, seed 0; training targets t < 604")
+    assert lines[0] == ("x_t = sin(0.01 t) + N(0, 0.2²), t = 1..1000, seed 0; training targets t <= 604 "
+                        "(600 examples of τ = 4), test MSE over t = 605..1000.")
     assert "largest test MSE" in out and "below 1e-6 for every k" in out
     row = {line.split()[0]: line.split() for line in lines if line.startswith(("τ=4 ", "2+2+2+2", "1+1+2+4"))}
     # window, span, linear k=1 …: the one-step MSE of least squares, computed here from scratch

@@ -3,8 +3,8 @@
 ``python -m tui.screenshots [--out screenshots] [--size 120x36]`` loads The
 Time Machine, shows the Corpus screen (char and BPE), trains a small GRU for a
 few seconds on the Train screen, generates on the Generate screen and lists
-the runs, opens the keys panel and the Labs screen with its BPTT lab — pressing
-the keys a person would — and writes one SVG per screen.
+the runs, opens the keys panel and the Labs screen with its BPTT and sequence
+labs — pressing the keys a person would — and writes one SVG per screen.
 Runs go to a temporary ``RNNLAB_HOME`` unless one is set.
 
 Left out: PNG conversion (``rsvg-convert -o shot.png shot.svg``).
@@ -90,6 +90,16 @@ async def capture(out: Path, size: tuple[int, int]) -> list[Path]:
         await app.workers.wait_for_complete()
         await pilot.pause()
         shot("lab_bptt_gradients")
+        await pilot.press("ctrl+l")  # the sequence lab: it runs with D2L's settings when it appears
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.press("ctrl+t")  # the data -> one-step predictions
+        await pilot.pause()
+        shot("lab_sequence")
+        for _ in range(8):  # … -> the switching series
+            await pilot.press("ctrl+t")
+        await pilot.pause()
+        shot("lab_sequence_switching")
     return written
 
 

@@ -36,11 +36,13 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from engine.errors import ConfigError
+from engine.jsonfloat import finite_or_none
 from engine.labs import series as S
 from engine.labs.sequence_config import (COLUMNS, EXPERIMENTS, KS, LEVEL_SHIFT, MLP_HIDDENS, SPEED_UP, SWITCH_DWELL,
                                          SWITCH_SIGMA, SWITCH_SPLIT, SWITCH_T, TAUS, SequenceConfig)
 from engine.labs.sequence_models import (HistoryRNN, LinearWindow, MLPWindow, RNNWindow, Window, WindowModel,
                                          windows)
+
 
 @dataclass(frozen=True)
 class LabProgress:
@@ -96,6 +98,8 @@ class Experiment:
 
 @dataclass
 class SequenceLab:
+    """The experiments run, by name, and the options they ran with."""
+
     config: SequenceConfig
     experiments: dict[str, Experiment]
 
@@ -106,8 +110,9 @@ class SequenceLab:
 
 
 def _json(value: object) -> object:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    """``value`` with every non-finite float in it as None (``engine.jsonfloat``'s rule for figures)."""
+    if isinstance(value, float):
+        return finite_or_none(value)
     if isinstance(value, dict):
         return {str(k): _json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

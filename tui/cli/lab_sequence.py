@@ -26,7 +26,6 @@ from engine.errors import ConfigError
 
 
 def register(subparsers: Any) -> None:
-    from engine.config import MODEL_KINDS
     from engine.labs.sequence_config import EXPERIMENTS, SequenceConfig
 
     d = SequenceConfig()
@@ -107,10 +106,10 @@ def report(doc: dict[str, Any]) -> str:
     """The text ``rnnlab lab sequence`` prints for ``SequenceLab.to_dict()``."""
     c, split = doc["config"], doc["split"]
     out = [f"x_t = sin({c['omega']:g} t) + N(0, {c['sigma']:g}²), t = 1..{c['T']}, seed {c['seed']}; "
-           f"training targets t < {split} ({c['n_train']} examples of τ = {c['tau']}), "
-           f"test MSE over the {c['T'] - split} targets after.",
+           f"training targets t <= {split} ({c['n_train']} examples of τ = {c['tau']}), "
+           f"test MSE over t = {split + 1}..{c['T']}.",
            "k=K: x̂_t from x up to t-K, the model's own outputs fed back in between; "
-           f"multi: own outputs only, from t = {split} on."]
+           f"multi: own outputs only, from t = {split + 1} on."]
     for name, fmt in SECTIONS.items():
         if name in doc:
             out += ["", *fmt(doc[name], doc)]
@@ -176,7 +175,7 @@ def _switching(e: dict[str, Any], doc: dict[str, Any]) -> list[str]:
     best, hist = f["best_window"], f["history"]
     verdict = "beats" if hist["mse"] < best["mse"] else "does not beat"
     return [f"switching: a level ±1 that flips after {f['dwell'][0]}-{f['dwell'][1]} steps, noise σ = {f['sigma']:g}, "
-            f"T = {f['T']}, training targets t < {f['split']}; one-step test MSE (signal: against the level "
+            f"T = {f['T']}, training targets t <= {f['split']}; one-step test MSE (signal: against the level "
             "without noise)",
             table(["model", "window", "test MSE", "signal MSE"], rows, left=2),
             f"{hist['model']} {verdict} every window: {num(hist['mse'])} against the best window's "
