@@ -419,6 +419,21 @@ def test_resume_restores_the_random_state_dropout_draws_from(abcd, tmp_path):
     assert open_run(run.name, runs).train_config == both
 
 
+def test_resuming_with_other_model_options_says_what_to_do(abcd, tmp_path):
+    """Resuming a run with a model its checkpoint does not fit (6 hidden units instead of 4) is refused
+    naming the run, torch's reason, and the two ways out."""
+    from engine.runs import create_run, open_run
+
+    mc = ModelConfig(kind="rnn", vocab_size=5, num_hiddens=4)
+    run = create_run(tmp_path / "runs", mc, tcfg(), abcd)
+    list(train(abcd, mc, tcfg(), run=run))
+    with pytest.raises(RunError) as err:
+        list(train(abcd, replace(mc, num_hiddens=6), tcfg(epochs=2), run=open_run(run.name, tmp_path / "runs")))
+    msg = str(err.value)
+    assert msg.startswith(f"{run.path}: the checkpoint does not fit this configuration (") and "size mismatch" in msg
+    assert msg.endswith("); resume with the run's own model options, or start a new run"), msg
+
+
 def test_a_stop_keeps_the_figures_of_the_weights_it_stops_with(tmp_path):
     """With the SKEWED p-model (≈ 21.6 on a-b-c-d targets, 2 on the c tail): a stop that arrives during
     epoch 2's 3rd minibatch ends the run before the 4th, with the three steps of epoch 2 taken, their
