@@ -27,6 +27,7 @@ several checkpoints (a run keeps its latest).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -87,9 +88,18 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def _commit(pairs: list[tuple[str, Path]]) -> None:
-    """Rename each temp file onto its target, in order, then make the renames durable."""
-    for tmp, path in pairs:
-        os.replace(tmp, path)
+    """Rename each temp file onto its target, in order, then make the renames durable.
+
+    A rename that fails (the target is a folder, the disk went read-only) removes the temp files not
+    renamed yet before the error goes on."""
+    for i, (tmp, path) in enumerate(pairs):
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            for left, _ in pairs[i:]:
+                with contextlib.suppress(OSError):
+                    os.unlink(left)
+            raise
     if pairs:
         _fsync_dir(pairs[-1][1].parent)
 

@@ -297,3 +297,14 @@ def test_damage_warning(bad, text):
     word = "line" if len(bad) == 1 else "lines"
     assert runlog.damage_warning(Path("run/metrics.jsonl"), bad) == (
         f"run/metrics.jsonl: skipped {len(bad)} damaged {word} {text}: not UTF-8 JSON records")
+
+
+def test_a_failed_rename_leaves_no_temp_file(tmp_path):
+    """atomic_write_bytes onto a path that is a folder: os.replace fails after the temp file was written;
+    the WriteError must leave the folder as it was (the temp file used to stay behind)."""
+    from engine.checkpoint import atomic_write_bytes
+
+    (tmp_path / "target.json").mkdir()
+    with pytest.raises(WriteError):
+        atomic_write_bytes(tmp_path / "target.json", b"{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["target.json"]
