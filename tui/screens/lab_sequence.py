@@ -93,6 +93,7 @@ class SequenceLabView(Vertical):
 
     @dataclass
     class Progress(Message):
+        cfg: SequenceConfig
         event: Any  # engine.labs.sequence.LabProgress
 
     def __init__(self, id: str | None = None) -> None:
@@ -163,7 +164,7 @@ class SequenceLabView(Vertical):
                 while True:
                     event = next(steps)
                     if time.monotonic() - last >= 0.2:  # throttled: the note changes a few times a second
-                        self.post_message(self.Progress(event))
+                        self.post_message(self.Progress(cfg, event))
                         last = time.monotonic()
             except StopIteration as done:
                 lab = done.value
@@ -180,6 +181,8 @@ class SequenceLabView(Vertical):
             self._display()
 
     def on_sequence_lab_view_progress(self, message: Progress) -> None:
+        if message.cfg != self.cfg:  # from a run ctrl+r replaced
+            return
         self.progress = message.event
         if VIEWS[self.view][0] not in self.results:
             self._display()
