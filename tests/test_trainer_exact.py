@@ -85,6 +85,13 @@ def _relu_scratch(vocab_size: int) -> tuple[ModelConfig, torch.nn.Module]:
     return mc, build_model(mc)
 
 
+def _loss_40(module) -> None:
+    """Output weights 0, bias 0 for <unk> and -40 for a-d: every a-d target costs 40 nats (to float32)."""
+    with torch.no_grad():
+        module.W_hq.zero_()
+        module.b_q.copy_(torch.tensor([0.0, -40.0, -40.0, -40.0, -40.0]))
+
+
 def test_an_infinite_gradient_norm_at_the_third_step_is_reported_as_such(abcd):
     """Before the 3rd minibatch every hidden unit is made to read 3e38 (relu, no recurrence) and the output
     weights 0: the logits are the bias (0), so the loss is finite (ln 5), but ∂L/∂W_hq = Hᵀ(P − Y)/N has
@@ -140,9 +147,7 @@ def test_a_loss_blow_up_in_epoch_two_keeps_epoch_one_with_its_step_weights_and_t
             moments1 = run.load_checkpoint()[1]["state"]  # written at epoch 1's end (interval 0 s)
         elif isinstance(ev, Progress) and ev.epoch == 2 and broken_at is None:
             broken_at = ev.step
-            with torch.no_grad():
-                model.W_hq.zero_()
-                model.b_q.copy_(torch.tensor([0.0, -40.0, -40.0, -40.0, -40.0]))
+            _loss_40(model)
             clock.now = 112.0
     assert end1 is not None and broken_at == end1[0] + 1 and moments1
     (div,) = [e for e in events if isinstance(e, Diverged)]
@@ -182,9 +187,7 @@ def test_a_bad_step_found_when_a_stop_arrives_mid_epoch_is_a_divergence(abcd):
         if module.training:
             calls[0] += 1
             if calls[0] == 3:
-                with torch.no_grad():
-                    module.W_hq.zero_()
-                    module.b_q.copy_(torch.tensor([0.0, -40.0, -40.0, -40.0, -40.0]))
+                _loss_40(module)
             elif calls[0] == 5:
                 stop.set()
 
@@ -196,6 +199,34 @@ def test_a_bad_step_found_when_a_stop_arrives_mid_epoch_is_a_divergence(abcd):
     assert div.message == ("loss reached 40 nats per token at step 3 (epoch 1, lr 0.1); turn on gradient "
                            "clipping (clip=norm). Kept the weights from the end of epoch 0.")
     assert (fin.epoch, fin.step, fin.reason, fin.stopped_early) == (0, 0, "diverged", True)
+
+
+@pytest.mark.parametrize("detach", [True, False])
+def test_a_blow_up_between_reports_is_found_at_the_epoch_end(abcd, detach):
+    """No Progress within the epoch (log interval 1e9 s): the loss is first checked at the epoch's end.
+    A blow-up made before the 3rd minibatch is found there, at step 3. Without detaching (one graph over
+    the epoch, so the weights are set before it starts) the epoch's one step, step 1, has the mean loss
+    of 24 minibatches at 40 nats each. Nothing trained is kept."""
+    mc, model = _relu_scratch(5)
+    if detach:
+        calls = [0]
+
+        def hook(module, args):
+            calls[0] += 1
+            if calls[0] == 3:
+                _loss_40(module)
+
+        model.register_forward_pre_hook(hook)
+    else:
+        _loss_40(model)
+    cfg = tcfg(epochs=2, clip="off", sampler="sequential", detach=detach, log_every_steps=0)
+    events = list(train(abcd, mc, cfg, model=model))
+    assert [type(e) for e in events] == [Diverged, Finished]
+    div, fin = events
+    assert (div.epoch, div.step) == (1, 3 if detach else 1) and div.loss == pytest.approx(40.0, rel=1e-6)
+    assert div.message == (f"loss reached 40 nats per token at step {div.step} (epoch 1, lr 0.1); turn on gradient "
+                           "clipping (clip=norm). Kept the weights from the end of epoch 0.")
+    assert (fin.epoch, fin.step, fin.reason) == (0, 0, "diverged")
 
 
 class TrainingClock(Clock):
