@@ -46,7 +46,7 @@ class Stepper:
         with torch.no_grad():
             # (W_in, b_in) of each layer's input term, folded as the forward folds them; its step's weights.
             self.inputs = [cell.input_weights(model, layer) for layer in range(cell.num_layers)]
-            self.weights = [cell.step_weights(model, layer) for layer in range(cell.num_layers)]
+            self.layers = [(W, b, cell.step_weights(model, layer)) for layer, (W, b) in enumerate(self.inputs)]
             W_out, b_out = model.output_weights()
             if never is not None:
                 b_out = b_out.masked_fill(never.to(b_out.device), -torch.inf)
@@ -68,9 +68,8 @@ class Stepper:
 
     def __call__(self, x: torch.Tensor, state: list[Any]) -> tuple[torch.Tensor, list[Any]]:
         step, inp, new = self.cell.step, torch.empty(0), []
-        for layer, ((W_ih, b), weights) in enumerate(zip(self.inputs, self.weights)):
-            a = self._input(x) if layer == 0 else torch.addmm(b, inp, W_ih)
-            inp, s = step(a, state[layer], weights)
+        for layer, (W_ih, b, weights) in enumerate(self.layers):
+            inp, s = step(self._input(x) if layer == 0 else torch.addmm(b, inp, W_ih), state[layer], weights)
             new.append(s)
         return torch.addmm(self.b_out, inp, self.W_out), new
 

@@ -123,11 +123,5 @@ class RNN(NNCell):
 
     def step(self, a: torch.Tensor, state: torch.Tensor,
              weights: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-        return rnn_step(a, state, weights[0], self.relu)
-
-
-def rnn_step(a: torch.Tensor, H: torch.Tensor, W_hh: torch.Tensor, relu: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step ``H_t = φ(a + H_{t-1} W_hh)``, written into ``a``: (H_t, H_t)."""
-    a.addmm_(H, W_hh)
-    H = a.relu_() if relu else a.tanh_()
-    return H, H
+        H = a.addmm_(state, weights[0]).relu_() if self.relu else a.addmm_(state, weights[0]).tanh_()
+        return H, H  # H_t = φ(a + H_{t-1} W_hh), written into a

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from engine.models.cell import Cell, State
-from engine.models.rnn import rnn_recurrence, rnn_step
+from engine.models.rnn import RNN, rnn_recurrence
 
 
 class ScratchRNN(Cell):
@@ -54,6 +54,4 @@ class ScratchRNN(Cell):
     def step_weights(self, holder: nn.Module, layer: int) -> tuple[torch.Tensor, ...]:
         return (holder.W_hh,)
 
-    def step(self, a: torch.Tensor, state: torch.Tensor,
-             weights: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-        return rnn_step(a, state, weights[0], self.relu)
+    step = RNN.step  # φ(a + H W_hh), as the rnn cell
