@@ -128,14 +128,16 @@ def test_a_loss_blow_up_in_epoch_two_keeps_epoch_one_with_its_step_weights_and_t
     the next step is the first bad one. The Diverged event names that step, epoch 2, the loss 40 and
     the hint for clip=off; the checkpoint holds epoch 1's end: its step, its weights, its Adam moments
     (as checkpointed at epoch 1's end) and its elapsed time on the test's clock (started at 100 s: 5 s
-    trained at epoch 1's end, 12 s when the divergence is found), with the run's epochs, the device and
-    the time it was saved; the run's logs hold every event (Progress in metrics.jsonl)."""
+    trained at epoch 1's end, 7 s when its sample is done and the 7 s checkpoint interval has just
+    elapsed, 12 s when the divergence is found), with the run's epochs, the device and the time it was
+    saved; the run's logs hold every event (Progress in metrics.jsonl)."""
     from engine.runs import create_run
 
     monkeypatch.setattr(trainer_mod, "_clock", clock := Clock())  # the module's documented test hook
     clock.now = 100.0
     mc, model = _relu_scratch(5)
-    cfg = tcfg(epochs=3, clip="off", optimizer="adam", lr=0.01, checkpoint_interval_s=0.0)
+    cfg = tcfg(epochs=3, clip="off", optimizer="adam", lr=0.01, checkpoint_interval_s=7.0, sample_every=1,
+               sample_len=2, sample_prefix="a")
     run = create_run(tmp_path / "runs", mc, cfg, abcd)
     events, end1, moments1, broken_at = [], None, None, None
     for ev in train(abcd, mc, cfg, run=run, model=model):
@@ -143,8 +145,11 @@ def test_a_loss_blow_up_in_epoch_two_keeps_epoch_one_with_its_step_weights_and_t
         if isinstance(ev, Progress) and ev.epoch == 1 and ev.epoch_end:
             end1 = (ev.step, {k: v.clone() for k, v in model.state_dict().items()})
             clock.now = 105.0
+        elif isinstance(ev, Sample):
+            clock.now = 107.0  # the sample took 2 s: 7 s since the start, the checkpoint interval exactly
         elif isinstance(ev, Checkpoint) and moments1 is None:
-            moments1 = run.load_checkpoint()[1]["state"]  # written at epoch 1's end (interval 0 s)
+            moments1 = run.load_checkpoint()[1]["state"]  # the periodic checkpoint of epoch 1's end
+            assert run.trainer_state()["status"] == "running" and run.trainer_state()["elapsed_s"] == 5.0
         elif isinstance(ev, Progress) and ev.epoch == 2 and broken_at is None:
             broken_at = ev.step
             _loss_40(model)
@@ -165,6 +170,7 @@ def test_a_loss_blow_up_in_epoch_two_keeps_epoch_one_with_its_step_weights_and_t
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", st["saved_at"]), st["saved_at"]
     assert {e.path for e in events if isinstance(e, Checkpoint)} == {str(run.path)}
     assert [e["type"] for e in run.events()] == ["Checkpoint", "Diverged", "Checkpoint", "Finished"]
+    assert [e.epoch for e in events if isinstance(e, Sample)] == [1]
     assert len(run.metrics()) == sum(isinstance(e, Progress) for e in events)
     saved_model, saved_opt, _, _ = run.load_checkpoint()
     assert all(torch.equal(saved_model[k], v) for k, v in end1[1].items())
@@ -365,6 +371,49 @@ def test_out_of_memory_mid_epoch_names_the_place_and_the_first_200_characters(ab
                               f"{MEMORY_ADVICE}")
 
 
+@pytest.mark.parametrize("oom_at", ["start", "epoch 1", "epoch 2"])
+def test_out_of_memory_with_a_run(abcd, tmp_path, oom_at):
+    """With a run: running out of memory before anything was logged or saved (moving the model, or the 3rd
+    minibatch of epoch 1) removes the run folder; after epoch 1's checkpoint (interval 0 s), at epoch 2's first
+    minibatch, the run is kept, marked failed with the reason, and the message names that checkpoint."""
+    from engine.runs import create_run, open_run
+
+    mc, model = _fixed_p(abcd)
+    cfg = tcfg(epochs=2, checkpoint_interval_s=0.0, log_every_steps=0)  # nothing logged within an epoch
+    run = create_run(tmp_path / "runs", mc, cfg, abcd)
+    calls, epoch = [0], [1]
+
+    def hook(module, args):
+        if module.training:
+            calls[0] += 1
+            if (oom_at, epoch[0], calls[0]) in {("epoch 1", 1, 3), ("epoch 2", 2, 1)}:
+                raise MemoryError("no room left")
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError("no room for the model")
+
+    model.register_forward_pre_hook(hook)
+    if oom_at == "start":
+        model.to = no_memory
+    events = []
+    with pytest.raises(RunError) as err:
+        for ev in train(abcd, mc, cfg, model=model, run=run):
+            events.append(ev)
+            if isinstance(ev, Progress) and ev.epoch_end:
+                calls[0], epoch[0] = 0, 2
+    if oom_at != "epoch 2":
+        where = " at epoch 1, step 2 on cpu" if oom_at == "epoch 1" else ""
+        detail = "no room left" if oom_at == "epoch 1" else "no room for the model"
+        assert str(err.value) == f"out of memory{where} ({detail}); nothing was saved; {MEMORY_ADVICE}"
+        assert not run.path.exists()
+        return
+    s1 = [e.step for e in events if isinstance(e, Progress) and e.epoch_end][0]
+    reason = f"out of memory at epoch 2, step {s1} on cpu (no room left)"
+    assert str(err.value) == f"{reason}; the last checkpoint (epoch 1, step {s1}) is kept; {MEMORY_ADVICE}"
+    st = open_run(run.name, tmp_path / "runs").trainer_state()
+    assert (st["status"], st["error"], st["epoch"], st["step"]) == ("failed", reason, 1, s1)
+
+
 def _p_model(pipe, p: dict[str, float]) -> tuple[ModelConfig, torch.nn.Module]:
     """A frozen output layer predicting p (by token) whatever the state."""
     mc = ModelConfig(kind="rnn", vocab_size=len(pipe.vocab), num_hiddens=4)
@@ -414,6 +463,7 @@ def test_unstable_reads_the_validation_perplexity_then_the_training_one(abcd, tm
     fin = list(train(abcd, mc, tcfg(lr=0.01), model=model, run=run))[-1]
     assert fin.val_ppl is None and fin.train_ppl == pytest.approx((48**3 * 2) ** 0.25, rel=1e-5)
     assert fin.unstable is True and run.trainer_state()["unstable"] is True
+    assert run.trainer_state()["status"] == "completed"
 
 
 @pytest.mark.parametrize("val,train_ppl,flag", [
