@@ -517,9 +517,9 @@ def test_resuming_with_other_model_options_says_what_to_do(abcd, tmp_path):
 
 def test_a_stop_keeps_the_figures_of_the_weights_it_stops_with(tmp_path):
     """With the SKEWED p-model (≈ 21.6 on a-b-c-d targets, 2 on the c tail): a stop that arrives during
-    epoch 2's 3rd minibatch ends the run before the 4th, with the three steps of epoch 2 taken, their
-    running training perplexity and the validation perplexity of those weights, and epoch 2 left to redo
-    (epoch 1); a stop set at epoch 1's end ends it before epoch 2's first step, with epoch 1's figures."""
+    epoch 3's 3rd minibatch ends the run before the 4th, with the three steps of epoch 3 taken, their
+    running training perplexity and the validation perplexity of those weights, and epoch 3 left to redo
+    (epoch 2); a stop set at epoch 2's end ends it before epoch 3's first step, with epoch 2's figures."""
     import threading
 
     tail = _tail_pipeline(tmp_path)
@@ -538,15 +538,15 @@ def test_a_stop_keeps_the_figures_of_the_weights_it_stops_with(tmp_path):
         model.register_forward_pre_hook(hook)
         for ev in train(tail, mc, cfg, model=model, stop=stop):
             events.append(ev)
-            if isinstance(ev, Progress) and ev.epoch_end and ev.epoch == 1:
-                end1 = ev
+            if isinstance(ev, Progress) and ev.epoch_end and ev.epoch == 2:
+                end2 = ev
                 if at_epoch_end:
                     stop.set()
                 else:
-                    calls[0] = 0  # count epoch 2's minibatches
+                    calls[0] = 0  # count epoch 3's minibatches
         fin = events[-1]
-        steps = end1.step + (0 if at_epoch_end else 3)
-        assert (fin.epoch, fin.step, fin.reason, fin.stopped_early, fin.unstable) == (1, steps, "stopped", True, False)
+        steps = end2.step + (0 if at_epoch_end else 3)
+        assert (fin.epoch, fin.step, fin.reason, fin.stopped_early, fin.unstable) == (2, steps, "stopped", True, False)
         assert (fin.train_ppl, fin.val_ppl) == pytest.approx((train_ppl, val_ppl), rel=1e-5)
 
 
