@@ -25,7 +25,7 @@ import torch
 
 import engine.trainer as trainer_mod
 from engine.errors import ConfigError, RunError
-from engine.events import Checkpoint, Diverged, Finished, Progress, Sample
+from engine.events import Checkpoint, Diverged, Finished, Progress, Sample, Spike
 from engine.models import build_model
 from engine.trainer import train, unstable_message
 from engine.training import clip_gradients
@@ -464,6 +464,26 @@ def test_unstable_reads_the_validation_perplexity_then_the_training_one(abcd, tm
     assert fin.val_ppl is None and fin.train_ppl == pytest.approx((48**3 * 2) ** 0.25, rel=1e-5)
     assert fin.unstable is True and run.trainer_state()["unstable"] is True
     assert run.trainer_state()["status"] == "completed"
+
+
+def test_a_jump_past_twice_the_best_perplexity_is_a_spike_event(abcd, tmp_path):
+    """The frozen p-model scores 4√2 ≈ 5.66 in epoch 1 (no validation split: the training figure); the
+    test then gives it the SKEWED distribution, ≈ 21.6 on 'abcd' targets, past 2 × 5.66: epoch 2 ends
+    with a Spike naming both figures, logged in the run's events."""
+    from engine.runs import create_run
+
+    mc, model = _fixed_p(abcd)
+    run = create_run(tmp_path / "runs", mc, tcfg(epochs=2, log_every_steps=0), abcd)
+    events = []
+    for ev in train(abcd, mc, tcfg(epochs=2, log_every_steps=0), model=model, run=run):
+        events.append(ev)
+        if isinstance(ev, Progress) and ev.epoch == 1:
+            with torch.no_grad():
+                model.linear.bias.copy_(torch.log(torch.tensor([SKEWED[t] for t in abcd.vocab.idx_to_token])))
+    (spike,) = [e for e in events if isinstance(e, Spike)]
+    assert (spike.epoch, spike.metric) == (2, "train")
+    assert (spike.val_ppl, spike.best_val_ppl) == pytest.approx(((48**3 * 2) ** 0.25, 4 * math.sqrt(2)), rel=1e-5)
+    assert [e["type"] for e in run.events()] == ["Spike", "Checkpoint", "Finished"]
 
 
 @pytest.mark.parametrize("val,train_ppl,flag", [
