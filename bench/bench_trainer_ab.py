@@ -4,8 +4,9 @@ Usage: ``python bench/bench_trainer_ab.py OLD_CHECKOUT [NEW_CHECKOUT] [--kind gr
 [--rounds 4]`` — e.g. after ``git worktree add /tmp/old 20b59f4``. Each round runs one fresh
 process per checkout (its ``engine`` imported from that folder: asserted), trains the same seeded
 config (256 hidden units, 6 epochs on the first 20,000 characters of The Time Machine, batch 32 ×
-35, one warm-up run first) and prints the seconds and the final validation perplexity, which must
-agree to the last digit. A check that a change to the trainer costs no speed; the bench_speed
+35, one warm-up run first) and prints the seconds — wall clock, and the CPU time the process used,
+which a busy shared machine disturbs far less (with --threads 1) — and the final validation
+perplexity, which must agree to the last digit. A check that a change to the trainer costs no speed; the bench_speed
 script measures rnnlab against D2L's loop instead.
 """
 
@@ -38,8 +39,9 @@ p = build_pipeline(load_corpus(book), mode='d2l', tokenizer='char')
 mc = ModelConfig(kind=kind, vocab_size=len(p.vocab), num_hiddens=256)
 tc = TrainConfig(epochs=6, max_tokens=20000, sample_every=0, threads=threads)
 list(train(p, mc, tc))
-t = time.perf_counter(); fin = list(train(p, mc, tc))[-1]; dt = time.perf_counter() - t
-print(dt, repr(fin.val_ppl))
+t, c = time.perf_counter(), time.process_time()
+fin = list(train(p, mc, tc))[-1]
+print(time.perf_counter() - t, time.process_time() - c, repr(fin.val_ppl))
 """
 
 
@@ -57,18 +59,22 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=4)
     args = ap.parse_args()
     times: dict[str, list[float]] = {args.old: [], args.new: []}
+    cpu: dict[str, list[float]] = {args.old: [], args.new: []}
     ppl: dict[str, set[str]] = {args.old: set(), args.new: set()}
-    for _ in range(args.rounds):
-        for root in (args.old, args.new):
+    for r in range(args.rounds):
+        for root in (args.old, args.new) if r % 2 == 0 else (args.new, args.old):  # who goes first alternates
             out = subprocess.run([sys.executable, "-c", CHILD, str(Path(root).resolve()), args.kind, str(args.threads),
                                   str(BOOK)],
                                  capture_output=True, text=True, check=True).stdout.split()
             times[root].append(float(out[0]))
-            ppl[root].add(out[1])
+            cpu[root].append(float(out[1]))
+            ppl[root].add(out[2])
     for root in (args.old, args.new):
         print(f"{root}: median {statistics.median(times[root]):.3f} s  ({', '.join(f'{t:.3f}' for t in times[root])})"
+              f"  CPU median {statistics.median(cpu[root]):.3f} s  ({', '.join(f'{t:.3f}' for t in cpu[root])})"
               f"  val ppl {', '.join(sorted(ppl[root]))}")
-    print(f"new / old time: {statistics.median(times[args.new]) / statistics.median(times[args.old]):.3f}")
+    for name, d in (("time", times), ("CPU time", cpu)):
+        print(f"new / old {name}: {statistics.median(d[args.new]) / statistics.median(d[args.old]):.3f}")
 
 
 if __name__ == "__main__":
