@@ -324,10 +324,12 @@ def test_gradient_norm_and_clipped_share_in_closed_form(abcd, theta, share, deta
 
 def test_an_epoch_of_a_single_minibatch(abcd):
     """12 tokens read sequentially in 2 rows of 4 steps: (12 − 1 − offset) // 2 = 5 or 4 positions per row,
-    so one minibatch (and one step) per epoch, whatever the offset."""
+    so one minibatch (and one step) per epoch, whatever the offset; its perplexity is the epoch's."""
     mc, model = _fixed_p(abcd)
     events = list(train(np.asarray(abcd.ids[:12]), mc, tcfg(epochs=2, sampler="sequential"), model=model))
-    assert [(e.epoch, e.step) for e in events if isinstance(e, Progress) and e.epoch_end] == [(1, 1), (2, 2)]
+    ends = [e for e in events if isinstance(e, Progress) and e.epoch_end]
+    assert [(e.epoch, e.step) for e in ends] == [(1, 1), (2, 2)]
+    assert [e.train_ppl for e in ends] == pytest.approx([4 * math.sqrt(2)] * 2, rel=1e-6)  # a-b-c-d rows: 4√2
     assert isinstance(events[-1], Finished)
     assert (events[-1].reason, events[-1].stopped_early, events[-1].step) == ("completed", False, 2)
 
