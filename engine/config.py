@@ -51,7 +51,11 @@ ENCODINGS = ("onehot", "embedding")
 ACTIVATIONS = ("tanh", "relu")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 CLIPS = ("norm", "value", "off")
-SAMPLERS = ("random", "sequential")
+# D2L 8.3.4's two samplers, then rnnlab's (engine.samplers, engine.sentences): a sliding window
+# with a stride, a more uniform random sampler, random sampling at offset 0, whole sentences padded.
+SAMPLERS = ("random", "sequential", "sliding", "uniform", "fixed", "sentences")
+CARRIES_STATE = ("sequential",)  # samplers whose row i continues row i of the previous minibatch
+PADDED = ("sentences",)  # samplers whose targets Y hold engine.sentences.IGNORE_INDEX at padding
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -131,7 +135,14 @@ class TrainConfig:
     num_steps: int = option(35, "time steps per subsequence (truncated BPTT length)")
     clip: str = option("norm", "gradient clipping: by global norm (D2L) | by value | off", CLIPS)
     clip_theta: float = option(1.0, "clipping bound θ: the norm bound (clip norm) or the value bound (clip value)")
-    sampler: str = option("random", "random | sequential minibatches (D2L 8.3.4)", SAMPLERS)
+    sampler: str = option("random", "random | sequential minibatches (D2L 8.3.4); sliding (windows every "
+                                    "stride tokens) | uniform (random, every subsequence used) | fixed (random "
+                                    "at offset 0) | sentences (whole sentences, padded; needs --mode raw)",
+                          SAMPLERS)
+    stride: int = option(0, "with --sampler sliding: tokens between window starts, 1..num_steps "
+                            "(0 = num_steps // 2, windows overlapping by half)")
+    # the ids of the tokens that end a sentence (engine.sentences.with_sentence_ends), for --sampler sentences
+    sentence_end_ids: tuple[int, ...] = option((), "token ids that end a sentence", fixed_by="corpus")
     # off: backpropagate through the whole epoch (sampler sequential only)
     detach: bool = option(True, "detach the state between sequential minibatches")
     val_fraction: float = option(0.1, "held-out tail of the (max_tokens-cut) corpus for validation (0 = none)")
@@ -154,11 +165,19 @@ class TrainConfig:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("clip", self.clip, CLIPS)
         _choice("sampler", self.sampler, SAMPLERS)
+        ends = self.sentence_end_ids
+        if not isinstance(ends, (tuple, list)) or not all(
+                isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ends):
+            raise ConfigError(f"sentence_end_ids must be a list of token ids (got {ends!r})")
+        object.__setattr__(self, "sentence_end_ids", tuple(ends))  # a JSON list comes back a tuple
         _choice("device", self.device, DEVICES)
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"lr must be a positive number (got {self.lr!r})")
         for name in ("epochs", "batch_size", "num_steps"):
             _at_least(name, getattr(self, name), 1, "a positive integer")
+        if isinstance(self.stride, bool) or not isinstance(self.stride, int) or not 0 <= self.stride <= self.num_steps:
+            raise ConfigError(f"stride must be an integer in 0..num_steps ({self.num_steps}) (got {self.stride!r}); "
+                              "0 means num_steps // 2, and a stride past num_steps would skip tokens")
         if not (self.clip_theta > 0 and math.isfinite(self.clip_theta)):
             raise ConfigError(f"clip_theta must be a positive number (got {self.clip_theta!r})")
         if not 0.0 <= self.val_fraction <= 0.5:
@@ -175,6 +194,16 @@ class TrainConfig:
             raise ConfigError(
                 "detach=False needs sampler='sequential' (random sampling starts every minibatch from a fresh state)"
             )
+
+    @property
+    def carries_state(self) -> bool:
+        """Whether the trainer carries the state from one minibatch to the next (else a fresh one each)."""
+        return self.sampler in CARRIES_STATE
+
+    @property
+    def pads(self) -> bool:
+        """Whether the sampler pads its minibatches (then Y's padding targets are negative, to be ignored)."""
+        return self.sampler in PADDED
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe: an infinite sample_alpha is written as the string 'inf' (``engine.jsonfloat``)."""

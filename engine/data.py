@@ -18,7 +18,13 @@ positions an epoch uses (exercise 8.3.5). Batches are gathered with one
 fancy-index per batch (random) or sliced from two reshaped views of the corpus
 (sequential). The corpus keeps its narrow id dtype (``uint8`` for characters):
 only each batch is widened to ``int64``, so a 200 MB corpus is never copied
-into 1.6 GB of ``int64``. Left out: padding, bucketing by length and devices
+into 1.6 GB of ``int64``.
+
+rnnlab's other samplers are dispatched here too, each of them starting every
+minibatch from a fresh state: ``sliding``, ``uniform`` and ``fixed`` lay out
+their windows in ``engine.samplers``; ``sentences`` pads whole sentences
+(``engine.sentences``: its ``Y`` holds -100 at padding, which the loss skips).
+``coverage`` and ``batches_per_epoch`` know all of them. Left out: devices
 (the trainer moves batches).
 """
 
@@ -31,6 +37,8 @@ import torch
 
 from engine.config import SAMPLERS
 from engine.errors import ConfigError
+from engine.samplers import num_windows, window_starts
+from engine.sentences import SentenceEpoch, padded_block, pieces, sentence_epoch
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -150,6 +158,25 @@ def seq_data_iter_sequential(
     return batches()
 
 
+def _window_batches(tokens: np.ndarray, starts: np.ndarray, batch_size: int, num_steps: int) -> Iterator[Batch]:
+    """Minibatches of ``batch_size`` consecutive starts (the last may be shorter), two gathers each.
+
+    Input positions are taken mod ``N = len(tokens) - 1``, so a uniform window that runs past the
+    last input continues at the first; each target is its input's own next token (``p + 1``).
+    Other samplers' windows end before ``N``, where the mod changes nothing."""
+    window, circle = np.arange(num_steps), len(tokens) - 1
+    for i in range(0, len(starts), batch_size):
+        pos = (starts[i : i + batch_size, None] + window) % circle
+        yield _long(tokens[pos]), _long(tokens[pos + 1])
+
+
+def _sentence_batches(tokens: np.ndarray, epoch: SentenceEpoch) -> Iterator[Batch]:
+    """Each minibatch's pieces, padded to its longest (``engine.sentences.padded_block``)."""
+    for rows in epoch.batches:
+        X, Y = padded_block(tokens, epoch.starts[rows], epoch.lengths[rows])
+        yield torch.from_numpy(X), torch.from_numpy(Y)
+
+
 def data_iter(
     corpus: np.ndarray,
     batch_size: int,
@@ -157,20 +184,67 @@ def data_iter(
     sampler: str,
     *,
     rng: np.random.Generator | None = None,
+    stride: int = 0,
+    sentence_end_ids: tuple[int, ...] = (),
 ) -> Iterator[Batch]:
-    """One epoch of ``(X, Y)`` minibatches from the named sampler."""
+    """One epoch of ``(X, Y)`` minibatches from the named sampler.
+
+    ``stride``: the sliding window's (0 = num_steps // 2). ``sentence_end_ids``: the
+    ids that end a sentence (sampler sentences; ``engine.sentences.sentence_end_ids``).
+    """
     if sampler not in SAMPLERS:
         raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)} (got {sampler!r})")
-    fn = seq_data_iter_random if sampler == "random" else seq_data_iter_sequential
-    return fn(corpus, batch_size, num_steps, rng=rng)
+    if sampler in ("random", "sequential"):
+        fn = seq_data_iter_random if sampler == "random" else seq_data_iter_sequential
+        return fn(corpus, batch_size, num_steps, rng=rng)
+    tokens = _as_array(corpus)
+    check_sizes(len(tokens), batch_size, num_steps)
+    rng = rng or np.random.default_rng()
+    if sampler == "sentences":
+        # Laid out now, so missing sentence_end_ids raise here rather than at the first minibatch.
+        epoch = sentence_epoch(tokens, tuple(sentence_end_ids), batch_size, num_steps, rng)
+        return _sentence_batches(tokens, epoch)
+    starts = window_starts(len(tokens), batch_size, num_steps, sampler, rng, stride)
+    return _window_batches(tokens, starts, batch_size, num_steps)
 
 
-def batches_per_epoch(n_tokens: int, batch_size: int, num_steps: int, sampler: str) -> int:
-    """Batches in one epoch at offset 0: an upper bound (a larger offset may cost one)."""
+def batches_per_epoch(n_tokens: int, batch_size: int, num_steps: int, sampler: str, *, stride: int = 0,
+                      ids: np.ndarray | None = None, sentence_end_ids: tuple[int, ...] = ()) -> int:
+    """Batches in one epoch at offset 0: an upper bound (a larger offset may cost one).
+
+    Sentences: exact given ``ids`` and ``sentence_end_ids``; without them the bound
+    assumes one-input pieces, ``ceil((n_tokens - 1) / batch_size)``.
+    """
     check_sizes(n_tokens, batch_size, num_steps, sampler)
     if sampler == "random":
         return ((n_tokens - 1) // num_steps) // batch_size
-    return ((n_tokens - 1) // batch_size) // num_steps
+    if sampler == "sequential":
+        return ((n_tokens - 1) // batch_size) // num_steps
+    if sampler == "fixed":
+        return num_windows(n_tokens, num_steps, sampler) // batch_size
+    if sampler == "sentences":
+        count = len(pieces(ids, sentence_end_ids, num_steps)[0]) if ids is not None else n_tokens - 1
+        return -(-count // batch_size)
+    return -(-num_windows(n_tokens, num_steps, sampler, stride) // batch_size)  # a shorter last minibatch
+
+
+def _spans(n_tokens: int, batch_size: int, num_steps: int, sampler: str, rng: np.random.Generator, stride: int,
+           ids: np.ndarray | None, end_ids: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends) of the input positions one epoch reads, as ``data_iter`` would draw them from ``rng``."""
+    if sampler == "random":
+        starts = _random_starts(n_tokens, batch_size, num_steps, rng).ravel()
+        return starts, starts + num_steps
+    if sampler == "sequential":
+        offset, row_len, num_batches = _sequential_layout(n_tokens, batch_size, num_steps, rng)
+        starts = offset + np.arange(batch_size) * row_len
+        return starts, starts + num_batches * num_steps
+    if sampler == "sentences":
+        if ids is None or len(ids) != n_tokens:
+            raise ConfigError("coverage of sampler sentences needs the corpus ids (ids=..., n_tokens of them)")
+        starts, lengths = pieces(ids, end_ids, num_steps)  # every piece once per epoch: no draw matters
+        return starts, starts + lengths
+    starts = window_starts(n_tokens, batch_size, num_steps, sampler, rng, stride)
+    return starts, starts + num_steps
 
 
 def coverage(
@@ -180,6 +254,10 @@ def coverage(
     sampler: str,
     epochs: int,
     seed: int | None = 0,
+    *,
+    stride: int = 0,
+    ids: np.ndarray | None = None,
+    sentence_end_ids: tuple[int, ...] = (),
 ) -> np.ndarray:
     """How often each corpus position is seen as input over ``epochs`` epochs.
 
@@ -188,21 +266,23 @@ def coverage(
     Returns an ``int64`` array of length ``n_tokens``. What to look for: the
     first ``num_steps - 1`` positions are skipped whenever the offset passes
     them; random sampling drops ``num_subseqs % batch_size`` random
-    subsequences per epoch, sequential partitioning the end of every row.
+    subsequences per epoch, sequential partitioning the end of every row; fixed
+    never reads the tail past the last whole subsequence; uniform reads every
+    interior position once per epoch; sliding about ``num_steps / stride``
+    times. Sentences (pass ``ids`` and ``sentence_end_ids``) read every token
+    once per epoch but the last of each sentence, which is only a target.
     """
     check_sizes(n_tokens, batch_size, num_steps, sampler)
     epochs = _positive("epochs", epochs)
     rng = np.random.default_rng(seed)
     # Difference array: +1 where a covered span starts, -1 just past its end.
     diff = np.zeros(n_tokens + 1, dtype=np.int64)
+    circle = n_tokens - 1
     for _ in range(epochs):
-        if sampler == "random":
-            starts = _random_starts(n_tokens, batch_size, num_steps, rng).ravel()
-            ends = starts + num_steps
-        else:
-            offset, row_len, num_batches = _sequential_layout(n_tokens, batch_size, num_steps, rng)
-            starts = offset + np.arange(batch_size) * row_len
-            ends = starts + num_batches * num_steps
+        starts, ends = _spans(n_tokens, batch_size, num_steps, sampler, rng, stride, ids, tuple(sentence_end_ids))
+        wraps = ends > circle  # a uniform window past the last input goes on at position 0
         np.add.at(diff, starts, 1)
-        np.add.at(diff, ends, -1)
+        np.add.at(diff, np.minimum(ends, circle), -1)
+        np.add.at(diff, np.zeros(int(wraps.sum()), dtype=np.int64), 1)
+        np.add.at(diff, ends[wraps] - circle, -1)
     return np.cumsum(diff)[:n_tokens]

@@ -187,7 +187,8 @@ class _Snapshot:
 
 def _data_iter(ids: np.ndarray, cfg: TrainConfig,
                rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    return data_iter(ids, cfg.batch_size, cfg.num_steps, cfg.sampler, rng=rng)
+    return data_iter(ids, cfg.batch_size, cfg.num_steps, cfg.sampler, rng=rng, stride=cfg.stride,
+                     sentence_end_ids=cfg.sentence_end_ids)
 
 
 class _Loop:
@@ -321,14 +322,14 @@ class _Loop:
                 return self._stopped(sums, step0)
             X = torch.as_tensor(X).to(device, non_blocking=True)
             Y = torch.as_tensor(Y).to(device, non_blocking=True)
-            if state is None or cfg.sampler == "random":
+            if state is None or not cfg.carries_state:
                 state = self.model.begin_state(X.shape[0], device)  # D2L: fresh state per random minibatch
             elif cfg.detach:
                 state = detach_state(state)  # truncated BPTT across sequential minibatches
             logits, state = self.model(X, state)
             loss = sequence_loss(logits, Y)
             n_batches += 1
-            win.tokens += Y.numel()
+            win.tokens += int((Y >= 0).sum()) if cfg.pads else Y.numel()  # padding targets are -100
             if not cfg.detach:  # sum now, step once at the end
                 epoch_loss = loss if epoch_loss is None else epoch_loss + loss
                 continue

@@ -251,7 +251,9 @@ def clip_gradients(params: list[nn.Parameter], clip: str, theta: float) -> tuple
 
 
 def sequence_loss(logits: torch.Tensor, Y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Cross-entropy over all positions (mean or sum): logits (num_steps, batch, vocab), Y (batch, num_steps)."""
+    """Cross-entropy over all positions (mean or sum): logits (num_steps, batch, vocab), Y (batch, num_steps).
+    Targets of -100 (the sentences sampler's padding, ``engine.sentences.IGNORE_INDEX``) are skipped,
+    as ``cross_entropy``'s default ``ignore_index``: the mean is over the real targets only."""
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Y.T.reshape(-1), reduction=reduction)
 
 

@@ -28,7 +28,7 @@ SECTIONS = (
                                       "embed_size", "activation")]),
     ("optimisation", [("train", n) for n in ("optimizer", "lr", "epochs", "clip", "clip_theta", "detach",
                                              "bptt_limit_mb")]),
-    ("data", [("train", n) for n in ("batch_size", "num_steps", "sampler", "val_fraction", "max_tokens",
+    ("data", [("train", n) for n in ("batch_size", "num_steps", "sampler", "stride", "val_fraction", "max_tokens",
                                      "seed")]),
     ("device", [("train", n) for n in ("device", "threads")]),
     ("sampling & logging", [("train", n) for n in ("sample_every", "sample_prefix", "sample_len",

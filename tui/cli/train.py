@@ -92,6 +92,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, Any]:
     """(data, model_cfg, train_cfg, tokenizer, run) — config errors surface before a run folder exists."""
     from engine.config import ModelConfig, TrainConfig
     from engine.runs import create_run, open_run
+    from engine.sentences import with_sentence_ends
     from engine.training import prepare_ids
 
     train_kw = _given(args, args._train_fields)
@@ -108,6 +109,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, Any]:
         if done >= train_cfg.epochs:
             raise ConfigError(f"{run.name} has already trained {done} epochs; pass --epochs N with N > {done} "
                               "to train it further")
+        train_cfg = with_sentence_ends(train_cfg, run.tokenizer)  # --sampler sentences: the ids that end one
         ids = run.corpus_ids()
         prepare_ids(ids, run.model_config, train_cfg)
         return ids, run.model_config, train_cfg, run.tokenizer, run
@@ -120,6 +122,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, Any]:
     for warning in pipeline.warnings:
         print(f"rnnlab train: warning: {warning}", file=sys.stderr)
     model_cfg = ModelConfig(**_given(args, args._model_fields), vocab_size=len(pipeline.vocab))
+    train_cfg = with_sentence_ends(train_cfg, pipeline.tokenizer)
     run = create_run(args.runs_dir, model_cfg, train_cfg, pipeline)  # checks sizes and device before the folder
     return pipeline, model_cfg, train_cfg, pipeline.tokenizer, run
 

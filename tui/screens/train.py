@@ -33,6 +33,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from engine.config import ModelConfig, TrainConfig
 from engine.data import batches_per_epoch
+from engine.sentences import with_sentence_ends
 from engine.errors import RnnlabError
 from engine.events import Checkpoint, Diverged, Finished, Progress, Sample, Spike
 from engine.runs import create_run
@@ -140,6 +141,7 @@ class TrainScreen(PlaygroundScreen):
         resolve_device(train_cfg.device)
         pipeline = self.app.session.pipeline  # type: ignore[attr-defined]
         if pipeline is not None:
+            train_cfg = with_sentence_ends(train_cfg, pipeline.tokenizer)  # sampler sentences: ids ending one
             prepare_ids(pipeline, model_cfg, train_cfg)  # slices and a max(): cheap per keystroke
         return model_cfg, train_cfg
 
@@ -209,7 +211,8 @@ class TrainScreen(PlaygroundScreen):
         """
         try:  # the trainer's own split and count
             train_ids, _ = split_ids(pipeline.ids, cfg)
-            return float(batches_per_epoch(len(train_ids), cfg.batch_size, cfg.num_steps, cfg.sampler))
+            return float(batches_per_epoch(len(train_ids), cfg.batch_size, cfg.num_steps, cfg.sampler,
+                                           stride=cfg.stride, ids=train_ids, sentence_end_ids=cfg.sentence_end_ids))
         except RnnlabError:  # too few tokens for one batch: the trainer will say so
             return None
 
