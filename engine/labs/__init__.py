@@ -14,6 +14,9 @@ Labs screen plots them:
   D2L 8.1 and 8.6's RNN for it: linear, MLP and recurrent models predicting a noisy sine one,
   k and many steps ahead; τ swept, the exact σ = 0 case, block features, a regime change, and a
   switching series where a recurrent model beats every window.
+* :mod:`engine.labs.iterators` — D2L 8.3.4 and exercise 8.3.5: the minibatches of every sampler
+  printed as X/Y (the book's 0..34 and a real corpus), and how evenly each sampler reads the text
+  over epochs (coverage: min / max / mean / std of the counts, positions never read).
 
 Left out: anything that needs a corpus screen or a run folder to be open
 (the labs take ids, configs and models as arguments).

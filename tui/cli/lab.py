@@ -20,6 +20,7 @@ from typing import Any
 LABS: dict[str, str] = {  # lab name -> the module with its register(subparsers)
     "bptt": "tui.cli.lab_bptt",
     "sequence": "tui.cli.lab_sequence",
+    "coverage": "tui.cli.lab_coverage",
 }
 
 
