@@ -100,6 +100,9 @@ async def capture(out: Path, size: tuple[int, int]) -> list[Path]:
             await pilot.press("ctrl+t")
         await pilot.pause()
         shot("lab_sequence_switching")
+        await pilot.press("ctrl+l")  # the minibatches: 0..34 and the corpus as X/Y, random sampling
+        await pilot.pause()
+        shot("lab_iterators")
     return written
 
 

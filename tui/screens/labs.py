@@ -2,8 +2,9 @@
 
 Exercise 8.3.5 — does the random offset make coverage uniform? For the
 current corpus, ``engine.data.coverage`` counts how often each token position
-is seen as input over E epochs, for random sampling and for sequential
-partitioning, with the same batch_size / num_steps / seed. The plot shows the
+is seen as input over E epochs, for every sampler (D2L's random sampling and
+sequential partitioning, and rnnlab's sliding, uniform, fixed and, in mode raw,
+sentences), with the same batch_size / num_steps / seed. The plot shows the
 counts per position (averaged over bins of positions so a whole novel fits the
 width); ``ctrl+t`` switches to the first few subsequences position by position
 (where the random offset shows) and to the histogram (how many positions were
@@ -39,7 +40,7 @@ from textual.message import Message
 from textual.widgets import ContentSwitcher, DataTable, Header, Input, Label, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from engine.data import SAMPLERS, coverage
+from engine.labs.iterators import coverage_comparison, end_ids_of
 from engine.errors import ConfigError
 from engine.stats import corpus_summary
 from tui.corpus_view import format_exponent
@@ -62,10 +63,12 @@ TITLES = {
     "first positions": ("count at each of the first 4 × num_steps positions", "position"),
     "histogram": ("log10(1 + positions seen k times)", "k"),
 }
-COLORS = {"random": "cyan", "sequential": "orange"}
+COLORS = {"random": "cyan", "sequential": "orange", "sliding": "magenta", "uniform": "green", "fixed": "red",
+          "sentences": "yellow"}
 LAB_VIEWS = (  # (id, "module:Widget") of each lab view after this screen's own (#labs-body), in ctrl+l order
     ("lab-bptt", "tui.screens.lab_bptt:BpttLab"),
     ("lab-sequence", "tui.screens.lab_sequence:SequenceLabView"),
+    ("lab-iterators", "tui.screens.lab_iterators:IteratorsLabView"),
 )
 
 
@@ -210,7 +213,7 @@ class LabsScreen(PlaygroundScreen):
         settings = self._settings()
         if settings is not None:
             n = len(pipeline.ids) if settings["tokens"] <= 0 else min(settings["tokens"], len(pipeline.ids))
-            self._coverage({**settings, "tokens": n})
+            self._coverage({**settings, "tokens": n}, pipeline)
 
     def action_toggle_view(self) -> None:
         self.view = VIEWS[(VIEWS.index(self.view) + 1) % len(VIEWS)]
@@ -218,9 +221,11 @@ class LabsScreen(PlaygroundScreen):
 
     # -- workers ----------------------------------------------------------------
     @work(thread=True, exclusive=True, group="labs", exit_on_error=False)
-    def _coverage(self, settings: dict[str, int]) -> None:
-        counts = {s: coverage(settings["tokens"], settings["batch_size"], settings["num_steps"], s,
-                              settings["epochs"], settings["seed"]) for s in SAMPLERS}
+    def _coverage(self, settings: dict[str, int], pipeline: Any) -> None:
+        # Every sampler; sentences only where the vocabulary ends sentences (mode raw).
+        counts = coverage_comparison(pipeline.ids[: settings["tokens"]], settings["batch_size"],
+                                     settings["num_steps"], settings["epochs"], settings["seed"],
+                                     end_ids=end_ids_of(pipeline.tokenizer)).counts
         if not get_current_worker().is_cancelled:
             self.post_message(self.Computed(settings, counts))
 
