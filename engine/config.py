@@ -56,6 +56,7 @@ CLIPS = ("norm", "value", "off")
 SAMPLERS = ("random", "sequential", "sliding", "uniform", "fixed", "sentences")
 CARRIES_STATE = ("sequential",)  # samplers whose row i continues row i of the previous minibatch
 PADDED = ("sentences",)  # samplers whose targets Y hold engine.sentences.IGNORE_INDEX at padding
+TRUNCATIONS = ("regular", "random", "none")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -137,14 +138,18 @@ class TrainConfig:
     clip_theta: float = option(1.0, "clipping bound θ: the norm bound (clip norm) or the value bound (clip value)")
     sampler: str = option("random", "random | sequential minibatches (D2L 8.3.4); sliding (windows every "
                                     "stride tokens) | uniform (random, every subsequence used) | fixed (random "
-                                    "at offset 0) | sentences (whole sentences, padded; needs --mode raw)",
+                                    "at offset 0) | sentences (whole sentences, padded; raw mode only)",
                           SAMPLERS)
     stride: int = option(0, "with --sampler sliding: tokens between window starts, 1..num_steps "
                             "(0 = num_steps // 2, windows overlapping by half)")
     # the ids of the tokens that end a sentence (engine.sentences.with_sentence_ends), for --sampler sentences
     sentence_end_ids: tuple[int, ...] = option((), "token ids that end a sentence", fixed_by="corpus")
-    # off: backpropagate through the whole epoch (sampler sequential only)
-    detach: bool = option(True, "detach the state between sequential minibatches")
+    # where the graph is cut between sequential minibatches (engine.truncation)
+    truncation: str = option("regular", "BPTT between sequential minibatches: regular (cut at every one, D2L) | "
+                                        "random (cut with probability truncation_p, reweighted: unbiased) | "
+                                        "none (one graph and one step per epoch)", TRUNCATIONS)
+    truncation_p: float = option(0.5, "with --truncation random: probability of cutting at each minibatch "
+                                      "boundary (mean segment 1/p minibatches)")
     val_fraction: float = option(0.1, "held-out tail of the (max_tokens-cut) corpus for validation (0 = none)")
     max_tokens: int = option(10000, "use only the first N tokens (D2L: 10000; 0 = all)")
     seed: int = option(0, "seeds weights, minibatch order and sampling: same seed + config → same curve")
@@ -159,7 +164,8 @@ class TrainConfig:
     log_every_steps: int = option(0, "also update progress every N steps (0 = by time only)")
     checkpoint_interval_s: float = option(30.0, "seconds between checkpoints (one is always saved at the end)")
     spike_factor: float = option(2.0, "a spike when perplexity exceeds this × its best so far")
-    bptt_limit_mb: int = option(2048, "with --no-detach: refuse when the epoch's graph would need more MiB")
+    bptt_limit_mb: int = option(2048, "with --truncation none|random: refuse when the graph kept would need "
+                                      "more MiB")
 
     def __post_init__(self) -> None:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -170,6 +176,7 @@ class TrainConfig:
                 isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ends):
             raise ConfigError(f"sentence_end_ids must be a list of token ids (got {ends!r})")
         object.__setattr__(self, "sentence_end_ids", tuple(ends))  # a JSON list comes back a tuple
+        _choice("truncation", self.truncation, TRUNCATIONS)
         _choice("device", self.device, DEVICES)
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"lr must be a positive number (got {self.lr!r})")
@@ -190,9 +197,14 @@ class TrainConfig:
         if not self.spike_factor > 1:
             raise ConfigError(f"spike_factor must be greater than 1 (got {self.spike_factor!r})")
         _at_least("bptt_limit_mb", self.bptt_limit_mb, 1, "a positive number of MiB")
-        if not self.detach and self.sampler != "sequential":
+        if isinstance(self.truncation_p, bool) or not (isinstance(self.truncation_p, (int, float))
+                                                       and 0 < self.truncation_p <= 1):
+            raise ConfigError(f"truncation_p must be in (0, 1] (got {self.truncation_p!r}); 1 cuts at every "
+                              "boundary, as --truncation regular")
+        if self.truncation != "regular" and self.sampler != "sequential":
             raise ConfigError(
-                "detach=False needs sampler='sequential' (random sampling starts every minibatch from a fresh state)"
+                f"truncation={self.truncation!r} needs sampler='sequential': only it carries the state from one "
+                f"minibatch to the next ({self.sampler} sampling starts every minibatch from a fresh state)"
             )
 
     @property
@@ -212,4 +224,6 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         known, floats = {f.name for f in fields(cls)}, float_fields(cls)
+        if "detach" in d and "truncation" not in d:  # runs saved before truncation replaced detach
+            d = {**d, "truncation": "regular" if d["detach"] else "none"}
         return cls(**{k: (load_float(v) if k in floats else v) for k, v in d.items() if k in known})

@@ -35,7 +35,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from engine.config import SAMPLERS
+from engine.config import SAMPLERS, TrainConfig
 from engine.errors import ConfigError
 from engine.samplers import num_windows, window_starts
 from engine.sentences import SentenceEpoch, padded_block, pieces, sentence_epoch
@@ -206,6 +206,12 @@ def data_iter(
         return _sentence_batches(tokens, epoch)
     starts = window_starts(len(tokens), batch_size, num_steps, sampler, rng, stride)
     return _window_batches(tokens, starts, batch_size, num_steps)
+
+
+def train_batches(ids: np.ndarray, cfg: TrainConfig, rng: np.random.Generator) -> Iterator[Batch]:
+    """One epoch of the trainer's minibatches: ``data_iter`` with the options of ``cfg`` (``TrainConfig``)."""
+    return data_iter(ids, cfg.batch_size, cfg.num_steps, cfg.sampler, rng=rng, stride=cfg.stride,
+                     sentence_end_ids=cfg.sentence_end_ids)
 
 
 def batches_per_epoch(n_tokens: int, batch_size: int, num_steps: int, sampler: str, *, stride: int = 0,

@@ -2,17 +2,19 @@
 
 It is D2L's ``train_ch8`` loop (8.5.5) with the knobs of the chapter's
 exercises: SGD/Adam/AdamW, clipping by norm/value/off, random or sequential
-minibatches, detaching the state between sequential minibatches or not, a
-held-out validation tail, and a seed that makes the curve reproducible.
+minibatches, regular, random or no truncation of BPTT between sequential
+minibatches (``engine.truncation``), a held-out validation tail, and a seed
+that makes the curve reproducible.
 
 The hot loop keeps the loss and gradient-norm sums on the device and syncs
 only when it yields a Progress (every ``log_interval_s`` and at each epoch end).
 A non-finite gradient norm, or a loss beyond ln(vocab_size) + 20 nats per
 token (e^20 times worse than guessing), stops the run with a ``Diverged`` event
 naming the first bad step; the weights at the end of the last good epoch are
-restored and saved, never the NaN ones. ``detach=False`` (sequential only)
-keeps one graph over the whole epoch — one optimizer step per epoch — and is
-refused when its estimated memory exceeds ``bptt_limit_mb``.
+restored and saved, never the NaN ones. ``truncation`` none or random
+(sequential only) keep graphs across minibatches — one optimizer step per
+kept segment — and are refused when the estimated memory of the longest
+exceeds ``bptt_limit_mb``.
 
 With ``run`` (``engine.runs.Run``) every event is logged there and checkpoints
 are saved; a run that has a checkpoint is resumed from it (step, epoch, best
@@ -45,7 +47,7 @@ import numpy as np
 import torch
 
 from engine.config import ModelConfig, TrainConfig
-from engine.data import batches_per_epoch, data_iter
+from engine.data import batches_per_epoch, train_batches
 from engine.errors import ConfigError, RunError
 from engine.events import Checkpoint, Diverged, Event, Finished, Progress, Sample
 from engine.models import RNNLM, build_model, detach_state
@@ -55,6 +57,7 @@ from engine.throughput import Throughput
 from engine.train_state import TrainState
 from engine.training import (MAX_LOSS, MEMORY_ADVICE, clip_gradients, evaluate, make_optimizer,
                              out_of_memory, perplexity, prepare_ids, resolve_device, sequence_loss)
+from engine.truncation import Cuts
 
 __all__ = ["train", "prepare_ids"]
 
@@ -130,23 +133,20 @@ class _Sums:
         zero = torch.zeros((), device=device)
         self.loss, self.norm, self.loss_max, self.clipped = zero.clone(), zero.clone(), zero.clone(), zero.clone()
         self.ok = torch.zeros((), dtype=torch.long, device=device)
+        self.batches: float = 0  # minibatches whose loss is in the sums (padded ones: their share of real targets)
         self.max_loss = max_loss
 
-    def add(self, loss: torch.Tensor, norm: torch.Tensor, clipped: torch.Tensor) -> None:
-        """One optimizer step: its (detached) minibatch loss, gradient norm and whether clipping changed it."""
+    def add(self, loss: torch.Tensor, norm: torch.Tensor, clipped: torch.Tensor, batches: float = 1,
+            mean: torch.Tensor | None = None) -> None:
+        """One optimizer step: the (detached) summed loss of its ``batches`` minibatches and their ``mean``
+        (that loss when one), its gradient norm and whether clipping changed it."""
         self.loss += loss
         self.norm += norm
         self.clipped += clipped
+        self.batches += batches
         # NaN/inf stick in the sums and the max, so this counts the steps before the first bad one.
-        self.loss_max = torch.maximum(self.loss_max, loss)
+        self.loss_max = torch.maximum(self.loss_max, loss if mean is None else mean)
         self.ok += (self.loss_max <= self.max_loss) & torch.isfinite(self.norm)
-
-    def whole_epoch(self, loss_sum: torch.Tensor, loss: torch.Tensor, norm: torch.Tensor,
-                    clipped: torch.Tensor) -> None:
-        """The one step of an epoch without detaching: ``loss_sum`` over its minibatches, ``loss`` their mean."""
-        self.loss, self.norm, self.loss_max = loss_sum.detach(), norm.detach(), loss.detach()
-        self.clipped = clipped.to(self.clipped.dtype)
-        self.ok = torch.zeros_like(self.ok)
 
     def read(self) -> _Totals:
         """The sums, in one device sync."""
@@ -166,10 +166,10 @@ class _Sums:
 
 @dataclass
 class _Window:
-    """Where the current Progress window began: its clock, minibatches and sums; tokens trained in it."""
+    """Where the current Progress window began: its clock, step count and sums; tokens trained in it."""
 
     t: float
-    batches: int = 0
+    step: int  # the optimizer's step count when it began
     norm: float = 0.0
     clipped: float = 0.0
     tokens: int = 0
@@ -183,12 +183,6 @@ class _Snapshot:
     optimizer: dict[str, Any]
     state: TrainState
     rng: torch.Tensor
-
-
-def _data_iter(ids: np.ndarray, cfg: TrainConfig,
-               rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    return data_iter(ids, cfg.batch_size, cfg.num_steps, cfg.sampler, rng=rng, stride=cfg.stride,
-                     sentence_end_ids=cfg.sentence_end_ids)
 
 
 class _Loop:
@@ -222,7 +216,9 @@ class _Loop:
         self.snapshot = self._take_snapshot()
         self.last_ckpt = self.t0
         self.last_rate = (0.0, 0.0, 0.0)  # (tokens/s, mean grad norm, clipped share) of the latest window
-        self.batches_est = batches_per_epoch(len(self.train_ids), cfg.batch_size, cfg.num_steps, cfg.sampler)
+        self.batches_est = batches_per_epoch(len(self.train_ids), cfg.batch_size, cfg.num_steps, cfg.sampler,
+                                             stride=cfg.stride, ids=self.train_ids,
+                                             sentence_end_ids=cfg.sentence_end_ids)
         self.meter = Throughput()
 
     # --- state -------------------------------------------------------------
@@ -286,7 +282,17 @@ class _Loop:
         self.state.step += 1
         return norm, clipped
 
-    def _progress(self, loss_sum: float, n_batches: int, tokens_per_s: float, norm: float, clipped: float,
+    def _step_segment(self, sums: _Sums, segment: torch.Tensor, n: int, reported: torch.Tensor,
+                      weight: float) -> None:
+        """The optimizer step at a cut, on the ``n`` minibatches since the previous one (``engine.truncation``):
+        their mean loss under ``none`` (one graph over the epoch), their summed loss otherwise (``regular``: n = 1).
+        The sums get the minibatches' ``reported`` loss (``weight`` minibatches' worth of real targets) and the
+        one step's gradient norm."""
+        loss = segment / n if self.cfg.truncation == "none" else segment
+        sums.add(reported.detach(), *self._step(loss), batches=weight,
+                 mean=None if n == 1 else segment.detach() / n)
+
+    def _progress(self, loss_sum: float, n_batches: float, tokens_per_s: float, norm: float, clipped: float,
                   frac: float, epoch_end: bool) -> Progress:
         st, cfg = self.state, self.cfg
         epoch_tokens = self.batches_est * cfg.batch_size * cfg.num_steps
@@ -304,7 +310,7 @@ class _Loop:
         if bad is not None:  # never save NaN weights, even when stopped
             return Outcome("diverged", bad)
         if self.state.step > step0:  # the weights moved since the last epoch's figures: describe these
-            self.state.train_ppl = perplexity(totals.loss / (self.state.step - step0))  # running, as for a whole epoch
+            self.state.train_ppl = perplexity(totals.loss / sums.batches)  # running, as for a whole epoch
             if len(self.val_ids):
                 self.state.val_ppl = evaluate(self.model, self.val_ids, self.cfg.batch_size, self.cfg.num_steps,
                                               self.device)
@@ -314,26 +320,39 @@ class _Loop:
         """One pass over the training tokens: yields Progress events, returns how the epoch ended."""
         cfg, device = self.cfg, self.device
         rng = np.random.default_rng([cfg.seed, self.state.epoch])  # minibatch order: a function of (seed, epoch)
-        sums, win = _Sums(device, self.max_loss), _Window(_clock())
+        sums, win = _Sums(device, self.max_loss), _Window(_clock(), self.state.step)
         n_batches, state, step0 = 0, None, self.state.step
-        epoch_loss: torch.Tensor | None = None  # detach=False: one graph over the whole epoch
-        for X, Y in _data_iter(self.train_ids, cfg, rng):
+        cuts = Cuts(cfg, self.state.epoch)
+        segment: torch.Tensor | None = None  # the summed losses of the minibatches since the last cut
+        reported: torch.Tensor | None = None  # the same, each weighted by its share of real (unpadded) targets
+        seg_batches, seg_weight = 0, 0.0
+        for X, Y in train_batches(self.train_ids, cfg, rng):
             if self.stop is not None and self.stop.is_set():
                 return self._stopped(sums, step0)
             X = torch.as_tensor(X).to(device, non_blocking=True)
             Y = torch.as_tensor(Y).to(device, non_blocking=True)
             if state is None or not cfg.carries_state:
                 state = self.model.begin_state(X.shape[0], device)  # D2L: fresh state per random minibatch
-            elif cfg.detach:
-                state = detach_state(state)  # truncated BPTT across sequential minibatches
+            elif segment is None:
+                state = detach_state(state)  # the graph was cut after the previous minibatch (truncated BPTT)
+            else:
+                state = cuts.carry(state)  # the graph goes on across this boundary
             logits, state = self.model(X, state)
             loss = sequence_loss(logits, Y)
             n_batches += 1
-            win.tokens += int((Y >= 0).sum()) if cfg.pads else Y.numel()  # padding targets are -100
-            if not cfg.detach:  # sum now, step once at the end
-                epoch_loss = loss if epoch_loss is None else epoch_loss + loss
+            real = int((Y >= 0).sum()) if cfg.pads else Y.numel()  # padding targets are -100
+            win.tokens += real
+            # Perplexity is over real targets: a padded minibatch's mean loss counts for its share of them.
+            weighted, weight = (loss * (real / Y.numel()), real / Y.numel()) if cfg.pads else (loss, 1)
+            if segment is None:
+                segment, reported, seg_batches, seg_weight = loss, weighted, 1, weight
+            else:
+                segment, reported = segment + loss, reported + weighted
+                seg_batches, seg_weight = seg_batches + 1, seg_weight + weight
+            if not cuts.cut():
                 continue
-            sums.add(loss.detach(), *self._step(loss))
+            self._step_segment(sums, segment, seg_batches, reported, seg_weight)
+            segment = None
             now = _clock()
             every = cfg.log_every_steps
             if now - win.t >= cfg.log_interval_s or (every and self.state.step % every == 0):
@@ -341,32 +360,30 @@ class _Loop:
                 bad = sums.bad_step(totals, step0 + 1)
                 if bad is not None:
                     return Outcome("diverged", bad)
-                k = n_batches - win.batches
+                k = self.state.step - win.step  # steps in the window (one per minibatch, but for truncation)
                 self.last_rate = (self.meter.add(win.tokens, now - win.t), (totals.norm - win.norm) / k,
                                   (totals.clipped - win.clipped) / k)
-                yield self._emit(self._progress(totals.loss, n_batches, *self.last_rate,
+                yield self._emit(self._progress(totals.loss, sums.batches, *self.last_rate,
                                                 min(1.0, n_batches / self.batches_est), False))
-                win = _Window(_clock(), n_batches, totals.norm, totals.clipped)
+                win = _Window(_clock(), self.state.step, totals.norm, totals.clipped)
         if n_batches == 0:
             raise ConfigError(f"batch_size {cfg.batch_size} × num_steps {cfg.num_steps} leaves no minibatch in "
                               f"{len(self.train_ids)} training tokens; lower them or raise max_tokens")
-        if epoch_loss is not None:
-            loss = epoch_loss / n_batches
-            sums.whole_epoch(epoch_loss, loss, *self._step(loss))
-            win.batches = n_batches - 1
+        if segment is not None:  # the epoch's end cuts what is left
+            self._step_segment(sums, segment, seg_batches, reported, seg_weight)
         totals = sums.read()
         bad = sums.bad_step(totals, step0 + 1)
         if bad is not None:
             return Outcome("diverged", bad)
         self.meter.add(win.tokens, _clock() - win.t)  # training only, before the validation pass
         rate = self.meter.end_epoch()
-        self.state.train_ppl = perplexity(totals.loss / n_batches)
+        self.state.train_ppl = perplexity(totals.loss / sums.batches)
         if len(self.val_ids):
             self.state.val_ppl = evaluate(self.model, self.val_ids, cfg.batch_size, cfg.num_steps, device)
-        if n_batches > win.batches:
-            self.last_rate = (rate, (totals.norm - win.norm) / (n_batches - win.batches), self.last_rate[2])
-        steps = self.state.step - step0  # the epoch's optimizer steps (1 without detaching)
-        yield self._emit(self._progress(totals.loss, n_batches, rate, self.last_rate[1],
+        if self.state.step > win.step:
+            self.last_rate = (rate, (totals.norm - win.norm) / (self.state.step - win.step), self.last_rate[2])
+        steps = self.state.step - step0  # the epoch's optimizer steps (fewer than minibatches but for regular)
+        yield self._emit(self._progress(totals.loss, sums.batches, rate, self.last_rate[1],
                                         totals.clipped / max(1, steps), 1.0, True))
         return Outcome("ok")
 

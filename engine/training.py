@@ -12,7 +12,7 @@ Memory, in float32 bytes (``memory_estimate``): per parameter the weight,
 its gradient, the optimizer's state (SGD none, Adam/AdamW two moments) and the
 trainer's copy of the last good epoch (weights and optimizer state again); plus
 the activations autograd keeps for one minibatch, ``bptt_bytes`` over
-batch_size × num_steps positions (the whole epoch's with detach=False).
+batch_size × num_steps positions (more without regular truncation: engine.truncation).
 ``prepare_ids`` refuses a configuration whose estimate exceeds the device's
 free memory (``free_memory``), naming the options to lower.
 
@@ -36,6 +36,7 @@ from engine.config import DEVICES, ModelConfig, TrainConfig, _choice
 from engine.data import min_tokens
 from engine.errors import ConfigError
 from engine.models import RNNLM, build_model, cell_class
+from engine.truncation import graph_positions
 
 __all__ = ["resolve_device", "split_ids", "prepare_ids", "bptt_bytes", "MemoryEstimate", "memory_estimate",
            "free_memory", "check_memory", "out_of_memory", "MEMORY_ADVICE", "make_optimizer", "clip_gradients",
@@ -90,19 +91,24 @@ def prepare_ids(data: Any, model_cfg: ModelConfig, cfg: TrainConfig) -> tuple[np
     top = int(max(train_ids.max(), val_ids.max() if len(val_ids) else 0))
     if top >= model_cfg.vocab_size:
         raise ConfigError(f"vocab_size must be larger than every token id (got {model_cfg.vocab_size}, max id {top})")
-    if not cfg.detach:
-        need = bptt_bytes(model_cfg, len(train_ids))
+    if cfg.truncation != "regular":
+        positions = graph_positions(cfg, len(train_ids))
+        need = bptt_bytes(model_cfg, positions)
         if need > cfg.bptt_limit_mb * 2**20:
+            kept = (f"the whole epoch's graph: about {need / 2**20:.0f} MiB for {len(train_ids)} training tokens"
+                    if cfg.truncation == "none" else
+                    f"graphs of up to {positions} positions (p={cfg.truncation_p:g}): about {need / 2**20:.0f} MiB")
             raise ConfigError(
-                f"detach=False keeps the whole epoch's graph: about {need / 2**20:.0f} MiB for {len(train_ids)} "
-                f"training tokens (bptt_limit_mb={cfg.bptt_limit_mb}); lower max_tokens, detach, or raise the limit"
+                f"truncation={cfg.truncation} keeps {kept} (bptt_limit_mb={cfg.bptt_limit_mb}); lower max_tokens, "
+                "use --truncation regular" + (" or a larger truncation_p" if cfg.truncation == "random" else "")
+                + ", or raise the limit"
             )
     check_memory(model_cfg, cfg, len(train_ids), resolve_device(cfg.device))
     return train_ids, val_ids
 
 
 def bptt_bytes(model_cfg: ModelConfig, n_tokens: int) -> int:
-    """Rough activation memory of one graph over ``n_tokens`` positions (detach=False).
+    """Rough activation memory of one graph over ``n_tokens`` positions (``engine.truncation.graph_positions``).
 
     Per position autograd keeps the input encoding, the cell's ``bptt_floats`` tensors
     of width num_hiddens per layer (3 for an RNN, ~10 for GRU/LSTM gates) and the
@@ -123,7 +129,7 @@ class MemoryEstimate:
     """Bytes training holds at once (float32), in two parts."""
 
     weights: int  # weights, gradients, optimizer state and the trainer's copy of the last good epoch
-    activations: int  # the graph of one minibatch (of the whole epoch when detach=False)
+    activations: int  # the largest graph kept: one minibatch's, or more (engine.truncation)
 
     @property
     def total(self) -> int:
@@ -142,7 +148,7 @@ def memory_estimate(model_cfg: ModelConfig, cfg: TrainConfig, n_train_tokens: in
     optimizer's k floats of state per parameter, and the trainer's snapshot 4·P·(1 + k) more."""
     k = OPTIMIZER_STATES[cfg.optimizer]
     weights = 4 * num_params(model_cfg) * ((2 + k) + (1 + k))
-    positions = cfg.batch_size * cfg.num_steps if cfg.detach else n_train_tokens
+    positions = graph_positions(cfg, n_train_tokens)
     return MemoryEstimate(weights, bptt_bytes(model_cfg, positions))
 
 
@@ -199,8 +205,9 @@ def check_memory(model_cfg: ModelConfig, cfg: TrainConfig, n_train_tokens: int, 
     need = memory_estimate(model_cfg, cfg, n_train_tokens)
     free = free_memory(device)
     if free is not None and need.total > free:
-        graph = ("the whole epoch's graph (detach=False)" if not cfg.detach
-                 else f"one minibatch's graph ({cfg.batch_size} × {cfg.num_steps} positions)")
+        graph = {"regular": f"one minibatch's graph ({cfg.batch_size} × {cfg.num_steps} positions)",
+                 "none": "the whole epoch's graph (truncation none)",
+                 "random": f"the longest graph kept (truncation random, p={cfg.truncation_p:g})"}[cfg.truncation]
         raise ConfigError(
             f"training needs about {_mib(need.total)} on {device} ({_mib(need.weights)} for the weights, gradients, "
             f"optimizer state and a copy of the last good epoch; {_mib(need.activations)} for {graph}) but only "

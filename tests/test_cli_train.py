@@ -181,7 +181,8 @@ def test_help_shows_the_config_defaults(capsys):
     for name, value in [("epochs", 50), ("num-steps", 35), ("val-fraction", 0.1), ("sampler", "random")]:
         assert re.search(rf"--{name}\b(?:(?!--).)*\(default {value}\)", text), name
         assert str(getattr(TrainConfig(), name.replace("-", "_"))) == str(value)
-    assert "--detach, --no-detach detach the state between sequential minibatches (default on)" in text
+    assert "--truncation {regular,random,none} BPTT between sequential minibatches: regular (cut at every one, D2L)" in text
+    assert re.search(r"--truncation \{regular,random,none\}(?:(?!--).)*\(default regular\)", text)
     assert "(default 'time traveller')" in text
     defaults = ModelConfig()  # the model flags' help shows the dataclass's defaults
     for name in [f.name for f in dataclasses.fields(ModelConfig) if f.name != "vocab_size"]:

@@ -478,7 +478,7 @@ def test_memory_estimate_matches_a_hand_computation():
     adam = memory_estimate(mc, TrainConfig(batch_size=2, num_steps=5, optimizer="adam"), 1000)
     # + 2 moments, and their copy in the snapshot
     assert adam.weights == 4 * params * 7 and adam.total == 4 * params * 7 + per_position * 10
-    full = memory_estimate(mc, TrainConfig(sampler="sequential", detach=False), 1000)
+    full = memory_estimate(mc, TrainConfig(sampler="sequential", truncation="none"), 1000)
     assert full.activations == per_position * 1000  # the whole epoch's graph
 
 

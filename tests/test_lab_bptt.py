@@ -315,8 +315,8 @@ def test_step_norms_refuses_bad_options(pipeline):
     model_cfg = ModelConfig(kind="gru", num_hiddens=8, vocab_size=len(pipeline.vocab))
     with pytest.raises(ConfigError, match="steps must be in"):
         next(step_norms(pipeline.ids, model_cfg, TrainConfig(), 0))
-    with pytest.raises(ConfigError, match="detach must be on"):
-        next(step_norms(pipeline.ids, model_cfg, TrainConfig(detach=False, sampler="sequential"), 5))
+    with pytest.raises(ConfigError, match="per-step norms need truncation regular \\(got none\\)"):
+        next(step_norms(pipeline.ids, model_cfg, TrainConfig(truncation="none", sampler="sequential"), 5))
 
 
 def rec(step, norm, clipped=False):

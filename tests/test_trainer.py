@@ -1,5 +1,5 @@
 """The trainer on tiny seeded configs: learning, reproducibility, clipping,
-detach/no-detach, divergence, stopping, resuming and config checks."""
+truncation regular/none, divergence, stopping, resuming and config checks."""
 
 from __future__ import annotations
 
@@ -81,9 +81,10 @@ def test_progress_reports_norm_before_clipping(pipeline):
     assert min(norms) > 1e-3
 
 
-@pytest.mark.parametrize("detach", [True, False])
+@pytest.mark.parametrize("detach", [True, False])  # truncation regular / none
 def test_detach_and_no_detach_both_train(pipeline, detach):
-    events = list(train(pipeline, *configs(pipeline, sampler="sequential", detach=detach, optimizer="adam", lr=0.01)))
+    events = list(train(pipeline, *configs(pipeline, sampler="sequential", truncation="regular" if detach else "none",
+                                           optimizer="adam", lr=0.01)))
     ends = epoch_ends(events)
     assert len(ends) == 4 and all(math.isfinite(e[2]) for e in ends)
     assert ends[-1][2] < ends[0][2]
@@ -94,8 +95,8 @@ def test_detach_and_no_detach_both_train(pipeline, detach):
 
 
 def test_no_detach_refuses_when_the_graph_is_too_big(pipeline):
-    with pytest.raises(ConfigError, match="detach=False"):
-        list(train(pipeline, *configs(pipeline, sampler="sequential", detach=False, bptt_limit_mb=1,
+    with pytest.raises(ConfigError, match="truncation=none keeps the whole epoch"):
+        list(train(pipeline, *configs(pipeline, sampler="sequential", truncation="none", bptt_limit_mb=1,
                                       max_tokens=100000)))
 
 
@@ -167,7 +168,7 @@ def test_resume_continues_like_an_uninterrupted_run(pipeline, tmp_path):
 @pytest.mark.parametrize("kw,field", [
     ({"lr": -1.0}, "lr"), ({"batch_size": 0}, "batch_size"), ({"num_steps": 0}, "num_steps"),
     ({"optimizer": "rmsprop"}, "optimizer"), ({"clip": "maybe"}, "clip"), ({"val_fraction": 0.9}, "val_fraction"),
-    ({"device": "tpu"}, "device"), ({"detach": False}, "detach"), ({"epochs": 0}, "epochs"),
+    ({"device": "tpu"}, "device"), ({"truncation": "none"}, "truncation"), ({"epochs": 0}, "epochs"),
 ])
 def test_bad_config_names_the_field(kw, field):
     with pytest.raises(ConfigError, match=field):

@@ -207,7 +207,7 @@ def test_a_bad_step_found_when_a_stop_arrives_mid_epoch_is_a_divergence(abcd):
     assert (fin.epoch, fin.step, fin.reason, fin.stopped_early) == (0, 0, "diverged", True)
 
 
-@pytest.mark.parametrize("detach", [True, False])
+@pytest.mark.parametrize("detach", [True, False])  # truncation regular / none
 def test_a_blow_up_between_reports_is_found_at_the_epoch_end(abcd, detach):
     """No Progress within the epoch (log interval 1e9 s): the loss is first checked at the epoch's end.
     A blow-up made before the 3rd minibatch is found there, at step 3. Without detaching (one graph over
@@ -225,7 +225,8 @@ def test_a_blow_up_between_reports_is_found_at_the_epoch_end(abcd, detach):
         model.register_forward_pre_hook(hook)
     else:
         _loss_40(model)
-    cfg = tcfg(epochs=2, clip="off", sampler="sequential", detach=detach, log_every_steps=0)
+    cfg = tcfg(epochs=2, clip="off", sampler="sequential", truncation="regular" if detach else "none",
+               log_every_steps=0)
     events = list(train(abcd, mc, cfg, model=model))
     assert [type(e) for e in events] == [Diverged, Finished]
     div, fin = events
@@ -246,7 +247,7 @@ class TrainingClock(Clock):
             self.now += 0.125
 
 
-@pytest.mark.parametrize("detach", [True, False])
+@pytest.mark.parametrize("detach", [True, False])  # truncation regular / none
 def test_progress_figures_on_a_driven_clock(abcd, monkeypatch, detach):
     """'abcd' × 50 read sequentially in 2 rows of 4 steps: 199 // 2 = 99 positions per row, 24 minibatches
     of 8 tokens, every one the same (each row of 4 targets holds a, b, c, d once). The frozen p-model
@@ -259,7 +260,8 @@ def test_progress_figures_on_a_driven_clock(abcd, monkeypatch, detach):
     monkeypatch.setattr(trainer_mod, "_clock", clock)  # the module's documented test hook
     mc, model = _fixed_p(abcd)
     model.register_forward_hook(clock.hook)
-    cfg = tcfg(epochs=2, sampler="sequential", detach=detach, lr=0.5, log_every_steps=0, log_interval_s=0.25)
+    cfg = tcfg(epochs=2, sampler="sequential", truncation="regular" if detach else "none", lr=0.5,
+               log_every_steps=0, log_interval_s=0.25)
     progress = [e for e in train(abcd, mc, cfg, model=model) if isinstance(e, Progress)]
     want = []  # (epoch, step, epoch_end, minibatches read so far, ETA)
     for epoch in (1, 2):
@@ -308,8 +310,8 @@ def test_gradient_norm_and_clipped_share_in_closed_form(abcd, theta, share, deta
     without detaching (one step over the whole epoch's graph); clipping at θ = 0.3 changes every step,
     at θ = 0.4 none."""
     mc, model = _bias_only(abcd)
-    cfg = tcfg(epochs=2, sampler="sequential", detach=detach, lr=1e-6, clip="norm", clip_theta=theta,
-               log_every_steps=every)
+    cfg = tcfg(epochs=2, sampler="sequential", truncation="regular" if detach else "none", lr=1e-6, clip="norm",
+               clip_theta=theta, log_every_steps=every)
     progress = [e for e in train(abcd, mc, cfg, model=model) if isinstance(e, Progress)]
     if detach:  # every 5th step of the run (steps 5-20, 25-45), and the ends of the epochs (24, 48)
         want = [(1, s, False) for s in (5, 10, 15, 20)] + [(1, 24, True)]

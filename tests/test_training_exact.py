@@ -5,7 +5,7 @@ token ranges, the throughput's closed form), never read back from the code under
 
 - ``split_ids`` / ``prepare_ids``: the exact train and validation ranges and every refusal's message at
   its boundary (2 validation tokens, num_steps < n, room for batch_size rows, max id < vocab_size, the
-  detach=False graph limit);
+  truncation=none graph limit);
 - ``bptt_bytes`` and ``memory_estimate`` for each model kind, encoding and optimizer;
 - the free memory read from /proc/meminfo, a cgroup v2 limit, or sysconf, on files the test writes, and
   the memory refusal with its MiB figures, at its boundary;
@@ -102,15 +102,15 @@ def test_the_detach_false_graph_limit_is_inclusive():
     3072 training tokens need exactly 3 MiB, which bptt_limit_mb=3 allows; 3073 tokens are refused,
     "about 3 MiB"."""
     mc = ModelConfig(kind="rnn", vocab_size=16, num_hiddens=64)
-    seq = dict(sampler="sequential", detach=False, bptt_limit_mb=3)
+    seq = dict(sampler="sequential", truncation="none", bptt_limit_mb=3)
     ids = np.arange(3073) % 16
     train_ids, _ = prepare_ids(ids[:3072], mc, cfg(**seq))
     assert len(train_ids) == 3072
     with pytest.raises(ConfigError) as err:
         prepare_ids(ids, mc, cfg(**seq))
-    assert str(err.value) == ("detach=False keeps the whole epoch's graph: about 3 MiB for 3073 training tokens "
-                              "(bptt_limit_mb=3); lower max_tokens, detach, or raise the limit")
-    assert len(prepare_ids(ids, mc, cfg(**{**seq, "detach": True}))[0]) == 3073  # detached: no such limit
+    assert str(err.value) == ("truncation=none keeps the whole epoch's graph: about 3 MiB for 3073 training tokens "
+                              "(bptt_limit_mb=3); lower max_tokens, use --truncation regular, or raise the limit")
+    assert len(prepare_ids(ids, mc, cfg(**{**seq, "truncation": "regular"}))[0]) == 3073  # detached: no such limit
 
 
 # --- memory ----------------------------------------------------------------------
@@ -142,16 +142,20 @@ def test_bptt_bytes_per_kind(name):
 
 @pytest.mark.parametrize("name", KINDS)
 @pytest.mark.parametrize("optimizer,k", [("sgd", 0), ("adam", 2), ("adamw", 2)])
-@pytest.mark.parametrize("detach", [True, False])
-def test_memory_estimate_per_kind_optimizer_and_detach(name, optimizer, k, detach):
+@pytest.mark.parametrize("truncation,p,positions", [("regular", 0.5, 10), ("none", 0.5, 100), ("random", 0.9, 60),
+                                                     ("random", 0.5, 100), ("random", 1.0, 10)])
+def test_memory_estimate_per_kind_optimizer_and_truncation(name, optimizer, k, truncation, p, positions):
     """Weights: 4·P·((2 + k) + (1 + k)) bytes with k floats of optimizer state per parameter; activations:
-    one minibatch's 2 × 5 positions, or all 100 training tokens without detaching."""
+    one minibatch's 2 × 5 positions (regular), all 100 training tokens (none), or under random truncation
+    the segment kept with probability at most 1e-6: 0.1^6 = 1e-6 at p = 0.9, 6 minibatches = 60 positions;
+    at p = 0.5, 20 minibatches (0.5^20 < 1e-6 < 0.5^19) = 200 positions, capped at the 100 tokens; at p = 1,
+    every boundary is cut."""
     kw, params, floats = KINDS[name]
     assert params in {242, 394, 570, 730}
     mc = ModelConfig(vocab_size=V, num_hiddens=H, **kw)
-    tc = cfg(optimizer=optimizer, detach=detach, sampler="sequential")
+    tc = cfg(optimizer=optimizer, truncation=truncation, truncation_p=p, sampler="sequential")
     est = memory_estimate(mc, tc, 100)
-    assert (est.weights, est.activations) == (4 * params * (3 + 2 * k), 4 * floats * (10 if detach else 100))
+    assert (est.weights, est.activations) == (4 * params * (3 + 2 * k), 4 * floats * positions)
     assert est.total == est.weights + est.activations
 
 
@@ -279,13 +283,13 @@ def test_the_memory_check_at_its_boundary_and_without_detaching(monkeypatch):
         "training needs about 0.01 MiB on cpu (0.00 MiB for the weights, gradients, optimizer state and a copy "
         "of the last good epoch; 0.00 MiB for one minibatch's graph (2 × 5 positions)) but only 0.01 MiB is "
         f"free; {ADVICE}")
-    full = cfg(sampler="sequential", detach=False)
+    full = cfg(sampler="sequential", truncation="none")
     limit(2904 + 256000 - 1)
     with pytest.raises(ConfigError) as err:
         check_memory(mc, full, 1000, torch.device("cpu"))
     assert str(err.value) == (
         "training needs about 0.25 MiB on cpu (0.00 MiB for the weights, gradients, optimizer state and a copy "
-        "of the last good epoch; 0.24 MiB for the whole epoch's graph (detach=False)) but only 0.25 MiB is "
+        "of the last good epoch; 0.24 MiB for the whole epoch's graph (truncation none)) but only 0.25 MiB is "
         f"free; {ADVICE}")
     limit(1)
     assert check_memory(mc, full, 1000, torch.device("meta")).total == 2904 + 256000

@@ -26,8 +26,8 @@ from tui.widgets.form import specs_for
 SECTIONS = (
     ("model", [("model", n) for n in ("kind", "num_hiddens", "num_layers", "dropout", "encoding",
                                       "embed_size", "activation")]),
-    ("optimisation", [("train", n) for n in ("optimizer", "lr", "epochs", "clip", "clip_theta", "detach",
-                                             "bptt_limit_mb")]),
+    ("optimisation", [("train", n) for n in ("optimizer", "lr", "epochs", "clip", "clip_theta", "truncation",
+                                             "truncation_p", "bptt_limit_mb")]),
     ("data", [("train", n) for n in ("batch_size", "num_steps", "sampler", "stride", "val_fraction", "max_tokens",
                                      "seed")]),
     ("device", [("train", n) for n in ("device", "threads")]),

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from engine.config import CELLS, ModelConfig, TrainConfig
-from engine.data import data_iter
+from engine.data import train_batches
 from engine.errors import ConfigError
 from engine.labs.bptt import FlowConfig, FlowCurve, StepRecord, check_scales, parse_model
 from engine.models import RNNLM, RecurrentCore, build_model, detach_state
@@ -167,11 +167,12 @@ def step_norms(ids: np.ndarray, model_cfg: ModelConfig, train_cfg: TrainConfig, 
     """Train ``steps`` optimizer steps as ``engine.trainer.train`` does (its seed, minibatch order per epoch,
     state handling, optimizer and clipping; ``model``: start from these weights) and yield every step's
     record. The validation split is held out as the trainer holds it; nothing is evaluated or saved.
-    ``detach=False`` (one step per epoch) is refused: it has no per-step norms to show."""
+    Only ``truncation`` regular (one step per minibatch) is taken: the others step once per kept segment."""
     if not 1 <= steps <= 100_000:
         raise ConfigError(f"steps must be in 1..100000 (got {steps})")
-    if not train_cfg.detach:
-        raise ConfigError("detach must be on for per-step norms: without it an epoch is one optimizer step")
+    if train_cfg.truncation != "regular":
+        raise ConfigError(f"per-step norms need truncation regular (got {train_cfg.truncation}): the others step "
+                          "once per kept segment of minibatches, not once per minibatch")
     train_ids, _ = prepare_ids(ids, model_cfg, train_cfg)
     device = resolve_device(train_cfg.device)
     torch.manual_seed(train_cfg.seed)  # the weights' initialisation, as the trainer seeds it
@@ -191,11 +192,11 @@ def _steps(net: RNNLM, params: list[nn.Parameter], optimizer: torch.optim.Optimi
         epoch += 1
         rng = np.random.default_rng([train_cfg.seed, epoch])  # the trainer's minibatch order for this epoch
         state = None
-        for X, Y in data_iter(train_ids, train_cfg.batch_size, train_cfg.num_steps, train_cfg.sampler, rng=rng):
+        for X, Y in train_batches(train_ids, train_cfg, rng):
             if step >= steps or (stop is not None and stop.is_set()):
                 return
             X, Y = torch.as_tensor(X).to(device), torch.as_tensor(Y).to(device)
-            if state is None or train_cfg.sampler == "random":
+            if state is None or not train_cfg.carries_state:
                 state = net.begin_state(X.shape[0], device)
             else:
                 state = detach_state(state)

@@ -281,7 +281,7 @@ def run_steps(args: argparse.Namespace) -> int:
         from engine.runs import open_run
 
         run = open_run(args.run, args.runs_dir)
-        model_cfg, train_cfg = run.model_config, dataclasses.replace(run.train_config, **given, detach=True)
+        model_cfg, train_cfg = run.model_config, dataclasses.replace(run.train_config, **given, truncation="regular")
         ids, model = run.corpus_ids(), run.load_model("cpu")
         source = f"run {run.name}"
     else:

@@ -5,7 +5,7 @@
     rnnlab train --resume 20261126-153012-gru-timemachine --epochs 100
 
 Every ``TrainConfig`` and ``ModelConfig`` field is a flag (``--num-steps``,
-``--clip value``, ``--no-detach`` …). The bar (on stderr) shows epoch, live
+``--clip value``, ``--truncation random`` …). The bar (on stderr) shows epoch, live
 train/validation perplexity and tokens/s; samples, spikes and divergence are
 printed above it. Ctrl-C, a hangup (the terminal or SSH connection closed) and
 ``kill`` (SIGTERM, e.g. a cluster's job limit) stop cleanly at the next step:
