@@ -1,0 +1,112 @@
+"""The exercises (issue 12): the registry lists the chapter's 27, and each built exercise, run at a tiny
+budget, gives numbers checked against values computed here independently — exact where the answer is
+exact (shapes, counts, equality, alignment), directional where it is statistical."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import fields
+
+import numpy as np
+import pytest
+
+import engine.exercises as registry
+from engine.errors import ConfigError
+from engine.exercises.base import BUDGETS, Stopped
+
+# D2L ch. 8's exercises, typed from the book: 4 + 2 + 6 + 4 + 6 + 3 + 2 = 27.
+BOOK = {"8.1": 4, "8.2": 2, "8.3": 6, "8.4": 4, "8.5": 6, "8.6": 3, "8.7": 2}
+BUILT = [ex_id for ex_id in registry.EXERCISES if registry.is_built(ex_id)]
+
+
+def test_the_registry_lists_the_27_exercises_of_the_chapter() -> None:
+    expected = [f"{section}.{i}" for section, n in BOOK.items() for i in range(1, n + 1)]
+    assert len(expected) == 27
+    assert list(registry.EXERCISES) == expected and list(registry.TITLES) == expected
+    assert all(registry.TITLES[e].strip() for e in expected)
+
+
+@pytest.mark.parametrize("ex_id", BUILT)
+def test_a_built_exercise_has_its_id_budgets_and_references(ex_id: str) -> None:
+    ex = registry.get(ex_id)
+    assert ex.id == ex_id and ex.title == registry.TITLES[ex_id] and ex.question.strip()
+    assert isinstance(ex.default, ex.Settings) and isinstance(ex.long, ex.Settings) and ex.default != ex.long
+    for f in fields(ex.Settings):
+        assert f.metadata.get("help"), f"{ex_id}: setting {f.name} has no help text"
+    assert ex.references and all(r.budget in BUDGETS and r.tolerance >= 0 for r in ex.references)
+    assert {r.budget for r in ex.references} == set(BUDGETS)
+
+
+def test_unknown_and_unbuilt_ids_say_so() -> None:
+    with pytest.raises(registry.UnknownExercise, match="no exercise '9.9.9'"):
+        registry.get("9.9.9")
+    unbuilt = [e for e in registry.EXERCISES if not registry.is_built(e)]
+    if unbuilt:
+        with pytest.raises(registry.NotBuilt, match="not built yet"):
+            registry.get(unbuilt[0])
+
+
+def test_settings_are_checked_and_a_stop_ends_the_run() -> None:
+    ex = registry.get("8.4.1")
+    with pytest.raises(ConfigError, match="num_hiddens"):
+        ex.settings(num_hiddens=(0,))
+    with pytest.raises(ConfigError, match="has no setting bogus"):
+        ex.settings(bogus=1)
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Stopped):
+        ex.run(ex.default, stop=stop)
+
+
+def _d2l_chars(corpus_dir) -> set[str]:
+    from engine.corpus import load_corpus, preprocess
+
+    return set("".join(preprocess(load_corpus(str(corpus_dir / "timemachine.txt")).text, "d2l")))
+
+
+# -- 8.4.1 ----------------------------------------------------------------------------------------------
+def test_8_4_1_output_layer_maps_to_the_vocabulary_whatever_the_widths(corpus_dir) -> None:
+    V = len(_d2l_chars(corpus_dir)) + 1  # the characters and <unk>
+    assert V == 28
+    ex = registry.get("8.4.1")
+    r = ex.run(ex.settings(num_hiddens=(3, 7), embed_sizes=(2,), batch_size=2, num_steps=5))
+    shapes = {(m, p): shape for m, p, shape, _ in r.rows}
+    for h in (3, 7):  # nn.RNN stores W_xh as (h, input), nn.Linear W_hq as (V, h)
+        one, emb = f"onehot h={h}", f"embedding h={h} e=2"
+        assert shapes[(one, "rnn.weight_ih_l0")] == f"{h} × {V}" and shapes[(emb, "rnn.weight_ih_l0")] == f"{h} × 2"
+        assert shapes[(one, "rnn.weight_hh_l0")] == f"{h} × {h}" and shapes[(emb, "embedding.weight")] == f"{V} × 2"
+        for m in (one, emb):
+            assert shapes[(m, "linear.weight")] == f"{V} × {h}" and shapes[(m, "linear.bias")] == f"{V}"
+            assert shapes[(m, "logits (num_steps, batch, ·)")] == f"5 × 2 × {V}"
+    assert r.figures == {"vocab_size": V, "models_with_V_outputs": 1.0} and r.budget is None
+    numel = {(m, p): n for m, p, _, n in r.rows}
+    assert numel[("onehot h=3", "linear.weight")] == 3 * V
+    scratch = ex.run(ex.settings(kind="scratch", num_hiddens=(4,), embed_sizes=(2,)))
+    s = {(m, p): shape for m, p, shape, _ in scratch.rows}
+    assert s[("onehot h=4", "W_xh")] == f"{V} × 4" and s[("onehot h=4", "W_hq")] == f"4 × {V}"
+    assert s[("embedding h=4 e=2", "W_xh")] == "2 × 4"
+
+
+def test_8_4_1_default_budget_agrees_with_its_references() -> None:
+    ex = registry.get("8.4.1")
+    r = ex.run()
+    assert r.budget == "default" and r.comparison() and all(c["agrees"] for c in r.comparison())
+    assert "V = 28" in r.explanation
+
+
+# -- 8.5.1 ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["rnn", "scratch"])
+def test_8_5_1_one_hot_times_w_equals_the_row_lookup(kind: str) -> None:
+    ex = registry.get("8.5.1")
+    r = ex.run(ex.settings(kind=kind, num_hiddens=6, batch_size=3, num_steps=4))
+    rows = {(d, path, q): (a, rel) for d, path, q, a, rel in r.rows}
+    assert {p for _, p, _ in rows} == {"W[x]", "nn.Embedding"}
+    W = "rnn.weight_ih_l0" if kind == "rnn" else "W_xh"
+    for dtype in ("float32", "float64"):
+        for path in ("W[x]", "nn.Embedding"):
+            assert rows[(dtype, path, "logits")] == (0.0, 0.0) and rows[(dtype, path, "loss")] == (0.0, 0.0)
+            assert (dtype, path, W) in rows  # the embedding's gradient is compared with W_xh's
+    assert max(rel for (d, _, q), (_, rel) in rows.items() if d == "float64") < 1e-13
+    assert max(rel for (d, _, q), (_, rel) in rows.items() if d == "float32") < 1e-5
+    assert r.figures["max_forward_diff"] == 0.0
+
