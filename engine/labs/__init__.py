@@ -8,7 +8,9 @@ Labs screen plots them:
   :mod:`engine.labs.bptt_grads` (the cells) — D2L 8.7: power iteration on a
   matrix with a chosen spectrum, the gradient ‖∂L_T/∂h_t‖ reaching every time
   step of a recurrent cell (and how scaling W_hh changes it), per-step gradient
-  norms and clipping during a short training run.
+  norms and clipping during a short training run; :mod:`engine.labs.truncation` trains one
+  model with regular, randomised and no truncation side by side, and shows PyTorch refusing a
+  step between minibatches that share a graph.
 * :mod:`engine.labs.sequence` (with :mod:`~engine.labs.sequence_config`, torch-free options;
   :mod:`~engine.labs.sequence_models`, the models; :mod:`~engine.labs.series`, the data) —
   D2L 8.1 and 8.6's RNN for it: linear, MLP and recurrent models predicting a noisy sine one,

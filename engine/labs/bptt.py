@@ -45,8 +45,9 @@ seed, minibatch order, optimizer, clipping: ``engine.training``) and yields
 every step's loss, gradient norm before clipping and whether clipping changed
 the gradient; ``window_means`` gives what the trainer's windows would show.
 
-Left out: comparing truncation strategies (full, regular, randomised BPTT) and
-a truncation option for the trainer.
+The truncation strategies (full, regular, randomised BPTT) are compared in
+:mod:`engine.labs.truncation`, with the trainer's ``truncation`` option.
+Left out: plots (the TUI's Labs screen).
 """
 
 from __future__ import annotations

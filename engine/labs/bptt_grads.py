@@ -9,8 +9,9 @@ sequence is stepped one time step at a time through the model's own forward
 h_t. W_hh is scaled on a copy of the model. ``step_norms`` trains as the
 trainer does and yields a ``StepRecord`` per optimizer step.
 
-Left out: the truncation strategies (full, regular, randomised BPTT); CUDA for
-the gradient flow (float64 on the CPU: its matrices are small).
+Left out: the truncation strategies (full, regular, randomised BPTT: see
+:mod:`engine.labs.truncation`); CUDA for the gradient flow (float64 on the
+CPU: its matrices are small).
 """
 
 from __future__ import annotations
