@@ -110,3 +110,65 @@ def test_8_5_1_one_hot_times_w_equals_the_row_lookup(kind: str) -> None:
     assert max(rel for (d, _, q), (_, rel) in rows.items() if d == "float32") < 1e-5
     assert r.figures["max_forward_diff"] == 0.0
 
+
+
+# -- 8.3.1 ----------------------------------------------------------------------------------------------
+def test_8_3_1_counts_match_a_brute_force_count(tmp_path) -> None:
+    rng = np.random.default_rng(3)
+    words = ["ab", "cd", "ef", "gh", "ij", "kl"]
+    texts = [[str(w) for w in rng.choice(words, size=300, p=[0.4, 0.2, 0.15, 0.1, 0.1, 0.05])] for _ in range(2)]
+    paths = []
+    for i, t in enumerate(texts):  # lower-case letters and spaces: d2l preprocessing keeps them as they are
+        (tmp_path / f"t{i}.txt").write_text("\n".join(" ".join(t[j:j + 10]) for j in range(0, 300, 10)) + "\n")
+        paths.append(str(tmp_path / f"t{i}.txt"))
+    stream = texts[0] + texts[1]
+    ex = registry.get("8.3.1")
+    r = ex.run(ex.settings(corpora=tuple(paths), max_n=4, words=len(stream)))
+    V = len(set(stream))
+    for row in r.rows:
+        n = row[0]
+        distinct = len(set(zip(*(stream[i:] for i in range(n)))))
+        assert row[1] == distinct and row[2] == len(stream) - n + 1, n
+        assert float(row[3]) == pytest.approx(V ** n, rel=1e-2) and row[4] == pytest.approx(distinct / V ** n)
+        assert row[-2] == distinct  # words = N: the last columns are measured, not extrapolated
+        assert r.figures[f"distinct_{n}"] == distinct
+    assert r.figures["V"] == V and r.figures["words_read"] == 600
+
+
+def test_8_3_1_default_budget_reads_both_books() -> None:
+    ex = registry.get("8.3.1")
+    r = ex.run()
+    assert all(c["agrees"] for c in r.comparison())
+    d = [r.figures[f"distinct_{n}"] for n in range(1, 5)]
+    assert d == sorted(d) and d[-1] < r.figures["words_read"]  # more kinds as n grows, never more than positions
+
+
+# -- 8.3.3 ----------------------------------------------------------------------------------------------
+def test_8_3_3_exponents_match_a_fit_done_here(corpus_dir) -> None:
+    from collections import Counter
+
+    from engine.corpus import load_corpus, preprocess
+
+    words = " ".join(preprocess(load_corpus(str(corpus_dir / "timemachine.txt")).text, "d2l")).split()
+    ex = registry.get("8.3.3")
+    r = ex.run(ex.settings(max_n=2))
+    for n in (1, 2):
+        counts = np.array(sorted(Counter(zip(*(words[i:] for i in range(n)))).values(), reverse=True), float)
+        ranks = np.arange(10, 1001)
+        slope = np.polyfit(np.log(ranks), np.log(counts[9:1000]), 1)[0]
+        assert r.figures[f"a_{n}"] == pytest.approx(-slope, abs=1e-9)
+    assert r.figures["a_1"] > r.figures["a_2"]  # bigram curves are flatter
+    assert r.plots and [s.name for s in r.plots[0].series] == ["n=1", "n=2"]
+
+
+# -- 8.7.1 ----------------------------------------------------------------------------------------------
+def test_8_7_1_power_iteration_aligns_with_v1_and_eigenvalues_are_powers() -> None:
+    ex = registry.get("8.7.1")
+    r = ex.run(ex.settings(n=6, gaps=(0.3, 0.7), steps=40))
+    f = r.figures
+    assert f["alignment_gap_0.3"] > 0.99 and f["alignment_gap_0.7"] > 0.99
+    assert f["steps_to_0.99_gap_0.3"] <= f["steps_to_0.99_gap_0.7"]  # a larger gap |λ₂/λ₁| aligns later
+    assert f["eig_rel_error"] < 1e-10
+    assert f["perp_alignment_v2"] > 0.99  # x ⟂ v₁ lines up with v₂
+    assert f["not_lambda_k_x"] > 0.5 and f["not_c1_lambda_k_v1"] < 1e-8  # M^k x ≈ c₁ λ₁^k v₁, not λ₁^k x
+    assert f["log10_growth_per_step"] == pytest.approx(np.log10(1.1), abs=1e-3)

@@ -52,8 +52,11 @@ TITLES: dict[str, str] = {
 }
 
 EXERCISES: dict[str, str] = {ex_id: NOT_BUILT for ex_id in TITLES} | {
+    "8.3.1": "engine.exercises.ex8_3_1:EXERCISE",
+    "8.3.3": "engine.exercises.ex8_3_3:EXERCISE",
     "8.4.1": "engine.exercises.ex8_4_1:EXERCISE",
     "8.5.1": "engine.exercises.ex8_5_1:EXERCISE",
+    "8.7.1": "engine.exercises.ex8_7_1:EXERCISE",
 }
 
 
