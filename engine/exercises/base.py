@@ -150,6 +150,15 @@ class Exercise:
                               f"{', '.join(f.name for f in fields(base))}")
         return replace(base, **changes) if changes else base
 
+    def parse(self, name: str, text: str) -> Any:
+        """A setting's value from text (the CLI's ``--set name=value``, the screen's fields), typed after
+        its default: ``"16,256"`` for a tuple of ints, ``"0.5"`` for a float. Ranges are the Settings' checks."""
+        base = self.default
+        if name not in {f.name for f in fields(base)}:
+            raise ConfigError(f"exercise {self.id} has no setting {name!r}; its settings are "
+                              f"{', '.join(f.name for f in fields(base))}")
+        return parse_value(name, getattr(base, name), text)
+
     def budget_of(self, settings: Any) -> str | None:
         return next((b for b in BUDGETS if settings == getattr(self, b)), None)
 
@@ -166,6 +175,35 @@ class Exercise:
 
     def compute(self, settings: Any, progress: Progress, stop: threading.Event | None) -> Result:
         raise NotImplementedError
+
+
+def parse_value(name: str, like: Any, text: str) -> Any:
+    """``text`` read as the type of ``like``: bool, int, float, str, or a tuple of those (comma-separated)."""
+    text = text.strip()
+    if isinstance(like, tuple):
+        item = like[0] if like else ""
+        parts = [p for p in (t.strip() for t in text.split(",")) if p]
+        return tuple(parse_value(name, item, p) for p in parts)
+    try:
+        if isinstance(like, bool):
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+                raise ValueError
+            return text.lower() in ("true", "1", "yes", "on")
+        if isinstance(like, int):
+            return int(text)
+        if isinstance(like, float):
+            return float(text)
+    except ValueError:
+        kind = "true or false" if isinstance(like, bool) else "an integer" if isinstance(like, int) else "a number"
+        raise ConfigError(f"{name} must be {kind} (got {text!r})") from None
+    return text
+
+
+def format_value(value: Any) -> str:
+    """A setting's value as ``parse_value`` reads it back: tuples comma-separated."""
+    if isinstance(value, tuple):
+        return ",".join(format_value(v) for v in value)
+    return str(value)
 
 
 def _quiet(done: int, total: int, note: str) -> None:
