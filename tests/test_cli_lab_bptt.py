@@ -137,7 +137,7 @@ def test_gradients_and_steps_of_a_saved_run(saved_run, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["lab"], "name a lab: bptt"),
-    (["lab", "bptt"], "name an experiment: power, gradients or steps"),
+    (["lab", "bptt"], "name an experiment: power, gradients, steps or truncation"),
     (["lab", "bptt", "power", "--gap", "1.5"], "gap must be in [0, 1) (got 1.5)"),
     (["lab", "bptt", "power", "--n", "1"], "n must be in 2..500 (got 1)"),
     (["lab", "bptt", "gradients", "--scale", "1,x"], "--scale must be numbers separated by commas"),

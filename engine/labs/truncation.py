@@ -272,9 +272,9 @@ def explain(c: Comparison) -> list[str]:
         lines.append(f"Every strategy got to validation perplexity {target:.2f} (the worst of the best); {first} got "
                      "there first: " + ", ".join(f"{s} in {t:.2f} s" for s, t in times.items() if t is not None)
                      + ".")
-    if "none" in by and "regular" in by:
-        n, r = by["none"], by["regular"]
-        ratio = sum(e.steps for e in r.epochs) / max(1, sum(e.steps for e in n.epochs))
+    n, r = by.get("none"), by.get("regular")
+    ratio = sum(e.steps for e in r.epochs) / max(1, sum(e.steps for e in n.epochs)) if n and r else 1.0
+    if n and r and ratio > 1:
         worse = n.best_val is not None and r.best_val is not None and n.best_val[0] > r.best_val[0]
         lines.append(f"Over the same passes none updated the weights {ratio:.0f}× less often than regular"
                      + (": here its exact gradient was worth less than many cheap, slightly biased steps."

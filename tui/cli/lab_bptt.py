@@ -1,17 +1,23 @@
-"""``rnnlab lab bptt power|gradients|steps``: the BPTT lab (D2L 8.7) headless (``engine.labs.bptt``, ``bptt_grads``).
+"""``rnnlab lab bptt power|gradients|steps|truncation``: the BPTT lab (D2L 8.7) headless (``engine.labs.bptt``,
+``bptt_grads``, ``truncation``).
 
     rnnlab lab bptt power --lambda1 0.9 --gap 0.95        # M^k x vanishes, and aligns slowly
     rnnlab lab bptt power --matrix gaussian --n 50
     rnnlab lab bptt gradients --model rnn:relu --scale 0.5,1,4
     rnnlab lab bptt gradients --run 20261126-153012-gru-timemachine
     rnnlab lab bptt steps --model rnn --lr 2 --steps 200 --window 20
+    rnnlab lab bptt truncation --epochs 20 --truncation-p 0.25
 
 Each prints a few lines saying what the figures are and a table; ``--json``
 prints the same figures (every k, every t, every step) as one JSON object,
 non-finite numbers (a gradient that reached exactly 0: log10 = -inf) as null.
 Bad options exit 2 naming the option. ``gradients`` runs on one CPU thread by
-default: its matrices are tiny, and a second thread only adds waiting.
-Left out: the truncation-strategies comparison; the plots (the TUI's Labs screen).
+default: its matrices are tiny, and a second thread only adds waiting; so does
+``truncation``, which trains one small model three times (regular, random and
+no truncation) and prints a summary, every epoch's figures, what they say, and
+the errors PyTorch raises when the state is not detached and the optimizer
+steps after every minibatch.
+Left out: the plots (the TUI's Labs screen).
 """
 
 from __future__ import annotations
@@ -101,6 +107,34 @@ def register(subparsers: Any) -> None:
     st.add_argument("--json", action="store_true", help="print the figures as JSON")
     st.set_defaults(func=run_steps)
 
+    from engine.config import TRUNCATIONS
+    from engine.labs.truncation import TruncationConfig
+
+    t = TruncationConfig()
+    tr = sub.add_parser("truncation", help="regular, random and no truncation of BPTT trained side by side",
+                        description="Train one model (same seed and epochs, sequential minibatches) once per "
+                                    "truncation strategy; then show PyTorch refusing a step between minibatches "
+                                    "that share a graph.")
+    tr.add_argument("--corpus", default="timemachine", help="built-in corpus name or a .txt path")
+    tr.add_argument("--tokenizer", choices=TOKENIZER_KINDS, default="char", help="tokenizer kind (default char)")
+    tr.add_argument("--model", choices=MODEL_KINDS, default=t.kind, help=f"recurrent cell (default {t.kind})")
+    tr.add_argument("--num-hiddens", type=int, default=t.num_hiddens, help=f"(default {t.num_hiddens})")
+    tr.add_argument("--epochs", type=int, default=t.epochs, help=f"epochs for every strategy (default {t.epochs})")
+    tr.add_argument("--truncation-p", type=float, default=t.truncation_p,
+                    help=f"random: probability of a cut at each minibatch boundary (default {t.truncation_p:g})")
+    tr.add_argument("--strategies", default=",".join(t.strategies),
+                    help=f"comma-separated, some of {', '.join(TRUNCATIONS)} (default all)")
+    tr.add_argument("--lr", type=float, default=t.lr, help=f"SGD learning rate (default {t.lr:g})")
+    tr.add_argument("--batch-size", type=int, default=t.batch_size, help=f"(default {t.batch_size})")
+    tr.add_argument("--num-steps", type=int, default=t.num_steps, help=f"(default {t.num_steps})")
+    tr.add_argument("--max-tokens", type=int, default=t.max_tokens,
+                    help=f"use only the first N tokens, the last 10%% for validation (default {t.max_tokens})")
+    tr.add_argument("--seed", type=int, default=t.seed, help=f"weights and minibatch order (default {t.seed})")
+    tr.add_argument("--threads", type=int, default=1,
+                    help="CPU threads for torch (default 1: the model is small; 0 = torch's default)")
+    tr.add_argument("--json", action="store_true", help="print the figures as JSON")
+    tr.set_defaults(func=run_truncation)
+
 
 # The training options of `steps`: name -> (type, default, choices, help). D2L 8.5's setup.
 STEP_OPTIONS: dict[str, tuple[type, Any, tuple[str, ...] | None, str]] = {
@@ -119,7 +153,7 @@ STEP_OPTIONS: dict[str, tuple[type, Any, tuple[str, ...] | None, str]] = {
 
 def _missing(parser: argparse.ArgumentParser) -> int:
     parser.print_usage(sys.stderr)
-    print("rnnlab lab bptt: error: name an experiment: power, gradients or steps", file=sys.stderr)
+    print("rnnlab lab bptt: error: name an experiment: power, gradients, steps or truncation", file=sys.stderr)
     return 2
 
 
@@ -321,3 +355,86 @@ def run_steps(args: argparse.Namespace) -> int:
     print(table(["steps", "mean ‖g‖", "max ‖g‖", "at step", "clipped", "mean loss"], rows))
     return 0
 
+
+
+# --- truncation --------------------------------------------------------------------------------------------
+def truncation_doc(c: Any, refusals: Sequence[Any], explanation: Sequence[str]) -> dict[str, Any]:
+    """The comparison as JSON: what ``--json`` prints."""
+    return {"config": dataclasses.asdict(c.config), "vocab_size": c.vocab_size, "train_tokens": c.train_tokens,
+            "stopped": c.stopped, "strategies": [dataclasses.asdict(r) for r in c.results],
+            "explanation": list(explanation), "refusals": [dataclasses.asdict(r) for r in refusals]}
+
+
+def _ppl(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def summary_rows(c: Any) -> list[list[str]]:
+    """One row per strategy: steps per epoch, median s/epoch, best validation perplexity and when, the last
+    epoch's train and validation perplexity, the largest graph kept and the bound the trainer allows for."""
+    import numpy as np
+
+    rows = []
+    for r in c.results:
+        if not r.epochs:
+            continue
+        best, last = r.best_val, r.epochs[-1]
+        rows.append([r.strategy, f"{np.median([e.steps for e in r.epochs]):g}",
+                     f"{np.median([e.seconds for e in r.epochs]):.3f}", f"{r.seconds:.2f}",
+                     _ppl(best[0] if best else None), str(best[1]) if best else "-", _ppl(last.train_ppl),
+                     _ppl(last.val_ppl), f"{r.peak_positions:,}", f"{r.bound_positions:,}"])
+    return rows
+
+
+SUMMARY_HEADERS = ["strategy", "steps/epoch", "s/epoch", "total s", "best val ppl", "epoch", "train ppl",
+                   "val ppl", "peak graph", "bound"]
+
+
+def run_truncation(args: argparse.Namespace) -> int:
+    from engine.labs.truncation import TruncationConfig, compare, explain, refusals
+    from tui.cli.corpus import load_corpus_arg, pipeline_with_progress
+
+    _threads(args.threads)
+    strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
+    cfg = TruncationConfig(kind=args.model, num_hiddens=args.num_hiddens, epochs=args.epochs,
+                           truncation_p=args.truncation_p, lr=args.lr, batch_size=args.batch_size,
+                           num_steps=args.num_steps, max_tokens=args.max_tokens, seed=args.seed,
+                           strategies=strategies)  # bad options refused before the corpus loads
+    pipeline = pipeline_with_progress(load_corpus_arg(args.corpus), tokenizer=args.tokenizer)
+    gen = compare(pipeline.ids, len(pipeline.vocab), cfg)
+    while True:
+        try:
+            ev = next(gen)
+        except StopIteration as done:
+            c = done.value
+            break
+        if getattr(ev.event, "epoch_end", False) and ev.event.epoch == cfg.epochs:
+            print(f"rnnlab lab bptt truncation: {ev.strategy} done ({ev.event.elapsed_s:.1f} s)", file=sys.stderr)
+    explanation, refused = explain(c), refusals(cfg.seed)
+    if args.json:
+        _dump(truncation_doc(c, refused, explanation))
+        return 0
+    print(f"{len(c.results)} strategies × {cfg.epochs} epochs of {cfg.kind} {cfg.num_hiddens} hidden units on "
+          f"{args.corpus} ({args.tokenizer}, {c.train_tokens:,} training tokens): sequential minibatches of "
+          f"{cfg.batch_size} × {cfg.num_steps}, sgd lr {cfg.lr:g}, clip norm θ = 1, seed {cfg.seed}, "
+          f"random p = {cfg.truncation_p:g}")
+    print("peak graph: token positions in the largest graph kept; bound: what the trainer's memory check allows "
+          "for; s/epoch: the median, validation pass included")
+    print(table(SUMMARY_HEADERS, summary_rows(c)))
+    for r in c.results:
+        if r.message:
+            print(f"{r.strategy}: {r.message}")
+    print()
+    print(table(["strategy", "epoch", "train ppl", "val ppl", "s/epoch", "steps"],
+                [[r.strategy, str(e.epoch), _ppl(e.train_ppl), _ppl(e.val_ppl), f"{e.seconds:.3f}", str(e.steps)]
+                 for r in c.results for e in r.epochs]))
+    print()
+    for line in explanation:
+        print(line)
+    print()
+    print("Without detaching the state, stepping the optimizer after every minibatch (a tiny RNN, two minibatches):")
+    for r in refused:
+        print(f"  loss.{r.variant} on minibatch 2: "
+              + (f"RuntimeError: {r.error}" if r.error is not None else "no error"))
+        print(f"    {r.why}")
+    return 0
