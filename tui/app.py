@@ -1,7 +1,7 @@
-"""The playground app: wires the five screens together and holds the session.
+"""The playground app: wires the six screens together and holds the session.
 
 Screens are Textual *modes* (each keeps its own state while you switch):
-Corpus, Train, Generate, Runs and Labs, switched with F1–F5 (or 1–5 outside a text
+Corpus, Train, Generate, Runs, Labs and Exercises, switched with F1–F6 (or 1–6 outside a text
 field; see ``tui.screens.base``) and from the command palette. Cross-screen messages
 (``tui.messages``) update the shared ``Session``. Quitting cancels running
 workers first, so a training run stops at its next batch and is saved; SIGHUP (the
@@ -34,6 +34,7 @@ from engine.runs import list_runs
 from tui.messages import OpenRun, PipelineChanged, RunOffered, RunSaved
 from tui.screens.base import SCREENS
 from tui.screens.corpus import CorpusScreen
+from tui.screens.exercises import ExercisesScreen
 from tui.screens.generate import GenerateScreen
 from tui.screens.labs import LabsScreen
 from tui.screens.runs import RunsScreen
@@ -52,7 +53,7 @@ class RnnlabApp(App[int]):
     TITLE = "rnnlab"
     CSS_PATH = "app.tcss"
     MODES = {"corpus": CorpusScreen, "train": TrainScreen, "generate": GenerateScreen, "runs": RunsScreen,
-             "labs": LabsScreen}
+             "labs": LabsScreen, "exercises": ExercisesScreen}
     DEFAULT_MODE = "corpus"
     BINDINGS = [
         Binding("question_mark", "toggle_keys", "Keys"),

@@ -4,7 +4,7 @@
 Time Machine, shows the Corpus screen (char and BPE), trains a small GRU for a
 few seconds on the Train screen, generates on the Generate screen and lists
 the runs, opens the keys panel and the Labs screen with its BPTT and sequence
-labs — pressing the keys a person would — and writes one SVG per screen.
+labs, then runs exercise 8.7.1 on the Exercises screen — pressing the keys a person would — and writes one SVG per screen.
 Runs go to a temporary ``RNNLAB_HOME`` unless one is set.
 
 Left out: PNG conversion (``rsvg-convert -o shot.png shot.svg``).
@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from tui.app import RnnlabApp
@@ -103,7 +104,18 @@ async def capture(out: Path, size: tuple[int, int]) -> list[Path]:
         await pilot.press("ctrl+l")  # the minibatches: 0..34 and the corpus as X/Y, random sampling
         await pilot.pause()
         shot("lab_iterators")
+        await exercises(app, pilot, shot)
     return written
+
+
+async def exercises(app: RnnlabApp, pilot: object, shot: Callable[[str], None]) -> None:
+    """F6: run exercise 8.7.1 (power iteration, under a second) and shoot the screen with its result."""
+    await pilot.press("f6")  # type: ignore[attr-defined]
+    await pilot.pause()  # type: ignore[attr-defined]
+    await pilot.press("home", *["down"] * 25, "ctrl+r")  # type: ignore[attr-defined]  # 8.7.1 is the 26th
+    await app.workers.wait_for_complete()
+    await pilot.pause()  # type: ignore[attr-defined]
+    shot("exercises")
 
 
 def main(argv: list[str] | None = None) -> int:

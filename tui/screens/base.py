@@ -2,7 +2,7 @@
 
 They are declared here rather than on the app so that the footer lists them
 first (it lists the focused widget's, then the screen's, then the app's
-bindings). F1–F5 work everywhere, even while typing in a field; 1–5 do the
+bindings). F1–F6 work everywhere, even while typing in a field; 1–6 do the
 same outside text fields. The app hides the key of the screen you are on.
 ``escape`` leaves a text field, so that ``?``, 1–5 and the screen's letter
 keys act instead of typing.
@@ -31,6 +31,7 @@ SCREENS = (
     ("generate", "Generate", "Generate text; watch the next-token distribution under α"),
     ("runs", "Runs", "Saved runs: compare curves, open or delete"),
     ("labs", "Labs", "Exercises: sampler coverage (8.3.5), n-gram table (8.3.1, 8.3.3)"),
+    ("exercises", "Exercises", "The chapter's 27 exercises, each answered by running an experiment"),
 )
 
 

@@ -1,0 +1,84 @@
+"""The Exercises screen (issue 12): F6 opens it at 80×24 listing the 27 with their status; the selected one
+shows its question and settings; ctrl+r runs it in a worker and the table, references and explanation are
+the engine's own; a bad setting is refused with a message, and an exercise not built runs nothing."""
+
+from __future__ import annotations
+
+from textual.widgets import DataTable, Input, Static
+
+import engine.exercises as registry
+from tui.cli.exercise import format_cell
+from tui_helpers import run_app
+
+
+def _text(widget: Static) -> str:
+    return str(widget.render())
+
+
+async def _select(app, pilot, ex_id: str) -> None:
+    table = app.screen.query_one("#ex-list", DataTable)
+    table.focus()
+    index = list(registry.TITLES).index(ex_id)
+    await pilot.press("home", *["down"] * index)
+    await pilot.pause()
+
+
+def test_the_screen_lists_the_27_and_runs_one(corpus_dir) -> None:
+    async def body(app, pilot):
+        await pilot.press("f6")
+        await pilot.pause()
+        screen = app.screen
+        table = screen.query_one("#ex-list", DataTable)
+        listed = [(table.get_row_at(i)[0], table.get_row_at(i)[1]) for i in range(table.row_count)]
+        await _select(app, pilot, "8.4.1")
+        question = _text(screen.query_one("#ex-question", Static))
+        fields = {i.id: i.value for i in screen.query("#ex-settings Input").results(Input)}
+        screen.query_one("#ex-set-num_hiddens", Input).value = "4,9"
+        await pilot.press("ctrl+r")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        shown = screen.query_one("#ex-table", DataTable)
+        rows = [shown.get_row_at(i) for i in range(shown.row_count)]
+        return (app.current_mode, listed, question, fields, screen.status["8.4.1"], table.get_row_at(12)[1], rows,
+                _text(screen.query_one("#ex-explanation", Static)), _text(screen.query_one("#ex-refs", Static)))
+
+    mode, listed, question, fields, status, cell, rows, explanation, refs = run_app(body, size=(80, 24))
+    assert mode == "exercises" and len(listed) == 27
+    assert listed == [(i, "not run" if registry.is_built(i) else "not built") for i in registry.TITLES]
+    ex = registry.get("8.4.1")
+    assert "8.4.1" in question and ex.question.split()[0] in question
+    assert fields["ex-set-num_hiddens"] == "16,256" and fields["ex-set-kind"] == "rnn"
+    expected = ex.run(ex.settings(num_hiddens=(4, 9)))
+    assert status == "done" and cell == "done"
+    assert rows == [[format_cell(v) for v in row] for row in expected.rows]
+    assert explanation == expected.explanation
+    assert "changed" in refs
+
+
+def test_a_bad_setting_is_refused_and_an_unbuilt_one_runs_nothing(corpus_dir, monkeypatch) -> None:
+    monkeypatch.setitem(registry.EXERCISES, "8.1.3", registry.NOT_BUILT)
+
+    async def body(app, pilot):
+        await pilot.press("f6")
+        await pilot.pause()
+        screen = app.screen
+        await _select(app, pilot, "8.7.1")
+        screen.query_one("#ex-set-steps", Input).value = "0"
+        await pilot.press("ctrl+r")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        refused = (_text(screen.query_one("#ex-status", Static)), screen.status["8.7.1"])
+        await pilot.press("ctrl+b")  # the long budget's values replace the bad one
+        await pilot.pause()
+        steps = screen.query_one("#ex-set-steps", Input).value
+        await _select(app, pilot, "8.1.3")
+        await pilot.press("ctrl+r")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        return refused, steps, screen.status["8.1.3"], _text(screen.query_one("#ex-question", Static)), \
+            len(screen.query("#ex-settings Input"))
+
+    (message, status), steps, unbuilt, question, inputs = run_app(body, size=(80, 24))
+    assert "steps must be an integer in 1..2000 (got 0)" in message and status == "not run"
+    assert steps == str(registry.get("8.7.1").long.steps)
+    assert unbuilt == "not built" and "not built yet" in question and inputs == 0
