@@ -3,8 +3,9 @@
 ``python -m tui.screenshots [--out screenshots] [--size 120x36]`` loads The
 Time Machine, shows the Corpus screen (char and BPE), trains a small GRU for a
 few seconds on the Train screen, generates on the Generate screen and lists
-the runs, opens the keys panel and the Labs screen with its BPTT and sequence
-labs, then runs exercise 8.7.1 on the Exercises screen — pressing the keys a person would — and writes one SVG per screen.
+the runs, opens the keys panel and the Labs screen with its BPTT (power iteration,
+gradient flow, truncation strategies) and sequence labs, then runs exercise 8.7.1 on the Exercises
+screen — pressing the keys a person would — and writes one SVG per screen.
 Runs go to a temporary ``RNNLAB_HOME`` unless one is set.
 
 Left out: PNG conversion (``rsvg-convert -o shot.png shot.svg``).
@@ -91,6 +92,11 @@ async def capture(out: Path, size: tuple[int, int]) -> list[Path]:
         await app.workers.wait_for_complete()
         await pilot.pause()
         shot("lab_bptt_gradients")
+        await pilot.press("ctrl+t", "ctrl+t")  # per-step norms, then the truncation strategies (trains ~10 s)
+        await app.workers.wait_for_complete()
+        await pilot.pause(0.6)
+        shot("lab_bptt_truncation")
+        await pilot.press("ctrl+t")  # back to power iteration
         await pilot.press("ctrl+l")  # the sequence lab: it runs with D2L's settings when it appears
         await app.workers.wait_for_complete()
         await pilot.pause()

@@ -61,6 +61,8 @@ class TruncationConfig:
     num_steps: int = 35
     max_tokens: int = 10_000  # D2L's 10,000 tokens; the last 10 % are the validation tail
     seed: int = 0  # the weights' initialisation and the minibatch order, for every strategy
+    threads: int = 1  # torch's CPU threads (set for the whole process, as the trainer does; 0 = leave as is):
+    # a model this small gains nothing from more, and on a busy machine they wait for each other
     strategies: tuple[str, ...] = TRUNCATIONS
 
     def __post_init__(self) -> None:
@@ -68,6 +70,8 @@ class TruncationConfig:
             raise ConfigError(f"strategies must be some of {', '.join(TRUNCATIONS)} (got {self.strategies!r})")
         if len(set(self.strategies)) != len(self.strategies):
             raise ConfigError(f"strategies must not repeat (got {self.strategies!r})")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
+            raise ConfigError(f"threads must be 0 (torch's default) or a positive number (got {self.threads!r})")
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or not 1 <= self.epochs <= 1000:
             raise ConfigError(f"epochs must be in 1..1000 (got {self.epochs!r})")
         self.model_config(28)  # the model's and the trainer's own checks (vocab_size comes with the corpus)
@@ -81,7 +85,8 @@ class TruncationConfig:
         """The trainer's options for one strategy: sequential minibatches, no samples, on the CPU."""
         return TrainConfig(lr=self.lr, epochs=self.epochs, batch_size=self.batch_size, num_steps=self.num_steps,
                            sampler="sequential", truncation=strategy, truncation_p=self.truncation_p,
-                           max_tokens=self.max_tokens, seed=self.seed, sample_every=0, device="cpu")
+                           max_tokens=self.max_tokens, seed=self.seed, sample_every=0, device="cpu",
+                           threads=self.threads)
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,7 @@ class StrategyEvent:
 
     strategy: str
     event: Event
+    figures: EpochFigures | None = None  # at an epoch's end: the epoch's figures, as the Comparison keeps them
 
 
 def compare(ids: Any, vocab_size: int, cfg: TruncationConfig = TruncationConfig(), *,
@@ -179,15 +185,17 @@ def _one(ids: np.ndarray, model_cfg: ModelConfig, train_cfg: TrainConfig, n_trai
     epochs: list[EpochFigures] = []
     elapsed, step, status, message = 0.0, 0, "completed", ""
     for event in train(ids, model_cfg, train_cfg, stop=stop):
+        figures = None
         if isinstance(event, Progress) and event.epoch_end:
-            epochs.append(EpochFigures(event.epoch, event.train_ppl, event.val_ppl, event.elapsed_s - elapsed,
-                                       event.step - step))
+            figures = EpochFigures(event.epoch, event.train_ppl, event.val_ppl, event.elapsed_s - elapsed,
+                                   event.step - step)
+            epochs.append(figures)
             elapsed, step = event.elapsed_s, event.step
         elif isinstance(event, Diverged):
             message = event.message
         elif isinstance(event, Finished):
             status = event.reason
-        yield StrategyEvent(train_cfg.truncation, event)
+        yield StrategyEvent(train_cfg.truncation, event, figures)
     replay = replay_cuts(ids, model_cfg, train_cfg, len(epochs))
     one = train_cfg.batch_size * train_cfg.num_steps
     return StrategyResult(train_cfg.truncation, epochs, replay.minibatches, replay.longest * one,

@@ -399,7 +399,7 @@ def run_truncation(args: argparse.Namespace) -> int:
     cfg = TruncationConfig(kind=args.model, num_hiddens=args.num_hiddens, epochs=args.epochs,
                            truncation_p=args.truncation_p, lr=args.lr, batch_size=args.batch_size,
                            num_steps=args.num_steps, max_tokens=args.max_tokens, seed=args.seed,
-                           strategies=strategies)  # bad options refused before the corpus loads
+                           strategies=strategies, threads=args.threads)  # refused before the corpus loads
     pipeline = pipeline_with_progress(load_corpus_arg(args.corpus), tokenizer=args.tokenizer)
     gen = compare(pipeline.ids, len(pipeline.vocab), cfg)
     while True:

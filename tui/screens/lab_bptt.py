@@ -1,8 +1,8 @@
-"""The BPTT lab (D2L 8.7): a view of the Labs screen (``ctrl+l`` switches to it), three experiments.
+"""The BPTT lab (D2L 8.7): a view of the Labs screen (``ctrl+l`` switches to it), four experiments.
 
 ``ctrl+t`` moves to the next experiment and ``ctrl+r`` (or enter in a field)
 recomputes the one shown with the form's settings; each runs in a thread worker
-(``engine.labs.bptt``, ``engine.labs.bptt_grads``):
+(``engine.labs.bptt``, ``engine.labs.bptt_grads``, ``engine.labs.truncation``):
 
 * power — log10 tan θ_k (the angle between M^k x and v₁), the bound
   gap^k tan θ₀ for a symmetric M, and log10 ‖M^k x‖ against k; the table
@@ -13,10 +13,17 @@ recomputes the one shown with the form's settings; each runs in a thread worker
 * steps — a short training run on the Corpus screen's corpus: every step's
   gradient norm before clipping, the window means the Train screen reports,
   and θ; the table shows each window's mean and largest norm. The plot grows
-  while it trains; switching experiment or recomputing stops it.
+  while it trains; switching experiment or recomputing stops it;
+* truncation — one model trained on the Corpus screen's corpus with regular,
+  random and no truncation of BPTT: the validation perplexity of each per
+  epoch, drawn as it trains; the table gives steps and seconds per epoch, the
+  perplexities and the largest graph kept; under the form, the errors PyTorch
+  raises when the state is not detached and the optimizer steps after every
+  minibatch.
 
 A few sentences next to each plot say what to look for. Left out: the
-truncation-strategies comparison.
+per-epoch table of the truncation comparison (``rnnlab lab bptt truncation``
+prints it).
 """
 
 from __future__ import annotations
@@ -37,13 +44,14 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from engine.config import ModelConfig, TrainConfig
 from engine.errors import ConfigError
 from engine.labs.bptt import ALIGNED, SPIKE, FlowConfig, PowerConfig, summarize, window_means
+from engine.labs.truncation import EpochFigures, TruncationConfig
 from tui.cli.lab_bptt import flow_distances, power_rows
 from tui.screens.base import error_text
 from tui.widgets.form import FormScroll
 from tui.widgets.plot import SeriesPlot
 
-EXPERIMENTS = ("power", "gradients", "steps")
-_P, _F, _T = PowerConfig(), FlowConfig(), TrainConfig()
+EXPERIMENTS = ("power", "gradients", "steps", "truncation")
+_P, _F, _T, _C = PowerConfig(), FlowConfig(), TrainConfig(), TruncationConfig()
 FIELDS: dict[str, tuple[tuple[str, str, str], ...]] = {  # experiment -> (name, default, hint) per form row
     "power": (("n", str(_P.n), "M is n × n"), ("lambda1", f"{_P.lambda1:g}", "|λ1| (gaussian: the entries' scale)"),
               ("gap", f"{_P.gap:g}", "|λ2/λ1|, in [0, 1)"), ("steps", str(_P.steps), "k = 0..steps"),
@@ -58,6 +66,13 @@ FIELDS: dict[str, tuple[tuple[str, str, str], ...]] = {  # experiment -> (name, 
               ("batch_size", str(_T.batch_size), ""), ("num_steps", str(_T.num_steps), ""),
               ("steps", "200", "optimizer steps"), ("window", "10", "steps per window mean"),
               ("seed", str(_T.seed), "")),
+    "truncation": (("model", _C.kind, "recurrent cell"), ("num_hiddens", str(_C.num_hiddens), ""),
+                   ("epochs", str(_C.epochs), "the same for every strategy"),
+                   ("truncation_p", f"{_C.truncation_p:g}", "random: chance of a cut per boundary"),
+                   ("lr", f"{_C.lr:g}", "SGD, clip norm θ = 1"), ("batch_size", str(_C.batch_size), ""),
+                   ("num_steps", str(_C.num_steps), ""),
+                   ("max_tokens", str(_C.max_tokens), "first N tokens; the last 10% validate"),
+                   ("seed", str(_C.seed), "")),
 }
 NOTES = {
     "power": "BPTT multiplies the gradient by a Jacobian once per step; here one matrix M does it. Along v1 "
@@ -68,6 +83,8 @@ NOTES = {
                  "vanishing to exploding; gates flatten it.",
     "steps": "Each step's gradient norm before clipping, the window means the Train screen plots (•) and θ. "
              "A spike far above its window's mean is what clipping is for, and the mean hides it.",
+    "truncation": "Same model, seed and epochs; only the cuts differ. steps, s/ep: medians per epoch; "
+                  "graph: token positions in the largest graph kept.",
 }
 
 
@@ -92,6 +109,24 @@ def _float(name: str, text: str) -> float:
         raise ConfigError(f"{name} must be a number (got {text.strip()!r})") from None
 
 
+@dataclass(frozen=True)
+class TruncationShown:
+    """What the truncation experiment shows: each strategy's epochs so far; when done, the comparison,
+    PyTorch's refusals and the explanation."""
+
+    epochs: dict[str, list[EpochFigures]]
+    total: int  # epochs to train, over all strategies
+    comparison: Any = None  # engine.labs.truncation.Comparison once every strategy has run
+    refusals: list[Any] | None = None
+
+
+def short_error(error: str | None) -> str:
+    """The error's first clause: 'Trying to backward through the graph a second time (or …' -> up to '('."""
+    if error is None:
+        return "no error"
+    return error.split(" (")[0].split(": [")[0].rstrip(".")
+
+
 def log10s(values: Any) -> list[float]:
     with np.errstate(divide="ignore"):
         return np.log10(np.asarray(values, dtype=float)).tolist()  # type: ignore[no-any-return]
@@ -109,6 +144,10 @@ class BpttLab(Vertical):
     class StepsProgress(Message):
         records: list[Any]  # every StepRecord so far
         done: bool
+
+    @dataclass
+    class TruncationProgress(Message):
+        shown: TruncationShown  # the epochs so far
 
     def __init__(self, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -128,6 +167,7 @@ class BpttLab(Vertical):
                             yield Input(default, compact=True, id=f"bptt-{experiment}-{name}",
                                         select_on_focus=True, tooltip=hint or None)
                 yield Static("", id="bptt-error", classes="error")
+                yield Static("", id="bptt-refusals")
             with Vertical(id="bptt-main"):
                 yield Static("", id="bptt-note")
                 yield DataTable(id="bptt-table", cursor_type="none", zebra_stripes=True)
@@ -173,6 +213,7 @@ class BpttLab(Vertical):
             for row in self.query(f".bptt-{experiment}"):
                 row.display = experiment == self.experiment
         self.query_one("#bptt-heading", Static).update(f"BPTT (8.7): {self.experiment}")
+        self.query_one("#bptt-refusals", Static).display = self.experiment == "truncation"
 
     def _error(self, message: str) -> None:
         error = self.query_one("#bptt-error", Static)
@@ -236,6 +277,41 @@ class BpttLab(Vertical):
             return records
         return train_steps
 
+    def _truncation_job(self, v: dict[str, str]) -> Any:
+        from engine.labs.truncation import compare, refusals
+
+        pipeline = self.app.session.pipeline  # type: ignore[attr-defined]
+        if pipeline is None:
+            self._error("no corpus yet: load one on the Corpus screen (F1)")
+            return None
+        cfg = TruncationConfig(kind=v["model"].strip(), num_hiddens=_int("num_hiddens", v["num_hiddens"]),
+                               epochs=_int("epochs", v["epochs"]),
+                               truncation_p=_float("truncation_p", v["truncation_p"]), lr=_float("lr", v["lr"]),
+                               batch_size=_int("batch_size", v["batch_size"]),
+                               num_steps=_int("num_steps", v["num_steps"]),
+                               max_tokens=_int("max_tokens", v["max_tokens"]), seed=_int("seed", v["seed"]))
+        self.query_one("#bptt-refusals", Static).update("")
+
+        def train_all(stop: Any) -> Any:
+            epochs: dict[str, list[EpochFigures]] = {}
+            last, total = time.monotonic(), cfg.epochs * len(cfg.strategies)
+            gen = compare(pipeline.ids, len(pipeline.vocab), cfg, stop=stop)
+            while True:
+                try:
+                    ev = next(gen)
+                except StopIteration as done:
+                    comparison = done.value
+                    break
+                if ev.figures is not None:
+                    epochs.setdefault(ev.strategy, []).append(ev.figures)
+                    if time.monotonic() - last >= 0.25:  # throttled: the plot redraws a few times a second
+                        self.post_message(self.TruncationProgress(TruncationShown(
+                            {k: list(v) for k, v in epochs.items()}, total)))
+                        last = time.monotonic()
+            return TruncationShown({r.strategy: r.epochs for r in comparison.results}, total, comparison,
+                                   refusals(cfg.seed))
+        return train_all
+
     @work(thread=True, exclusive=True, group="lab-bptt", exit_on_error=False)
     def _run(self, experiment: str, job: Any) -> None:
         worker = get_current_worker()
@@ -257,6 +333,10 @@ class BpttLab(Vertical):
     def on_bptt_lab_steps_progress(self, message: StepsProgress) -> None:
         if self.experiment == "steps":
             self._display("steps", message.records)
+
+    def on_bptt_lab_truncation_progress(self, message: TruncationProgress) -> None:
+        if self.experiment == "truncation" and "truncation" not in self.results:
+            self._display("truncation", message.shown)
 
     def _display(self, experiment: str, result: Any) -> None:
         table, plot = self.query_one("#bptt-table", DataTable), self.query_one("#bptt-plot", SeriesPlot)
@@ -323,3 +403,38 @@ class BpttLab(Vertical):
         return (f"{s.steps} steps: ‖g‖ median {s.median_norm:.3g}, largest {s.max_norm:.3g} at step {s.max_step} "
                 f"(largest window mean {s.max_window_mean:.3g}); clipped {s.clipped}; "
                 f"{len(s.spikes)} above {SPIKE:g}× the median")
+
+    def _show_truncation(self, shown: TruncationShown, table: DataTable, plot: SeriesPlot) -> str:
+        c = shown.comparison
+        table.add_columns("strategy", "steps", "s/ep", "val", "best", "graph")
+        plot.plot_title, plot.xlabel = "validation perplexity per epoch", "epoch"
+        peaks = {r.strategy: f"{r.peak_positions:,}" for r in c.results} if c is not None else {}
+        colors = {"regular": "cyan", "random": "orange", "none": "green"}
+        best: dict[str, float] = {}
+        for strategy, epochs in shown.epochs.items():
+            vals = [e.val_ppl for e in epochs if e.val_ppl is not None]
+            if vals:
+                best[strategy] = min(vals)
+            table.add_row(strategy, f"{np.median([e.steps for e in epochs]):g}",
+                          f"{np.median([e.seconds for e in epochs]):.3f}",
+                          f"{vals[-1]:.2f}" if vals else "-", f"{min(vals):.2f}" if vals else "-",
+                          peaks.get(strategy, "…"))
+        for strategy, epochs in reversed(shown.epochs.items()):  # regular drawn last, on top of the others
+            plot.set_series(strategy, [float(e.epoch) for e in epochs],
+                            [e.val_ppl if e.val_ppl is not None else math.nan for e in epochs],
+                            color=colors.get(strategy))
+        if shown.refusals is not None:
+            lines = ["[b]No detach, a step after every minibatch:[/b]"]
+            lines += [f"{r.variant}: {short_error(r.error)}" for r in shown.refusals]
+            self.query_one("#bptt-refusals", Static).update("\n".join(lines))
+        if c is None:
+            done = sum(len(v) for v in shown.epochs.values())
+            return f"training … {done} of {shown.total} epochs"
+        if not best:
+            return "stopped before an epoch ended" if c.stopped else "no validation tail"
+        top = min(best, key=lambda k: best[k])
+        target = max(best.values())
+        firsts = {r.strategy: r.seconds_to(target) for r in c.results if r.strategy in best}
+        first = min((k for k in firsts if firsts[k] is not None), key=lambda k: firsts[k])  # type: ignore[arg-type,return-value]
+        return (f"lowest val ppl: {top} {best[top]:.2f}; first to {target:.2f}: {first} in {firsts[first]:.2f} s"
+                + ("; stopped" if c.stopped else ""))
