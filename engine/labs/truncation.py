@@ -34,18 +34,17 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from engine.config import TRUNCATIONS, ModelConfig, TrainConfig
-from engine.data import train_batches
 from engine.errors import ConfigError
 from engine.events import Diverged, Event, Finished, Progress
-from engine.training import prepare_ids
-from engine.truncation import Cuts, graph_positions
+
+# torch (engine.data, engine.training, engine.truncation, the trainer) is imported where it is used, so that
+# rnnlab's parser reads TruncationConfig's defaults without it.
 
 
 @dataclass(frozen=True)
@@ -153,6 +152,8 @@ class StrategyEvent:
 def compare(ids: Any, vocab_size: int, cfg: TruncationConfig = TruncationConfig(), *,
             stop: threading.Event | None = None) -> Generator[StrategyEvent, None, Comparison]:
     """Train once per strategy; yield each run's events, return the figures (see the module docstring)."""
+    from engine.training import prepare_ids
+
     ids = np.asarray(ids.ids if hasattr(ids, "ids") else ids)
     model_cfg = cfg.model_config(vocab_size)
     checked = {s: prepare_ids(ids, model_cfg, cfg.train_config(s)) for s in cfg.strategies}  # refuse before any run
@@ -181,6 +182,7 @@ def compare_all(ids: Any, vocab_size: int, cfg: TruncationConfig = TruncationCon
 def _one(ids: np.ndarray, model_cfg: ModelConfig, train_cfg: TrainConfig, n_train: int,
          stop: threading.Event | None) -> Generator[StrategyEvent, None, StrategyResult]:
     from engine.trainer import train
+    from engine.truncation import graph_positions
 
     epochs: list[EpochFigures] = []
     elapsed, step, status, message = 0.0, 0, "completed", ""
@@ -214,6 +216,10 @@ class Replay:
 def replay_cuts(ids: np.ndarray, model_cfg: ModelConfig, train_cfg: TrainConfig, epochs: int) -> Replay:
     """Epochs 1..``epochs`` of the trainer: the same minibatches (rng (seed, epoch)) and the same cut decisions
     (``Cuts(train_cfg, epoch)``, drawn once per minibatch); the epoch's end always cuts."""
+    from engine.data import train_batches
+    from engine.training import prepare_ids
+    from engine.truncation import Cuts
+
     train_ids, _ = prepare_ids(ids, model_cfg, train_cfg)
     counts, segments, longest = [], [], 0
     for epoch in range(1, epochs + 1):
@@ -232,8 +238,11 @@ def replay_cuts(ids: np.ndarray, model_cfg: ModelConfig, train_cfg: TrainConfig,
 
 def _warm_up(ids: np.ndarray, model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
     """One forward and backward pass before timing, so the first strategy does not pay torch's first-call costs."""
+    import torch
+
+    from engine.data import train_batches
     from engine.models import build_model
-    from engine.training import sequence_loss
+    from engine.training import prepare_ids, sequence_loss
 
     train_ids, _ = prepare_ids(ids, model_cfg, train_cfg)
     X, Y = next(iter(train_batches(train_ids, train_cfg, np.random.default_rng(0))))
@@ -317,6 +326,8 @@ WHY = {
 def refusals(seed: int = 0) -> list[Refusal]:
     """Carry the state without detaching, step after minibatch 1, backpropagate minibatch 2; once with a plain
     backward and once with ``retain_graph=True``. A tiny RNN (8 hidden units, 5 tokens, 2 × 4 minibatches)."""
+    import torch
+
     from engine.models import build_model
     from engine.training import sequence_loss
 
