@@ -172,3 +172,43 @@ def test_8_7_1_power_iteration_aligns_with_v1_and_eigenvalues_are_powers() -> No
     assert f["perp_alignment_v2"] > 0.99  # x ⟂ v₁ lines up with v₂
     assert f["not_lambda_k_x"] > 0.5 and f["not_c1_lambda_k_v1"] < 1e-8  # M^k x ≈ c₁ λ₁^k v₁, not λ₁^k x
     assert f["log10_growth_per_step"] == pytest.approx(np.log10(1.1), abs=1e-3)
+
+
+# -- 8.1.1, 8.1.2, 8.1.4 (the sequence lab) ----------------------------------------------------------------
+TINY_SEQ = {"epochs": 1, "history_epochs": 2}
+
+
+def test_8_1_1_sigma_zero_is_exact_and_one_value_is_not_enough() -> None:
+    ex = registry.get("8.1.1")
+    r = ex.run(ex.settings(**TINY_SEQ))
+    exact = [row for row in r.rows if row[0] == "exact σ=0"]
+    assert len(exact) == 1 and exact[0][2] == "τ=2" and max(exact[0][3:]) < 1e-15
+    one_step = {row[2]: row[3] for row in r.rows if row[0] == "tau" and row[1] == "linear"}
+    assert len(one_step) == 16 and one_step["τ=1"] > 1.2 * min(one_step.values())  # one noisy value is not enough
+    assert min(one_step.values()) > 0.04 * 0.9  # nothing beats the noise floor σ² = 0.04 (up to sampling)
+    from engine.exercises.ex8_1_1 import enough_tau
+
+    assert r.figures["tau_needed_linear"] == enough_tau([(int(k[2:]), v) for k, v in one_step.items()])
+    assert enough_tau([(1, 0.1), (2, 0.05), (3, 0.0501)]) == 2
+
+
+def test_8_1_2_a_model_fitted_before_the_change_fails_after_it() -> None:
+    ex = registry.get("8.1.2")
+    r = ex.run(ex.settings(**TINY_SEQ))
+    after = {(row[0], row[1]): row for row in r.rows if row[3] == "after"}
+    before = {(row[0], row[1]): row for row in r.rows if row[3] == "before"}
+    level = ("level +2", "linear")
+    assert after[level][6] > 2 * before[level][6]  # 16 steps ahead, the level change at least doubles the MSE
+    assert r.figures["level_linear_16step_ratio"] == pytest.approx(after[level][6] / before[level][6])
+
+
+def test_8_1_4_no_window_beats_the_bound_computed_by_hand() -> None:
+    # Dwell 19, 20 or 21; a window of 16 sees the age while it is <= 14 (then the level cannot flip: cost 0).
+    # Ages 15..20 look alike: weights P(dwell > a) = 1, 1, 1, 1, 2/3, 1/3 (of 20 in all), hazards 0, 0, 0, 1/3,
+    # 1/2, 1; pooled hazard (1/3 + 1/3 + 1/3) / 5 = 1/5, so the bound is (5/20) · 4 · (1/5)(4/5) = 0.16.
+    ex = registry.get("8.1.4")
+    r = ex.run(ex.settings(**TINY_SEQ))
+    assert r.figures["window_bound"] == pytest.approx(0.16, abs=1e-12)
+    windows = [row for row in r.rows if row[1] != "history"]
+    assert len(windows) == 33  # linear and MLP for τ = 1..16, and the recurrent window
+    assert min(row[3] for row in windows) > 0.9 * 0.16  # (the test part is finite: a little below is chance)
