@@ -212,3 +212,42 @@ def test_8_1_4_no_window_beats_the_bound_computed_by_hand() -> None:
     windows = [row for row in r.rows if row[1] != "history"]
     assert len(windows) == 33  # linear and MLP for τ = 1..16, and the recurrent window
     assert min(row[3] for row in windows) > 0.9 * 0.16  # (the test part is finite: a little below is chance)
+
+
+# -- 8.3.4, 8.3.5, 8.3.6 (the samplers) --------------------------------------------------------------------
+def test_8_3_4_every_sampler_is_compared_with_counts_from_engine_data() -> None:
+    from engine.data import coverage
+
+    ex = registry.get("8.3.4")
+    r = ex.run(ex.settings(tokens=2000, batch_size=4, num_steps=10, epochs=3))
+    rows = {row[0]: row for row in r.rows}
+    assert set(rows) == {"random", "sequential", "sliding", "uniform", "fixed", "sentences"}
+    assert [name for name, *_ in r.rows if rows[name][3]] == ["sequential"]  # only it carries the state
+    for name in ("random", "uniform", "fixed"):
+        c = coverage(2000, 4, 10, name, 3, 0)
+        assert rows[name][7] == pytest.approx(c.std()) and rows[name][4:7] == [c.min(), c.max(), pytest.approx(c.mean())]
+    assert 0 < rows["sentences"][9] < 0.5  # padding share
+
+
+def test_8_3_5_a_random_offset_is_not_uniform_and_uniform_is_flatter() -> None:
+    ex = registry.get("8.3.5")
+    r = ex.run(ex.settings(tokens=3000, batch_size=4, num_steps=10, epochs=5, long_epochs=20))
+    f = r.figures
+    # offset 0 never reads the tail past the last whole subsequence: 3000 - 1 inputs hold 299 whole ones
+    assert f["unseen_fixed_20"] == pytest.approx(10 / 3000)
+    assert f["head_random_20"] < 0.8  # the offset skips the first positions
+    assert f["cv_uniform_20"] < f["cv_random_20"] / 2 and f["unseen_uniform_20"] < f["unseen_fixed_20"]
+
+
+def test_8_3_6_bucketing_cuts_padding_and_padding_share_by_hand() -> None:
+    from engine.exercises.ex8_3_6 import padding_share
+
+    assert padding_share(np.array([1, 3]), [np.array([0, 1])]) == pytest.approx(1 - 4 / 6)
+    assert padding_share(np.array([1, 3, 2, 2]), [np.array([0, 2]), np.array([1, 3])]) == pytest.approx(1 - 8 / 10)
+    ex = registry.get("8.3.6")
+    r = ex.run(ex.settings(tokens=20000, num_steps_tried=(20, 200)))
+    f = r.figures
+    for n in (20, 200):
+        assert f[f"padding_bucketed_{n}"] < f[f"padding_random_{n}"] / 3
+    assert f["cut_20"] > f["cut_200"]  # longer rows cut fewer sentences …
+    assert f["padding_random_200"] > f["padding_random_20"]  # … but pad more
