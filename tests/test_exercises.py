@@ -251,3 +251,33 @@ def test_8_3_6_bucketing_cuts_padding_and_padding_share_by_hand() -> None:
         assert f[f"padding_bucketed_{n}"] < f[f"padding_random_{n}"] / 3
     assert f["cut_20"] > f["cut_200"]  # longer rows cut fewer sentences …
     assert f["padding_random_200"] > f["padding_random_20"]  # … but pad more
+
+
+# -- 8.2.1, 8.2.2 (tokenizers, min_freq) -------------------------------------------------------------------
+def test_8_2_2_vocab_size_and_unk_share_against_a_count_done_here(corpus_dir) -> None:
+    from collections import Counter
+
+    from engine.corpus import load_corpus, preprocess
+
+    words = " ".join(preprocess(load_corpus(str(corpus_dir / "timemachine.txt")).text, "d2l")).split()
+    counts = Counter(words)
+    ex = registry.get("8.2.2")
+    r = ex.run(ex.settings(min_freqs=(0, 2, 7)))
+    got = {(row[0], row[1]): (row[2], row[3]) for row in r.rows}
+    for m in (0, 2, 7):
+        kept = [w for w, c in counts.items() if c >= m]
+        unk = sum(c for c in counts.values() if c < m) / len(words)
+        assert got[("word", m)] == (1 + len(kept), pytest.approx(unk))  # <unk> and the words kept
+    assert got[("char", 0)] == (28, 0.0)
+
+
+def test_8_2_1_five_tokenizers_side_by_side() -> None:
+    ex = registry.get("8.2.1")
+    r = ex.run(ex.settings(vocab_size=300))
+    rows = {row[0]: row for row in r.rows}
+    assert list(rows) == ["char", "word", "bpe", "wordpiece", "unigram"]
+    assert rows["char"][2] == 170580 and rows["word"][2] == 32775  # D2L's token counts
+    for kind in ("bpe", "wordpiece", "unigram"):  # between the two: fewer tokens than characters, more than words
+        assert rows["word"][2] < rows[kind][2] < rows["char"][2] and rows[kind][5] == 0.0  # and no <unk>
+        assert rows[kind][1] <= 301
+    assert rows["word"][6] == "the time traveller for so it will be convenient to speak of him"
