@@ -42,13 +42,13 @@ WORK = ROOT / ".mutation"
 COPIED = ("engine", "tui", "corpora", "tests", "pyproject.toml")
 
 GROUPS: dict[str, tuple[list[str], list[str]]] = {
-    "data": (["data"], ["test_data", "test_data_exact"]),
+    "data": (["data", "samplers", "sentences"], ["test_data", "test_data_exact", "test_iterators"]),
     "vocab": (["vocab"], ["test_vocab", "test_vocab_exact"]),
     "generate": (["generate", "stepper"],
                  ["test_generate", "test_generate_exact", "test_stepper", "test_stepper_exact"]),
-    "trainer": (["trainer", "training", "throughput", "train_state", "spikes", "jsonfloat"],
-                ["test_trainer", "test_trainer_exact", "test_training_exact", "test_oracles", "test_throughput",
-                 "test_train_state", "test_spikes", "test_jsonfloat"]),
+    "trainer": (["trainer", "training", "truncation", "throughput", "train_state", "spikes", "jsonfloat"],
+                ["test_trainer", "test_trainer_exact", "test_training_exact", "test_truncation", "test_oracles",
+                 "test_throughput", "test_train_state", "test_spikes", "test_jsonfloat"]),
     "runs": (["runs", "runlog", "checkpoint"],
              ["test_runs", "test_runs_exact", "test_checkpoint_exact", "test_faults"]),
 }

@@ -41,7 +41,7 @@ import threading
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -109,9 +109,9 @@ class BadStep:
 
 @dataclass(frozen=True)
 class Outcome:
-    """How an epoch ended: "ok" (every minibatch), "stopped" (by the caller) or "diverged" (at ``bad``)."""
+    """How an epoch ended: every minibatch done (the default), ``stopped`` by the caller, or diverged at ``bad``."""
 
-    status: Literal["ok", "stopped", "diverged"]
+    stopped: bool = False
     bad: BadStep | None = None
 
 
@@ -197,7 +197,7 @@ class _Loop:
         self.max_loss = loss_limit(model_cfg.vocab_size)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        if model is not None and getattr(model, "cfg", model_cfg) != model_cfg:
+        if model is not None and model.cfg != model_cfg:
             raise ConfigError(f"model_cfg must describe the model passed in (got {model_cfg}, model has {model.cfg})")
         torch.manual_seed(cfg.seed)  # the weights' initialisation
         self.model = (model if model is not None else build_model(model_cfg)).to(self.device)
@@ -308,13 +308,13 @@ class _Loop:
         totals = sums.read()
         bad = sums.bad_step(totals, step0 + 1)
         if bad is not None:  # never save NaN weights, even when stopped
-            return Outcome("diverged", bad)
+            return Outcome(bad=bad)
         if self.state.step > step0:  # the weights moved since the last epoch's figures: describe these
             self.state.train_ppl = perplexity(totals.loss / sums.batches)  # running, as for a whole epoch
             if len(self.val_ids):
                 self.state.val_ppl = evaluate(self.model, self.val_ids, self.cfg.batch_size, self.cfg.num_steps,
                                               self.device)
-        return Outcome("stopped")
+        return Outcome(stopped=True)
 
     def _epoch(self) -> Generator[Event, None, Outcome]:
         """One pass over the training tokens: yields Progress events, returns how the epoch ended."""
@@ -359,7 +359,7 @@ class _Loop:
                 totals = sums.read()
                 bad = sums.bad_step(totals, step0 + 1)
                 if bad is not None:
-                    return Outcome("diverged", bad)
+                    return Outcome(bad=bad)
                 k = self.state.step - win.step  # steps in the window (one per minibatch, but for truncation)
                 self.last_rate = (self.meter.add(win.tokens, now - win.t), (totals.norm - win.norm) / k,
                                   (totals.clipped - win.clipped) / k)
@@ -374,7 +374,7 @@ class _Loop:
         totals = sums.read()
         bad = sums.bad_step(totals, step0 + 1)
         if bad is not None:
-            return Outcome("diverged", bad)
+            return Outcome(bad=bad)
         self.meter.add(win.tokens, _clock() - win.t)  # training only, before the validation pass
         rate = self.meter.end_epoch()
         self.state.train_ppl = perplexity(totals.loss / sums.batches)
@@ -385,7 +385,7 @@ class _Loop:
         steps = self.state.step - step0  # the epoch's optimizer steps (fewer than minibatches but for regular)
         yield self._emit(self._progress(totals.loss, sums.batches, rate, self.last_rate[1],
                                         totals.clipped / max(1, steps), 1.0, True))
-        return Outcome("ok")
+        return Outcome()
 
     # --- between epochs ----------------------------------------------------
     def _diverged(self, bad: BadStep) -> Iterator[Event]:
@@ -417,7 +417,7 @@ class _Loop:
             while self.state.epoch < cfg.epochs:
                 self.state.epoch += 1
                 outcome = yield from self._epoch()
-                if outcome.status == "stopped":
+                if outcome.stopped:
                     self.state.epoch -= 1  # resume restarts the interrupted epoch (with the current weights)
                     reason = "stopped"
                     break

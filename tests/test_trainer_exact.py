@@ -673,3 +673,22 @@ def test_clip_gradients_by_hand(clip, theta, changed, after, old_torch, monkeypa
     assert bool(did) is changed and did.dtype == torch.bool and did.shape == ()  # a 0-d flag, as documented
     for p, want in zip(params, after):
         assert p.grad.flatten().tolist() == pytest.approx(torch.tensor(want).flatten().tolist(), rel=1e-5)
+
+
+def test_the_loss_limit_is_inclusive():
+    """A step whose loss equals the limit is good (counted in ``ok``, no bad step); one float32 step above it
+    is the first bad one. With a non-finite gradient norm and the loss at the limit, the norm is to blame."""
+    from engine.trainer import BadStep, _Sums
+
+    sums = _Sums(torch.device("cpu"), 21.0)
+    sums.add(torch.tensor(21.0), torch.tensor(0.5), torch.tensor(0.0))
+    totals = sums.read()
+    assert (totals.ok, sums.bad_step(totals, 1)) == (1, None)
+    above = float(np.nextafter(np.float32(21.0), np.float32(22.0)))
+    sums.add(torch.tensor(above), torch.tensor(0.5), torch.tensor(0.0))
+    totals = sums.read()
+    assert (totals.ok, sums.bad_step(totals, 1)) == (1, BadStep(2, above, "loss"))
+    inf_norm = _Sums(torch.device("cpu"), 21.0)
+    inf_norm.add(torch.tensor(21.0), torch.tensor(math.inf), torch.tensor(0.0))
+    totals = inf_norm.read()
+    assert (totals.ok, inf_norm.bad_step(totals, 1)) == (0, BadStep(1, math.inf, "gradient norm"))
