@@ -33,7 +33,7 @@ def test_the_screen_lists_the_27_and_runs_one(corpus_dir) -> None:
         await _select(app, pilot, "8.4.1")
         question = _text(screen.query_one("#ex-question", Static))
         fields = {i.id: i.value for i in screen.query("#ex-settings Input").results(Input)}
-        screen.query_one("#ex-set-num_hiddens", Input).value = "4,9"
+        screen.query_one("#ex-set-num_hiddens", Input).value = "4,90"
         await pilot.press("ctrl+r")
         await app.workers.wait_for_complete()
         await pilot.pause()
@@ -48,7 +48,8 @@ def test_the_screen_lists_the_27_and_runs_one(corpus_dir) -> None:
     ex = registry.get("8.4.1")
     assert "8.4.1" in question and ex.question.split()[0] in question
     assert fields["ex-set-num_hiddens"] == "16,256" and fields["ex-set-kind"] == "rnn"
-    expected = ex.run(ex.settings(num_hiddens=(4, 9)))
+    expected = ex.run(ex.settings(num_hiddens=(4, 90)))
+    assert any("," in cell for row in rows for cell in row)  # 2,520 parameters: shown as the CLI shows them
     assert status == "done" and cell == "done"
     assert rows == [[format_cell(v) for v in row] for row in expected.rows]
     assert explanation == expected.explanation
