@@ -318,3 +318,14 @@ def test_8_5_4_clipping_never_fires_below_theta_and_fires_at_a_large_lr() -> Non
     assert f["clipped_share_lr200"] > 0.5
     assert [(row[0], row[1]) for row in r.rows] == [(1.0, "on"), (1.0, "off"), (200.0, "on"), (200.0, "off")]
     assert [row[4] for row in r.rows] == [0.0, None, f["clipped_share_lr200"], None]  # "steps clipped": on only
+
+
+# -- 8.4.3 ----------------------------------------------------------------------------------------------
+def test_8_4_3_the_gradient_vanishes_for_a_small_w_hh_and_explodes_for_a_large_one() -> None:
+    ex = registry.get("8.4.3")
+    r = ex.run(ex.settings(models=("rnn:relu",), scales=(0.5, 4.0), num_steps=100, num_hiddens=16))
+    f = r.figures
+    assert f["rnn:relu_x0.5_at_100"] < -5 and f["rnn:relu_x4_at_100"] > 3
+    assert f["rnn:relu_x0.5_at_10"] > f["rnn:relu_x0.5_at_50"] > f["rnn:relu_x0.5_at_100"]  # monotone decay
+    rows = {row[1]: row for row in r.rows}
+    assert rows["4"][2] == pytest.approx(8 * rows["0.5"][2])  # ρ(W_hh) scales with W_hh

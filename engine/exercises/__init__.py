@@ -63,6 +63,7 @@ EXERCISES: dict[str, str] = {ex_id: NOT_BUILT for ex_id in TITLES} | {
     "8.3.5": "engine.exercises.ex8_3_5:EXERCISE",
     "8.3.6": "engine.exercises.ex8_3_6:EXERCISE",
     "8.4.1": "engine.exercises.ex8_4_1:EXERCISE",
+    "8.4.3": "engine.exercises.ex8_4_3:EXERCISE",
     "8.5.1": "engine.exercises.ex8_5_1:EXERCISE",
     "8.5.3": "engine.exercises.ex8_5_3:EXERCISE",
     "8.5.4": "engine.exercises.ex8_5_4:EXERCISE",
