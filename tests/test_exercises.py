@@ -329,3 +329,19 @@ def test_8_4_3_the_gradient_vanishes_for_a_small_w_hh_and_explodes_for_a_large_o
     assert f["rnn:relu_x0.5_at_10"] > f["rnn:relu_x0.5_at_50"] > f["rnn:relu_x0.5_at_100"]  # monotone decay
     rows = {row[1]: row for row in r.rows}
     assert rows["4"][2] == pytest.approx(8 * rows["0.5"][2])  # ρ(W_hh) scales with W_hh
+
+
+# -- 8.6.3 ----------------------------------------------------------------------------------------------
+def test_8_6_3_the_linear_row_matches_least_squares_done_here() -> None:
+    t = np.arange(1, 1001)
+    x = np.sin(0.01 * t) + 0.2 * np.random.default_rng(0).standard_normal(1000)  # D2L 8.1's data, seed 0
+    tau, split = 4, 604
+    F = np.stack([x[i:len(x) - tau + i] for i in range(tau)], axis=1)  # row j: x[j .. j+3] -> x[j + 4]
+    A = np.hstack([F, np.ones((len(F), 1))])
+    w = np.linalg.lstsq(A[:split - tau], x[tau:split], rcond=None)[0]
+    one_step = float(np.mean((A[split - tau:] @ w - x[split:]) ** 2))
+    ex = registry.get("8.6.3")
+    r = ex.run(ex.settings(epochs=1, history_epochs=2, num_hiddens=4))
+    rows = {row[0]: row for row in r.rows}
+    assert list(rows) == ["linear", "mlp", "rnn window", "rnn history"]
+    assert rows["linear"][3] == pytest.approx(one_step, rel=1e-6) and r.figures["linear_1"] == rows["linear"][3]
