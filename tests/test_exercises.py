@@ -345,3 +345,17 @@ def test_8_6_3_the_linear_row_matches_least_squares_done_here() -> None:
     rows = {row[0]: row for row in r.rows}
     assert list(rows) == ["linear", "mlp", "rnn window", "rnn history"]
     assert rows["linear"][3] == pytest.approx(one_step, rel=1e-6) and r.figures["linear_1"] == rows["linear"][3]
+
+
+# -- 8.5.6 ----------------------------------------------------------------------------------------------
+def test_8_5_6_relu_runs_per_seed_with_and_without_clipping() -> None:
+    ex = registry.get("8.5.6")
+    r = ex.run(ex.settings(num_hiddens=8, steps=12, seeds=(0, 1), lr=300.0))
+    assert [(row[0], row[1]) for row in r.rows] == [(0, "on"), (0, "off"), (1, "on"), (1, "off")]
+    f = r.figures
+    assert f["clipped_share_seed0"] > 0.5  # at lr 300 the ReLU RNN's steps are clipped
+    assert f["failed_noclip"] == sum(row[6] for row in r.rows if row[1] == "off")
+    for row in r.rows:  # failed means worse than uniform guessing over the 28 characters
+        assert row[6] == (not np.isfinite(row[3]) or row[3] > 56)
+    with pytest.raises(ConfigError, match="kind must be rnn or scratch"):
+        ex.settings(kind="gru")

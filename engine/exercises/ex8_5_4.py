@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -51,8 +52,10 @@ class Settings:
         integer("seed", self.seed, 0, 2**31 - 1)
 
 
-def run_one(s: Settings, lr: float, clip: str, stop: threading.Event | None) -> dict[str, float]:
-    """Train one model; its figures and its per-step gradient norms."""
+def run_one(s: Any, lr: float, clip: str, stop: threading.Event | None, *, activation: str = "tanh",
+            seed: int | None = None) -> dict[str, Any]:
+    """Train one model (``s``: corpus, kind, num_hiddens, steps, clip_theta, seed); its figures and its
+    per-step gradient norms (8.5.6 reuses it with ReLU and several seeds)."""
     import torch
 
     from engine.config import ModelConfig, TrainConfig
@@ -61,9 +64,10 @@ def run_one(s: Settings, lr: float, clip: str, stop: threading.Event | None) -> 
     from engine.training import evaluate, perplexity, prepare_ids
 
     p = pipeline(s.corpus)
-    model_cfg = ModelConfig(kind=s.kind, vocab_size=len(p.vocab), num_hiddens=s.num_hiddens)
-    train_cfg = TrainConfig(lr=lr, clip=clip, clip_theta=s.clip_theta, seed=s.seed, device="cpu")
-    torch.manual_seed(s.seed)
+    seed = s.seed if seed is None else seed
+    model_cfg = ModelConfig(kind=s.kind, vocab_size=len(p.vocab), num_hiddens=s.num_hiddens, activation=activation)
+    train_cfg = TrainConfig(lr=lr, clip=clip, clip_theta=s.clip_theta, seed=seed, device="cpu")
+    torch.manual_seed(seed)
     model = build_model(model_cfg)
     records = list(step_norms(p.ids, model_cfg, train_cfg, s.steps, model=model, stop=stop))
     if stop is not None and stop.is_set():
