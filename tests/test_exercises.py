@@ -357,5 +357,8 @@ def test_8_5_6_relu_runs_per_seed_with_and_without_clipping() -> None:
     assert f["failed_noclip"] == sum(row[6] for row in r.rows if row[1] == "off")
     for row in r.rows:  # failed means worse than uniform guessing over the 28 characters
         assert row[6] == (not np.isfinite(row[3]) or row[3] > 56)
+    from engine.exercises.ex8_5_6 import run_failed
+
+    assert not run_failed(55.0, 28) and run_failed(57.0, 28) and run_failed(float("inf"), 28)
     with pytest.raises(ConfigError, match="kind must be rnn or scratch"):
         ex.settings(kind="gru")
