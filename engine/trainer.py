@@ -342,8 +342,10 @@ class _Loop:
             n_batches += 1
             real = int((Y >= 0).sum()) if cfg.pads else Y.numel()  # padding targets are -100
             win.tokens += real
-            # Perplexity is over real targets: a padded minibatch's mean loss counts for its share of them.
-            weighted, weight = (loss * (real / Y.numel()), real / Y.numel()) if cfg.pads else (loss, 1)
+            # Perplexity is over real targets: a padded minibatch's mean loss counts for its real targets, in
+            # units of a full minibatch's (a constant, so minibatches of fewer rows weigh right too).
+            full = cfg.batch_size * cfg.num_steps
+            weighted, weight = (loss * (real / full), real / full) if cfg.pads else (loss, 1)
             if segment is None:
                 segment, reported, seg_batches, seg_weight = loss, weighted, 1, weight
             else:

@@ -265,3 +265,34 @@ def test_sentences_training_perplexity_is_over_real_tokens():
 def test_stride_is_checked(stride, message):
     with pytest.raises(ConfigError, match=r"^stride must be an integer in 0\.\.num_steps \(8\) \(" + message):
         cfg(stride=stride)
+
+
+def test_the_trainers_sentence_perplexity_weights_minibatches_by_real_targets():
+    """An epoch of several padded minibatches with weights that do not move (lr 1e-30): the trainer's train
+    perplexity is exp(summed loss over every real target / real targets), computed here from the epoch's own
+    minibatches (the trainer's order: seed and epoch) with reduction='sum' — not the mean of minibatch means,
+    which differs here because the minibatches hold different numbers of real targets."""
+    from engine.data import train_batches
+    from engine.events import Progress
+    from engine.trainer import train
+
+    pipe = char_pipeline(TEXT * 3)
+    cfg = with_sentence_ends(TrainConfig(sampler="sentences", batch_size=2, num_steps=12, epochs=1, lr=1e-30,
+                                         max_tokens=0, val_fraction=0.0, sample_every=0, threads=1, clip="off"),
+                             pipe.tokenizer)
+    mc = ModelConfig(kind="gru", vocab_size=len(pipe.tokenizer.vocab), num_hiddens=8)
+    torch.manual_seed(0)
+    model = build_model(mc)
+    total, real, means = 0.0, 0, []
+    with torch.no_grad():
+        for X, Y in train_batches(pipe.ids, cfg, np.random.default_rng([cfg.seed, 1])):
+            logits, _ = model(X, model.begin_state(X.shape[0]))
+            # logits are time-major (num_steps, batch, vocab): the targets are read in the same order
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Y.T.reshape(-1), reduction="sum").item()
+            n = int((Y != IGNORE_INDEX).sum())
+            total, real = total + loss, real + n
+            means.append(loss / n)
+    end = [e for e in train(pipe, mc, cfg, model=model) if isinstance(e, Progress) and e.epoch_end][0]
+    assert len(means) > 3
+    assert end.train_ppl == pytest.approx(math.exp(total / real), rel=1e-5)
+    assert abs(math.exp(sum(means) / len(means)) - math.exp(total / real)) > 1e-4 * math.exp(total / real)
