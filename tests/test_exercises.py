@@ -362,3 +362,73 @@ def test_8_5_6_relu_runs_per_seed_with_and_without_clipping() -> None:
     assert not run_failed(55.0, 28) and run_failed(57.0, 28) and run_failed(float("inf"), 28)
     with pytest.raises(ConfigError, match="kind must be rnn or scratch"):
         ex.settings(kind="gru")
+
+
+# -- 8.6.1 ----------------------------------------------------------------------------------------------
+def test_8_6_1_validation_turns_while_training_keeps_falling() -> None:
+    ex = registry.get("8.6.1")
+    r = ex.run(ex.settings(max_tokens=1500, num_hiddens=64, epochs=40, lr=0.02))
+    f = r.figures
+    epochs = [row[0] for row in r.rows]
+    assert epochs == list(range(1, 41))
+    best = int(f["best_val_epoch"])
+    assert 1 < best < 40 and f["best_val_ppl"] == min(row[2] for row in r.rows)
+    assert f["final_val_ppl"] > 1.1 * f["best_val_ppl"]  # validation rose after its minimum …
+    assert f["final_train_ppl"] < f["train_ppl_at_best"]  # … while training perplexity kept falling
+
+
+# -- 8.4.4 ----------------------------------------------------------------------------------------------
+def test_8_4_4_reset_perplexity_against_a_loop_written_here() -> None:
+    import torch
+    from torch.nn import functional as F
+
+    from engine.config import ModelConfig
+    from engine.exercises.ex8_4_4 import reset_perplexity
+    from engine.models.lm import build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind="gru", vocab_size=28, num_hiddens=8)).eval()
+    ids = np.random.default_rng(0).integers(0, 28, 41)  # 2 rows of 20 inputs
+    X, Y = torch.as_tensor(ids[:-1]).reshape(2, 20), torch.as_tensor(ids[1:]).reshape(2, 20)
+
+    def by_hand(every: int) -> float:
+        nll = 0.0
+        with torch.no_grad():
+            for start in range(0, 20, every):
+                logits, _ = model(X[:, start:start + every], model.begin_state(2))
+                nll += float(F.cross_entropy(logits.reshape(-1, 28), Y[:, start:start + every].T.reshape(-1),
+                                             reduction="sum"))
+        return float(np.exp(nll / 40))
+
+    assert reset_perplexity(model, ids, 1, rows=2) == pytest.approx(by_hand(1), rel=1e-6)
+    assert reset_perplexity(model, ids, 7, rows=2) == pytest.approx(by_hand(7), rel=1e-6)
+    assert reset_perplexity(model, ids, None, rows=2) == pytest.approx(by_hand(20), rel=1e-6)  # one unbroken pass
+    assert reset_perplexity(model, ids, 1, rows=2) != pytest.approx(by_hand(20), rel=1e-6)
+
+
+def test_8_4_4_a_tiny_run_lists_every_interval_and_never() -> None:
+    ex = registry.get("8.4.4")
+    r = ex.run(ex.settings(num_hiddens=16, epochs=1, max_tokens=2000, eval_tokens=1000, resets=(1, 4)))
+    assert [row[0] for row in r.rows] == ["1", "4", "∞"] and r.rows[-1][2] == 1.0
+    assert r.figures["ppl_reset_1"] == r.rows[0][1] and r.rows[0][2] == pytest.approx(r.rows[0][1] / r.rows[-1][1])
+
+
+# -- 8.4.2 ----------------------------------------------------------------------------------------------
+def test_8_4_2_influence_is_zero_without_a_change_and_falls_with_distance() -> None:
+    import torch
+
+    from engine.config import ModelConfig
+    from engine.exercises.ex8_4_2 import influence, next_distributions
+    from engine.models.lm import build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind="rnn", vocab_size=28, num_hiddens=16)).eval()
+    contexts = np.random.default_rng(1).integers(1, 28, (50, 12))
+    p = next_distributions(model, contexts)
+    assert p.shape == (50, 28) and np.allclose(p.sum(axis=1), 1)
+    tv1, _ = influence(model, contexts, 1, 28, np.random.default_rng(2))
+    tv12, _ = influence(model, contexts, 12, 28, np.random.default_rng(2))
+    assert tv1 > tv12 > 0  # the last character matters most; the first still a little
+    ex = registry.get("8.4.2")
+    r = ex.run(ex.settings(num_hiddens=16, epochs=1, max_tokens=2000, context=8, probes=20))
+    assert [row[0] for row in r.rows] == [1, 2, 4, 8] and 0 <= r.figures["prompts_tv"] <= 1
