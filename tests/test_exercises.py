@@ -432,3 +432,22 @@ def test_8_4_2_influence_is_zero_without_a_change_and_falls_with_distance() -> N
     ex = registry.get("8.4.2")
     r = ex.run(ex.settings(num_hiddens=16, epochs=1, max_tokens=2000, context=8, probes=20))
     assert [row[0] for row in r.rows] == [1, 2, 4, 8] and 0 <= r.figures["prompts_tv"] <= 1
+
+
+# -- 8.1.3 ----------------------------------------------------------------------------------------------
+def test_8_1_3_both_directions_hold_out_the_same_characters() -> None:
+    from engine.config import TrainConfig
+    from engine.exercises.ex8_1_3 import reversed_split
+    from engine.training import split_ids
+
+    ids = np.arange(400)
+    cfg = TrainConfig(max_tokens=0, batch_size=2, num_steps=5)
+    train, val = split_ids(ids, cfg)
+    back_train, back_val = split_ids(reversed_split(ids, cfg), cfg)
+    assert list(back_val) == list(val[::-1]) == list(range(399, 359, -1))
+    assert list(back_train) == list(train[::-1])
+    ex = registry.get("8.1.3")
+    r = ex.run(ex.settings(num_hiddens=8, epochs=1, max_tokens=3000))
+    assert [row[0] for row in r.rows] == ["forwards", "reversed"]
+    assert r.figures["reversed_over_forwards"] == pytest.approx(
+        r.figures["best_val_ppl_reversed"] / r.figures["best_val_ppl_forwards"])

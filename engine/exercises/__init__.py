@@ -54,6 +54,7 @@ TITLES: dict[str, str] = {
 EXERCISES: dict[str, str] = {ex_id: NOT_BUILT for ex_id in TITLES} | {
     "8.1.1": "engine.exercises.ex8_1_1:EXERCISE",
     "8.1.2": "engine.exercises.ex8_1_2:EXERCISE",
+    "8.1.3": "engine.exercises.ex8_1_3:EXERCISE",
     "8.1.4": "engine.exercises.ex8_1_4:EXERCISE",
     "8.2.1": "engine.exercises.ex8_2_1:EXERCISE",
     "8.2.2": "engine.exercises.ex8_2_2:EXERCISE",
