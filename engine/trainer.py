@@ -136,16 +136,16 @@ class _Sums:
         self.batches: float = 0  # minibatches whose loss is in the sums (padded ones: their share of real targets)
         self.max_loss = max_loss
 
-    def add(self, loss: torch.Tensor, norm: torch.Tensor, clipped: torch.Tensor, batches: float = 1,
-            mean: torch.Tensor | None = None) -> None:
+    def add(self, loss: torch.Tensor, norm: torch.Tensor, clipped: torch.Tensor, batches: float,
+            mean: torch.Tensor) -> None:
         """One optimizer step: the (detached) summed loss of its ``batches`` minibatches and their ``mean``
-        (that loss when one), its gradient norm and whether clipping changed it."""
+        loss, its gradient norm and whether clipping changed it."""
         self.loss += loss
         self.norm += norm
         self.clipped += clipped
         self.batches += batches
         # NaN/inf stick in the sums and the max, so this counts the steps before the first bad one.
-        self.loss_max = torch.maximum(self.loss_max, loss if mean is None else mean)
+        self.loss_max = torch.maximum(self.loss_max, mean)
         self.ok += (self.loss_max <= self.max_loss) & torch.isfinite(self.norm)
 
     def read(self) -> _Totals:
@@ -289,16 +289,17 @@ class _Loop:
         The sums get the minibatches' ``reported`` loss (``weight`` minibatches' worth of real targets) and the
         one step's gradient norm."""
         loss = segment / n if self.cfg.truncation == "none" else segment
-        sums.add(reported.detach(), *self._step(loss), batches=weight,
-                 mean=None if n == 1 else segment.detach() / n)
+        sums.add(reported.detach(), *self._step(loss), batches=weight, mean=segment.detach() / n)
 
     def _progress(self, loss_sum: float, n_batches: float, tokens_per_s: float, norm: float, clipped: float,
                   frac: float, epoch_end: bool) -> Progress:
+        """A Progress for the sums so far: ``n_batches`` minibatches' worth of loss (fractional for padded
+        ones; more than 0, since progress follows an optimizer step)."""
         st, cfg = self.state, self.cfg
         epoch_tokens = self.batches_est * cfg.batch_size * cfg.num_steps
         tokens_left = (cfg.epochs - st.epoch + 1 - frac) * epoch_tokens
         eta = self.meter.eta(tokens_left, _clock() - self.t0)
-        return Progress(epoch=st.epoch, step=st.step, train_ppl=perplexity(loss_sum / max(1, n_batches)),
+        return Progress(epoch=st.epoch, step=st.step, train_ppl=perplexity(loss_sum / n_batches),
                         val_ppl=st.val_ppl, tokens_per_s=tokens_per_s, grad_norm=norm,
                         lr=cfg.lr, elapsed_s=self.elapsed(), eta_s=eta, epochs=cfg.epochs,
                         epoch_end=epoch_end, clip_fraction=clipped)
@@ -323,8 +324,11 @@ class _Loop:
         sums, win = _Sums(device, self.max_loss), _Window(_clock(), self.state.step)
         n_batches, state, step0 = 0, None, self.state.step
         cuts = Cuts(cfg, self.state.epoch)
-        segment: torch.Tensor | None = None  # the summed losses of the minibatches since the last cut
-        reported: torch.Tensor | None = None  # the same, each weighted by its share of real (unpadded) targets
+        # The summed losses of the minibatches since the last cut, and the same each weighted by its share of
+        # real (unpadded) targets; None right after a cut.
+        segment: torch.Tensor | None
+        reported: torch.Tensor | None
+        segment = reported = None
         seg_batches, seg_weight = 0, 0.0
         for X, Y in train_batches(self.train_ids, cfg, rng):
             if self.stop is not None and self.stop.is_set():

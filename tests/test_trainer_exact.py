@@ -681,14 +681,14 @@ def test_the_loss_limit_is_inclusive():
     from engine.trainer import BadStep, _Sums
 
     sums = _Sums(torch.device("cpu"), 21.0)
-    sums.add(torch.tensor(21.0), torch.tensor(0.5), torch.tensor(0.0))
+    sums.add(torch.tensor(21.0), torch.tensor(0.5), torch.tensor(0.0), 1, torch.tensor(21.0))
     totals = sums.read()
     assert (totals.ok, sums.bad_step(totals, 1)) == (1, None)
     above = float(np.nextafter(np.float32(21.0), np.float32(22.0)))
-    sums.add(torch.tensor(above), torch.tensor(0.5), torch.tensor(0.0))
+    sums.add(torch.tensor(above), torch.tensor(0.5), torch.tensor(0.0), 1, torch.tensor(above))
     totals = sums.read()
     assert (totals.ok, sums.bad_step(totals, 1)) == (1, BadStep(2, above, "loss"))
     inf_norm = _Sums(torch.device("cpu"), 21.0)
-    inf_norm.add(torch.tensor(21.0), torch.tensor(math.inf), torch.tensor(0.0))
+    inf_norm.add(torch.tensor(21.0), torch.tensor(math.inf), torch.tensor(0.0), 1, torch.tensor(21.0))
     totals = inf_norm.read()
     assert (totals.ok, inf_norm.bad_step(totals, 1)) == (0, BadStep(1, math.inf, "gradient norm"))

@@ -113,6 +113,24 @@ def test_the_detach_false_graph_limit_is_inclusive():
     assert len(prepare_ids(ids, mc, cfg(**{**seq, "truncation": "regular"}))[0]) == 3073  # detached: no such limit
 
 
+def test_the_random_truncation_graph_limit_and_none_for_regular():
+    """The same 1 KiB per position; minibatches of 32 × 32 positions are 1 MiB. Random truncation at p = 0.5
+    allows for 20 minibatches kept (0.5^20 < 1e-6 < 0.5^19): 20 MiB, which bptt_limit_mb=20 allows and 19
+    refuses, naming the positions and p. Regular truncation keeps one minibatch whatever the limit: 2 MiB
+    minibatches pass bptt_limit_mb=1."""
+    mc = ModelConfig(kind="rnn", vocab_size=16, num_hiddens=64)
+    rnd = dict(sampler="sequential", truncation="random", truncation_p=0.5, batch_size=32, num_steps=32)
+    ids = np.arange(21000) % 16
+    assert len(prepare_ids(ids, mc, cfg(**rnd, bptt_limit_mb=20))[0]) == 21000
+    with pytest.raises(ConfigError) as err:
+        prepare_ids(ids, mc, cfg(**rnd, bptt_limit_mb=19))
+    assert str(err.value) == ("truncation=random keeps graphs of up to 20480 positions (p=0.5): about 20 MiB "
+                              "(bptt_limit_mb=19); lower max_tokens, use --truncation regular or a larger "
+                              "truncation_p, or raise the limit")
+    regular = cfg(sampler="sequential", truncation="regular", batch_size=64, num_steps=32, bptt_limit_mb=1)
+    assert len(prepare_ids(ids, mc, regular)[0]) == 21000
+
+
 # --- memory ----------------------------------------------------------------------
 
 V, H = 10, 8
