@@ -218,8 +218,9 @@ class TrainConfig:
         return self.sampler in PADDED
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe: an infinite sample_alpha is written as the string 'inf' (``engine.jsonfloat``)."""
-        return {k: dump_float(v) for k, v in asdict(self).items()}
+        """JSON-safe: an infinite sample_alpha is written as the string 'inf' (``engine.jsonfloat``), tuples as
+        lists (what JSON gives back)."""
+        return {k: list(v) if isinstance(v, tuple) else dump_float(v) for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
