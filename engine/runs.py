@@ -46,7 +46,7 @@ import re
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,7 @@ class RunSummary:
     status: str  # new | running | completed | stopped | diverged | failed (out of memory) | corrupt
     error: str | None = None  # why the folder is unreadable (status == "corrupt")
     unstable: bool = False  # the saved weights' perplexity is over twice that of uniform guessing
+    tags: dict[str, str] = field(default_factory=dict)  # what made the run: {"exercise": "8.6.1"}, {"sweep": …}
 
 
 class Run:
@@ -125,6 +126,12 @@ class Run:
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """What made the run, e.g. ``{"exercise": "8.6.1"}`` (``create_run``'s ``tags``); {} for a plain run."""
+        tags = self.config.get("tags")
+        return {str(k): str(v) for k, v in tags.items()} if isinstance(tags, dict) else {}
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
@@ -316,7 +323,7 @@ class Run:
             model=f"{m.kind} {m.num_hiddens}x{m.num_layers}", epochs_done=int(st.get("epoch", 0)),
             epochs=self.train_config.epochs, train_ppl=st.get("train_ppl"), val_ppl=st.get("val_ppl"),
             device=st.get("device", self.train_config.device), created=self.config.get("created", ""),
-            status=st.get("status", "new"), unstable=bool(st.get("unstable", False)),
+            status=st.get("status", "new"), unstable=bool(st.get("unstable", False)), tags=self.tags,
         )
 
 
@@ -325,8 +332,11 @@ def _slug(s: str) -> str:
 
 
 def create_run(runs_dir: Path | str | None, model_cfg: ModelConfig, train_cfg: TrainConfig, pipeline: Any,
-               *, tokenizer_settings: dict[str, Any] | None = None) -> Run:
+               *, tokenizer_settings: dict[str, Any] | None = None, tags: dict[str, str] | None = None) -> Run:
     """A new folder ``YYYYmmdd-HHMMSS-<model>-<corpus>`` (``-2``, ``-3`` … if taken) with config and tokenizer.
+
+    ``tags`` (say ``{"exercise": "8.6.1"}`` or ``{"sweep": "…"}``) are kept in config.json and shown
+    with the run, so the runs an exercise or a sweep made can be found and overlaid together.
 
     The configuration is checked against the corpus and the machine first
     (sizes, device), so a run that could not train leaves no folder behind.
@@ -362,6 +372,8 @@ def create_run(runs_dir: Path | str | None, model_cfg: ModelConfig, train_cfg: T
                       "min_freq": getattr(tok, "min_freq", None), **vocab_fingerprint(tok.vocab.idx_to_token)},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
+    if tags:
+        config["tags"] = {str(k): str(v) for k, v in tags.items()}
     try:
         checkpoint.atomic_write_json(path / TOKENIZER_FILE, tok.to_dict())
         checkpoint.atomic_write_json(path / CONFIG_FILE, config)

@@ -691,3 +691,20 @@ def test_run_files_are_utf8_under_an_ascii_locale(tmp_path):
     assert open_run(run.path).trainer_state()["status"] == "épuisé"
     run.log_event(Sample(epoch=2, prefix="x", text="naïve"))
     assert (run.path / "samples.log").read_bytes() == "epoch 1: 'café'\nepoch 2: 'naïve'\n".encode("utf-8")
+
+
+def test_tags_are_kept_in_config_and_summary(tmp_path):
+    """A run made by an exercise carries its tag into config.json, Run.tags and the summary; a plain run has none."""
+    import json as _json
+
+    from engine.runs import list_runs, open_run
+
+    pipe = _pipe(tmp_path)
+    mc, tc = _configs(pipe)
+    tagged = create_run(tmp_path / "runs", mc, tc, pipe, tags={"exercise": "8.6.1", "seed": 3})
+    plain = create_run(tmp_path / "runs", mc, tc, pipe)
+    assert _json.loads((tagged.path / "config.json").read_text())["tags"] == {"exercise": "8.6.1", "seed": "3"}
+    assert open_run(tagged.path).tags == {"exercise": "8.6.1", "seed": "3"}
+    assert "tags" not in _json.loads((plain.path / "config.json").read_text()) and open_run(plain.path).tags == {}
+    by_name = {s.name: s.tags for s in list_runs(tmp_path / "runs")}
+    assert by_name == {tagged.name: {"exercise": "8.6.1", "seed": "3"}, plain.name: {}}
