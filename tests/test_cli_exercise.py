@@ -76,3 +76,42 @@ def test_an_exercise_not_built_yet_says_so(capsys, monkeypatch) -> None:
 def test_format_cell() -> None:
     assert [format_cell(v) for v in (12345, 8532.0, 0.000123, 3.14159, 1.7e-11, None, "x", 0.0)] == [
         "12,345", "8,532", "0.000123", "3.142", "1.7e-11", "–", "x", "0"]
+
+
+def test_a_signal_stops_an_exercise_and_keeps_its_run_saved_as_stopped(tmp_path) -> None:
+    """SIGTERM sent to a real `python -m tui.cli exercise 8.6.1` once its run has logged an epoch: exit 143,
+    one line saying it stopped (no traceback), and the run tagged with the exercise is saved as stopped."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from engine.runs import open_run
+
+    home = tmp_path / "home"
+    env = {**os.environ, "RNNLAB_HOME": str(home)}
+    cmd = [sys.executable, "-m", "tui.cli", "exercise", "8.6.1", "--set", "epochs=100000", "--set", "num_hiddens=8",
+           "--set", "max_tokens=600", "--set", "batch_size=4"]
+    proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parent.parent, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120  # a bound on waiting, not a timing assertion
+        while time.monotonic() < deadline and proc.poll() is None:
+            metrics = list((home / "runs").glob("*/metrics.jsonl"))
+            if metrics and '"epoch_end": true' in metrics[0].read_text():
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143 and "Traceback" not in err and out == ""
+    (folder,) = (home / "runs").iterdir()
+    assert f"stopped before the exercise finished: no result (run {folder.name} saved as stopped)" in err
+    run = open_run(folder)
+    assert run.tags == {"exercise": "8.6.1"} and run.trainer_state()["status"] == "stopped"
+    assert run.trainer_state()["epoch"] >= 1

@@ -375,6 +375,16 @@ def test_8_6_1_validation_turns_while_training_keeps_falling() -> None:
     assert 1 < best < 40 and f["best_val_ppl"] == min(row[2] for row in r.rows)
     assert f["final_val_ppl"] > 1.1 * f["best_val_ppl"]  # validation rose after its minimum …
     assert f["final_train_ppl"] < f["train_ppl_at_best"]  # … while training perplexity kept falling
+    # The training is an ordinary run, tagged with the exercise: its logged epochs are the table's rows.
+    from engine.runs import list_runs, open_run
+
+    assert len(r.runs) == 1 and r.to_dict()["runs"] == r.runs
+    run = open_run(r.runs[0])
+    assert run.tags == {"exercise": "8.6.1"} and run.summary().status == "completed"
+    assert [s.tags for s in list_runs() if s.name == run.name] == [{"exercise": "8.6.1"}]
+    logged = [m for m in run.metrics() if m.get("epoch_end")]
+    assert [m["epoch"] for m in logged] == epochs
+    assert [m["val_ppl"] for m in logged] == pytest.approx([row[2] for row in r.rows], rel=1e-6)
 
 
 # -- 8.4.4 ----------------------------------------------------------------------------------------------

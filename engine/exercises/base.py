@@ -91,6 +91,7 @@ class Result:
     settings: dict[str, Any] = field(default_factory=dict)
     budget: str | None = None  # "default" / "long" when the settings are one of those, else None (edited)
     references: list[Reference] = field(default_factory=list)
+    runs: list[str] = field(default_factory=list)  # run folders the experiment trained (tagged with the exercise)
 
     def comparison(self) -> list[dict[str, Any]]:
         """Each reference of this run's budget beside the figure measured now."""
@@ -108,7 +109,7 @@ class Result:
         return _json({"exercise": self.exercise, "settings": self.settings, "budget": self.budget,
                       "columns": self.columns, "rows": self.rows, "figures": self.figures,
                       "references": self.comparison(), "explanation": self.explanation,
-                      "plots": [asdict(p) for p in self.plots]})
+                      "plots": [asdict(p) for p in self.plots], "runs": self.runs})
 
 
 def _json(value: Any) -> Any:

@@ -79,8 +79,8 @@ class ReversedText(Exercise):
         backwards = reversed_split(ids, train_cfg)
         histories = {}
         for i, (name, data) in enumerate((("forwards", ids), ("reversed", backwards))):
-            _, histories[name] = train_lm(data, model_cfg, train_cfg, progress, stop, tokenizer=p.tokenizer,
-                                          done=i * s.epochs, total=2 * s.epochs, label=name)
+            histories[name] = train_lm(data, model_cfg, train_cfg, progress, stop, tokenizer=p.tokenizer,
+                                       done=i * s.epochs, total=2 * s.epochs, label=name).history
         rows, figures, series = [], {}, []
         for name, h in histories.items():
             best = min(e.val_ppl for e in h if e.val_ppl is not None)

@@ -101,7 +101,7 @@ class AllPreviousTokens(Exercise):
         train_cfg = TrainConfig(epochs=s.epochs, optimizer="adam", lr=s.lr, max_tokens=s.max_tokens, sample_every=0,
                                 seed=s.seed, device="cpu")
         total = s.epochs + 1
-        model, _ = train_lm(p, model_cfg, train_cfg, progress, stop, total=total)
+        model, _, run = train_lm(p, model_cfg, train_cfg, progress, stop, total=total, tags={"exercise": self.id})
         check_stop(stop)
         progress(s.epochs, total, "probing")
         rng = np.random.default_rng([s.seed, 7])
@@ -134,7 +134,7 @@ class AllPreviousTokens(Exercise):
         plot = Plot("how far the next-character distribution moves", "log2 d", "log10 TV distance",
                     [Series("replaced d back", [float(np.log2(r[0])) for r in rows],
                             [float(np.log10(max(r[1], 1e-12))) for r in rows])])
-        return Result(["d back", "TV distance", "top changed"], rows, explanation, figures, [plot])
+        return Result(["d back", "TV distance", "top changed"], rows, explanation, figures, [plot], runs=[run])
 
 
 EXERCISE = AllPreviousTokens()

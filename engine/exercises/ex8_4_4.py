@@ -98,7 +98,8 @@ class UsedContext(Exercise):
         train_cfg = TrainConfig(epochs=s.epochs, optimizer="adam", lr=s.lr, max_tokens=s.max_tokens, sample_every=0,
                                 seed=s.seed, device="cpu")
         total = s.epochs + 1
-        model, history = train_lm(p, model_cfg, train_cfg, progress, stop, total=total)
+        model, history, run = train_lm(p, model_cfg, train_cfg, progress, stop, total=total,
+                                       tags={"exercise": self.id})
         check_stop(stop)
         progress(s.epochs, total, "scoring with resets")
         rows, figures = [], {}
@@ -128,7 +129,8 @@ class UsedContext(Exercise):
                     [Series("reset every n", [math.log2(int(r[0])) for r in rows[:-1]], [r[1] for r in rows[:-1]]),
                      Series("never reset", [math.log2(int(rows[0][0])), math.log2(int(rows[-2][0]))],
                             [never, never])])
-        return Result(["reset every n", "perplexity", "× never reset"], rows, explanation, figures, [plot])
+        return Result(["reset every n", "perplexity", "× never reset"], rows, explanation, figures, [plot],
+                      runs=[run])
 
 
 EXERCISE = UsedContext()

@@ -1,16 +1,20 @@
-"""Training a language model for an exercise: the trainer's own loop (``engine.trainer.train``, seeded, no run
-folder), its epoch-end figures collected, its progress passed on, a stop honoured.
+"""Training a language model for an exercise: the trainer's own loop (``engine.trainer.train``, seeded), its
+epoch-end figures collected, its progress passed on, a stop honoured.
 
-``train_lm`` returns the trained model and one ``EpochFigures`` per epoch (train and validation
-perplexity). Shared by the exercises that need a trained model (8.1.3, 8.4.2, 8.4.4, 8.6.1).
-Left out: saving runs (an exercise's models are not written to the runs folder).
+``train_lm`` returns a ``Trained``: the model, one ``EpochFigures`` per epoch (train and validation
+perplexity) and the name of the run folder it wrote. Given ``tags`` (``{"exercise": "8.6.1"}``) and a
+corpus pipeline, the training is an ordinary run in the runs folder (``engine.runs.create_run``), tagged,
+so the Runs screen lists and overlays it; a stopped exercise leaves its run saved and marked stopped.
+Shared by the exercises that need a trained model (8.1.3, 8.4.2, 8.4.4, 8.6.1).
+Left out: runs of token ids that are not a corpus (8.1.3's reversed text), which have no tokenizer or
+corpus file a run folder could name: those train without a folder.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine.exercises.base import Progress, Stopped
 
@@ -24,25 +28,36 @@ class EpochFigures:
     val_ppl: float | None
 
 
+class Trained(NamedTuple):
+    """What ``train_lm`` leaves: the model, its epochs' figures, and its run folder's name (None: not saved)."""
+
+    model: Any
+    history: list[EpochFigures]
+    run: str | None
+
+
 def train_lm(data: Any, model_cfg: Any, train_cfg: Any, progress: Progress, stop: threading.Event | None, *,
              tokenizer: Any = None, done: int = 0, total: int | None = None,
-             label: str = "training") -> tuple[Any, list[EpochFigures]]:
+             label: str = "training", tags: dict[str, str] | None = None) -> Trained:
     """Train a fresh model (seeded by ``train_cfg.seed``) on ``data`` (a pipeline or ids); report each epoch as
-    step ``done + epoch`` of ``total``."""
+    step ``done + epoch`` of ``total``. With ``tags`` and a pipeline, into a new run folder tagged so."""
     import torch
 
     from engine.events import Finished, Progress as TrainProgress
     from engine.models.lm import build_model
+    from engine.runs import create_run
     from engine.trainer import train
 
+    run = create_run(None, model_cfg, train_cfg, data, tags=tags) if tags and hasattr(data, "corpus") else None
     torch.manual_seed(train_cfg.seed)
     model = build_model(model_cfg)
     total = total if total is not None else train_cfg.epochs
     history: list[EpochFigures] = []
-    for event in train(data, model_cfg, train_cfg, tokenizer=tokenizer, stop=stop, model=model):
+    for event in train(data, model_cfg, train_cfg, tokenizer=tokenizer, run=run, stop=stop, model=model):
         if isinstance(event, TrainProgress) and event.epoch_end:
             history.append(EpochFigures(event.epoch, event.train_ppl, event.val_ppl))
             progress(done + event.epoch, total, f"{label}: epoch {event.epoch}, perplexity {event.train_ppl:.2f}")
         elif isinstance(event, Finished) and event.reason == "stopped":
-            raise Stopped("stopped before the exercise finished: no result")
-    return model, history
+            raise Stopped("stopped before the exercise finished: no result"
+                          + (f" (run {run.name} saved as stopped)" if run is not None else ""))
+    return Trained(model, history, run.name if run is not None else None)

@@ -5,7 +5,9 @@
     rnnlab exercise 8.7.1 --long --json          # the book's budget, the same figures as JSON
     rnnlab exercise 8.4.1 --set num_hiddens=8,64 # change a setting (the defaults' type: lists comma-separated)
 
-An unknown id exits 2 naming the ids; an exercise listed but not built yet exits 1 saying so. Progress
+An unknown id exits 2 naming the ids; an exercise listed but not built yet exits 1 saying so. Ctrl-C,
+a hangup or SIGTERM stops the experiment at its next step (an exercise's training runs are saved, marked
+stopped) and exits 130, 129 or 143; a second signal aborts at once. Progress
 goes to stderr when it is a terminal. ``format_cell`` is the one rule for showing a table cell, shared
 with the Exercises screen. Left out: plots (the Exercises screen draws them).
 """
@@ -102,7 +104,16 @@ def run(args: argparse.Namespace) -> int:
     ex = registry.get(args.id)
     settings = settings_of(ex, args)
     progress = _stderr_progress if sys.stderr.isatty() and not args.json else None
-    result = ex.run(settings, progress)
+    from engine.exercises.base import Stopped
+    from tui.cli.signals import StopOnSignal
+
+    with StopOnSignal() as signals:
+        signals.training = True  # the first signal asks the experiment to stop at its next step
+        try:
+            result = ex.run(settings, progress, signals.stop)
+        except Stopped as exc:
+            print(f"\nrnnlab exercise: {exc}", file=sys.stderr)
+            return signals.exit_code
     if progress is not None:
         print(file=sys.stderr)
     if args.json:
@@ -116,6 +127,9 @@ def run(args: argparse.Namespace) -> int:
                                                 ((f.name, getattr(settings, f.name)) for f in fields(settings))),
            "", *table_lines(result.columns, result.rows), "", "reference figures:", *comparison_lines(result), "",
            *textwrap.wrap(result.explanation, 100)]
+    if result.runs:
+        out += ["", f"runs saved (tagged exercise {ex.id}; `rnnlab runs`, or Runs in the playground to overlay): "
+                + ", ".join(result.runs)]
     print("\n".join(out))
     return 0
 

@@ -22,13 +22,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import signal
 import sys
-import threading
 from typing import Any
 
 from engine.errors import ConfigError
-from tui.terminal import drop_terminal
+from tui.cli.signals import StopOnSignal
 from engine.events import Diverged, Finished, Progress, Sample, Spike
 
 
@@ -131,52 +129,11 @@ def _fmt(x: float | None) -> str:
     return "-" if x is None else str(x) if not math.isfinite(x) else f"{x:.3f}" if abs(x) < 1e6 else f"{x:.3g}"
 
 
-class _StopOnSignal:
-    """Ctrl-C (SIGINT), a closed terminal or SSH connection (SIGHUP), ``kill`` or a cluster's job limit
-    (SIGTERM) while ``rnnlab train`` runs. Before training starts a signal aborts (KeyboardInterrupt);
-    during training the first sets ``stop`` — the trainer saves the weights reached and ends at the next
-    step — and a second aborts at once. The exit status is 128 + the first signal's number, as a shell
-    reports it: 130, 129, 143. The engine itself never touches signals."""
-
-    NAMES = ("SIGINT", "SIGHUP", "SIGTERM")
-
-    def __init__(self) -> None:
-        self.stop = threading.Event()
-        self.training = False
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopOnSignal:
-        if threading.current_thread() is threading.main_thread():
-            for name in self.NAMES:
-                sig = getattr(signal, name, None)  # Windows has no SIGHUP
-                if sig is not None:
-                    self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signum is None:
-            self.signum = signum
-        if signum == getattr(signal, "SIGHUP", None):
-            drop_terminal()
-        if not self.training or self.stop.is_set():
-            raise KeyboardInterrupt
-        self.stop.set()
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + (self.signum or signal.SIGINT)
-
-
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
-    with _StopOnSignal() as signals:
+    with StopOnSignal() as signals:
         try:
             return _train(args, out, err, signals)
         except KeyboardInterrupt:
@@ -184,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
             return signals.exit_code
 
 
-def _train(args: argparse.Namespace, out: Any, err: Any, signals: _StopOnSignal) -> int:
+def _train(args: argparse.Namespace, out: Any, err: Any, signals: StopOnSignal) -> int:
     from rich.markup import escape
     from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
