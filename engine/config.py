@@ -36,11 +36,13 @@ class CellEntry:
     about: str  # a few words for the help text
     one_layer: bool = False  # supports num_layers == 1 only (D2L 8.5's scratch RNN)
     activation: bool = False  # uses the activation option (tanh | relu); other cells ignore it
+    identity: bool = False  # supports init identity (one h×h recurrent matrix set to I, biases 0)
 
 
 CELLS: dict[str, CellEntry] = {
-    "scratch": CellEntry("engine.models.scratch:ScratchRNN", "D2L 8.5", one_layer=True, activation=True),
-    "rnn": CellEntry("engine.models.rnn:RNN", "torch.nn.RNN", activation=True),
+    "scratch": CellEntry("engine.models.scratch:ScratchRNN", "D2L 8.5", one_layer=True, activation=True,
+                         identity=True),
+    "rnn": CellEntry("engine.models.rnn:RNN", "torch.nn.RNN", activation=True, identity=True),
     "gru": CellEntry("engine.models.gru:GRU", "D2L 9.1"),
     "lstm": CellEntry("engine.models.lstm:LSTM", "D2L 9.2"),
     "mingru": CellEntry("engine.models.mingru:MinGRU", "Feng et al. 2024, a parallel scan"),
@@ -49,6 +51,9 @@ CELLS: dict[str, CellEntry] = {
 MODEL_KINDS = tuple(CELLS)
 ENCODINGS = ("onehot", "embedding")
 ACTIVATIONS = ("tanh", "relu")
+# How the recurrent weights start: the cell's own draw, or W_hh = I with zero biases (Le, Jaitly & Hinton 2015's
+# IRNN, with relu): the state is copied forward unchanged until training says otherwise (exercise 8.7.2).
+INITS = ("default", "identity")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 CLIPS = ("norm", "value", "off")
 # D2L 8.3.4's two samplers, then rnnlab's (engine.samplers, engine.sentences): a sliding window
@@ -97,12 +102,20 @@ class ModelConfig:
     encoding: str = option("onehot", "input encoding: onehot (D2L) | embedding (exercise 8.5.2)", ENCODINGS)
     embed_size: int = option(32, "embedding width (encoding embedding)")
     activation: str = option("tanh", _ACTIVATION_HELP, ACTIVATIONS)
+    init: str = option("default", "recurrent weights at the start: default (the cell's own draw) | identity "
+                                  "(W_hh = I and biases 0 in every layer: with activation relu, Le et al. 2015's "
+                                  "IRNN; " + "/".join(k for k, c in CELLS.items() if c.identity) + " cells)", INITS)
 
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
             raise ConfigError(f"model kind must be one of {', '.join(MODEL_KINDS)} (got {self.kind!r})")
         _choice("encoding", self.encoding, ENCODINGS)
         _choice("activation", self.activation, ACTIVATIONS)
+        _choice("init", self.init, INITS)
+        if self.init == "identity" and not CELLS[self.kind].identity:
+            plain = " or ".join(k for k, c in CELLS.items() if c.identity)
+            raise ConfigError(f"init identity needs a plain RNN cell ({plain}), not {self.kind}: its recurrent "
+                              "weights feed gates, so W_hh = I would not copy the state forward; use init default")
         if self.vocab_size < 2:
             raise ConfigError(f"vocab_size must be at least 2 (got {self.vocab_size})")
         if not 1 <= self.num_hiddens <= 16384:
@@ -131,6 +144,9 @@ class TrainConfig:
 
     optimizer: str = option("sgd", "sgd (D2L) | adam | adamw (torch's default weight decay 0.01)", OPTIMIZERS)
     lr: float = option(1.0, "learning rate (D2L: 1 with plain SGD)")
+    # sgd/adam: L2, λ·w added to the (clipped) gradient inside the step; adamw: decoupled, w ← w − lr·λ·w
+    weight_decay: float = option(0.0, "weight decay λ: sgd and adam add λ·w to the gradient; adamw shrinks w by "
+                                      "lr·λ each step (0 = adamw's own 0.01: adamw without decay is adam)")
     epochs: int = option(50, "passes over the training tokens (D2L: 500)")
     batch_size: int = option(32, "subsequences per minibatch")
     num_steps: int = option(35, "time steps per subsequence (truncated BPTT length)")
@@ -180,6 +196,9 @@ class TrainConfig:
         _choice("device", self.device, DEVICES)
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"lr must be a positive number (got {self.lr!r})")
+        if isinstance(self.weight_decay, bool) or not (isinstance(self.weight_decay, (int, float))
+                                                       and math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError(f"weight_decay must be zero or a positive number (got {self.weight_decay!r})")
         for name in ("epochs", "batch_size", "num_steps"):
             _at_least(name, getattr(self, name), 1, "a positive integer")
         if isinstance(self.stride, bool) or not isinstance(self.stride, int) or not 0 <= self.stride <= self.num_steps:

@@ -56,7 +56,7 @@ from engine.spikes import SpikeDetector
 from engine.throughput import Throughput
 from engine.train_state import TrainState
 from engine.training import (MAX_LOSS, MEMORY_ADVICE, clip_gradients, evaluate, make_optimizer,
-                             out_of_memory, perplexity, prepare_ids, resolve_device, sequence_loss)
+                             out_of_memory, perplexity, prepare_ids, resolve_device, sequence_loss, weight_decay_of)
 from engine.truncation import Cuts
 
 __all__ = ["train", "prepare_ids"]
@@ -243,8 +243,8 @@ class _Loop:
         except (RuntimeError, KeyError, ValueError) as exc:
             raise RunError(f"{self.run.path}: the checkpoint does not fit this configuration ({exc}); "
                            "resume with the run's own model options, or start a new run") from None
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.cfg.lr  # a resumed run may change the learning rate
+        for group in self.optimizer.param_groups:  # a resumed run may change the learning rate and weight decay
+            group["lr"], group["weight_decay"] = self.cfg.lr, weight_decay_of(self.cfg)
         self.state = TrainState.from_json(doc)
         if rng is not None:
             torch.set_rng_state(rng)

@@ -16,8 +16,8 @@ batch_size × num_steps positions (more without regular truncation: engine.trunc
 ``prepare_ids`` refuses a configuration whose estimate exceeds the device's
 free memory (``free_memory``), naming the options to lower.
 
-Left out: learning-rate schedules and weight decay settings beyond the
-optimizers' defaults.
+Left out: learning-rate schedules, and weight decay that spares the biases
+(``weight_decay`` applies to every parameter, biases included).
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from engine.models import RNNLM, build_model, cell_class
 from engine.truncation import graph_positions
 
 __all__ = ["resolve_device", "split_ids", "prepare_ids", "bptt_bytes", "MemoryEstimate", "memory_estimate",
-           "free_memory", "check_memory", "out_of_memory", "MEMORY_ADVICE", "make_optimizer", "clip_gradients",
-           "sequence_loss", "perplexity", "evaluate"]
+           "free_memory", "check_memory", "out_of_memory", "MEMORY_ADVICE", "weight_decay_of", "make_optimizer",
+           "clip_gradients", "sequence_loss", "perplexity", "evaluate"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -225,13 +225,27 @@ def out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
+ADAMW_WEIGHT_DECAY = 0.01  # torch's default, which adamw keeps when weight_decay is 0
+
+
+def weight_decay_of(cfg: TrainConfig) -> float:
+    """The λ the optimizer uses: ``cfg.weight_decay``, but adamw's own 0.01 for 0 (AdamW without decay is Adam)."""
+    if cfg.optimizer == "adamw" and cfg.weight_decay == 0:
+        return ADAMW_WEIGHT_DECAY
+    return float(cfg.weight_decay)
+
+
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer of ``cfg``. Weight decay λ (``weight_decay_of``): sgd and adam add λ·w to each gradient
+    inside the step (after clipping, so the decay itself is never clipped); adamw shrinks the weights by lr·λ
+    apart from the gradient."""
     params = [p for p in model.parameters() if p.requires_grad]
+    wd = weight_decay_of(cfg)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr)  # D2L's sgd: p -= lr * grad of the mean loss
+        return torch.optim.SGD(params, lr=cfg.lr, weight_decay=wd)  # D2L's sgd: p -= lr * (grad + λ p)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr)
-    return torch.optim.AdamW(params, lr=cfg.lr)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=wd)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=wd)
 
 
 def _total_norm(grads: list[torch.Tensor], norm_type: float = 2.0) -> torch.Tensor:

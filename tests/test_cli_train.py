@@ -70,6 +70,8 @@ def test_resume_continues_the_run(runs_dir, tmp_path, capsys):
     (["--num-steps", "100000"], "num_steps"),
     (["--model", "transformer"], "--model"),
     (["--optimizer", "rmsprop"], "--optimizer"),
+    (["--weight-decay", "-0.5"], "weight_decay must be zero or a positive number"),
+    (["--init", "identity"], "init identity needs a plain RNN cell (scratch or rnn), not gru"),  # TINY's gru
 ])
 def test_bad_options_exit_2_naming_the_option(args, needle, tmp_path, capsys, corpus_dir):
     try:

@@ -303,3 +303,64 @@ def test_a_mid_epoch_stop_saves_figures_of_the_saved_weights(pipeline, tmp_path)
     assert fin.val_ppl != pytest.approx(epoch2.val_ppl, rel=1e-6)  # not epoch 2's figure
     assert fin.train_ppl == pytest.approx(progress[-1].train_ppl, rel=1e-6)  # the partial epoch's running figure
     assert run.trainer_state()["val_ppl"] == pytest.approx(fin.val_ppl)
+
+
+# -- weight decay (exercise 8.7.2) ----------------------------------------------------------------------
+def test_runs_saved_before_weight_decay_and_init_existed_still_load(pipeline, tmp_path):
+    import json
+
+    from engine.runs import create_run, open_run
+
+    d = TrainConfig(lr=0.5, optimizer="adamw").to_dict()
+    del d["weight_decay"]
+    old = TrainConfig.from_dict(d)
+    assert old.weight_decay == 0.0 and old == TrainConfig(lr=0.5, optimizer="adamw")
+    mc, tc = configs(pipeline, model={"kind": "rnn"}, epochs=1)
+    run = create_run(tmp_path, mc, tc, pipeline)
+    path = run.path / "config.json"
+    cfg = json.loads(path.read_text())
+    assert cfg["train"]["weight_decay"] == 0.0 and cfg["model"]["init"] == "default"
+    del cfg["train"]["weight_decay"], cfg["model"]["init"]  # as a run of an earlier version wrote it
+    path.write_text(json.dumps(cfg))
+    reopened = open_run(run.name, tmp_path)
+    assert reopened.train_config == tc and reopened.model_config == mc
+
+
+def test_weight_decay_is_each_optimizers_own_kind():
+    from engine.training import make_optimizer
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind="rnn", vocab_size=10, num_hiddens=8))
+    w0 = [p.detach().clone() for p in model.parameters()]
+    for p in model.parameters():
+        p.grad = torch.full_like(p, 0.25)
+    lr, lam = 0.5, 0.1
+    make_optimizer(model, TrainConfig(lr=lr, weight_decay=lam)).step()
+    for p, w in zip(model.parameters(), w0):  # SGD: w - lr (g + λ w), the decay added to the gradient
+        torch.testing.assert_close(p.detach(), w - lr * (0.25 + lam * w), atol=1e-7, rtol=0)
+    groups = {opt: make_optimizer(model, TrainConfig(optimizer=opt, lr=0.01, weight_decay=wd)).param_groups[0]
+              for opt, wd in (("adam", 0.2), ("adamw", 0.2), ("adamw", 0.0), ("sgd", 0.0))}
+    assert groups["adam"]["weight_decay"] == 0.2 and not groups["adam"]["decoupled_weight_decay"]
+    assert groups["adamw"]["weight_decay"] == 0.01  # 0 keeps AdamW's own λ (the last entry for adamw)
+    assert groups["sgd"]["weight_decay"] == 0.0
+    assert make_optimizer(model, TrainConfig(optimizer="adamw", weight_decay=0.2)).param_groups[0]["weight_decay"] == 0.2
+    for bad in (-0.1, math.inf, math.nan, True):
+        with pytest.raises(ConfigError, match=r"^weight_decay must be zero or a positive number"):
+            TrainConfig(weight_decay=bad)
+
+
+def test_a_resumed_run_takes_its_new_weight_decay(pipeline, tmp_path, monkeypatch):
+    import engine.trainer as trainer_mod
+    from engine.runs import create_run, open_run
+
+    mc, tc = configs(pipeline, epochs=1)
+    run = create_run(tmp_path, mc, tc, pipeline)
+    list(train(pipeline, mc, tc, run=run))
+    made = []
+    real = trainer_mod.make_optimizer  # a spy: the trainer's own optimizer
+    monkeypatch.setattr(trainer_mod, "make_optimizer", lambda m, c: made.append(real(m, c)) or made[-1])
+    more = TrainConfig(**{**tc.__dict__, "epochs": 2, "weight_decay": 0.05})
+    events = list(train(pipeline, mc, more, run=open_run(run.name, tmp_path)))
+    assert events[-1].reason == "completed" and len(made) == 1
+    # the checkpoint's optimizer state was saved with λ = 0; the resumed run steps with the λ it was given
+    assert made[0].param_groups[0]["weight_decay"] == 0.05

@@ -25,9 +25,9 @@ from tui.widgets.form import specs_for
 # missing here goes to the end of the last section, so a new engine option still shows.
 SECTIONS = (
     ("model", [("model", n) for n in ("kind", "num_hiddens", "num_layers", "dropout", "encoding",
-                                      "embed_size", "activation")]),
-    ("optimisation", [("train", n) for n in ("optimizer", "lr", "epochs", "clip", "clip_theta", "truncation",
-                                             "truncation_p", "bptt_limit_mb")]),
+                                      "embed_size", "activation", "init")]),
+    ("optimisation", [("train", n) for n in ("optimizer", "lr", "weight_decay", "epochs", "clip", "clip_theta",
+                                             "truncation", "truncation_p", "bptt_limit_mb")]),
     ("data", [("train", n) for n in ("batch_size", "num_steps", "sampler", "stride", "val_fraction", "max_tokens",
                                      "seed")]),
     ("device", [("train", n) for n in ("device", "threads")]),
