@@ -254,3 +254,41 @@ def test_kernel_choice_on_the_cpu() -> None:
     assert all(float(g.abs().max()) > 0 for g in out[True][3:])  # every weight's gradient compared is alive
     for onednn, ours in zip(out[True], out[False]):
         torch.testing.assert_close(ours, onednn, atol=1e-5, rtol=1e-4)
+
+
+# -- init identity (exercise 8.7.2: Le, Jaitly & Hinton 2015's IRNN) -------------------------------------
+@pytest.mark.parametrize("kind,layers", [("rnn", 1), ("rnn", 2), ("scratch", 1)])
+def test_identity_init_sets_w_hh_to_i_and_its_biases_to_zero_and_keeps_the_other_draws(kind: str, layers: int) -> None:
+    plain, irnn = small(kind, num_layers=layers), small(kind, num_layers=layers, init="identity", activation="relu")
+    eye = torch.eye(H)
+    recurrent = {"W_hh"} | {f"rnn.weight_hh_l{k}" for k in range(layers)}
+    biases = {"b_h"} | {f"rnn.bias_{w}_l{k}" for w in ("ih", "hh") for k in range(layers)}
+    given = dict(plain.named_parameters())
+    names = []
+    for name, p in irnn.named_parameters():
+        names.append(name)
+        if name in recurrent:
+            assert torch.equal(p, eye), name
+            assert not torch.equal(given[name], eye), name  # the default draw is not the identity
+        elif name in biases:
+            assert p.abs().sum() == 0, name
+        else:  # input and output weights: the default init's, drawn from the same seed
+            assert torch.equal(p, given[name]), name
+    assert names == list(given) and len(set(names) & recurrent) == layers
+    # H_t = relu(x_t W_xh + H_{t-1}): with zero input weights every layer carries its state forward unchanged
+    with torch.no_grad():
+        for name, p in irnn.named_parameters():
+            if name == "W_xh" or "weight_ih" in name:
+                p.zero_()
+    H0 = torch.rand(layers, B, H) if kind == "rnn" else torch.rand(B, H)
+    _, state = irnn(ids(), H0)
+    torch.testing.assert_close(state, H0, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("kind", [k for k in MODEL_KINDS if not CELLS[k].identity])
+def test_identity_init_is_refused_for_gated_cells(kind: str) -> None:
+    assert kind in ("gru", "lstm", "mingru")
+    with pytest.raises(ConfigError, match=rf"^init identity needs a plain RNN cell \(scratch or rnn\), not {kind}"):
+        ModelConfig(kind=kind, init="identity")
+    with pytest.raises(ConfigError, match=r"^init must be one of default, identity \(got 'orthogonal'\)"):
+        ModelConfig(kind="rnn", init="orthogonal")

@@ -66,6 +66,12 @@ class Cell:
         """(W, b) of ``layer``'s input term ``x @ W + b``: W (layer's input width, gates·h), b (gates·h,)."""
         raise NotImplementedError
 
+    def init_identity(self, holder: nn.Module) -> None:
+        """``init identity`` (Le, Jaitly & Hinton 2015): every layer's W_hh = I and its biases 0, in place; the
+        input weights keep their draw. Only cells whose recurrence is one h×h matrix have it
+        (``engine.config.CELLS``' ``identity``; ``ModelConfig`` refuses the others)."""
+        raise NotImplementedError(f"the {self.name} cell has no identity initialisation")
+
     # --- state -----------------------------------------------------------------------------------------
     def begin_state(self, batch_size: int, device: torch.device | str = "cpu") -> State:
         return torch.zeros((self.num_layers, batch_size, self.num_hiddens), device=device)

@@ -59,6 +59,8 @@ class RNNLM(nn.Module):
             self.b_q = nn.Parameter(torch.zeros(v))
         else:
             self.linear = nn.Linear(h, v)
+        if cfg.init == "identity":  # after every draw, so the other weights are the default init's
+            self.cell.init_identity(self)
 
     def encode(self, X: torch.Tensor) -> torch.Tensor:
         """(batch, num_steps) ids -> (num_steps, batch, input_size) floats (D2L's ``F.one_hot(X.T)``)."""

@@ -113,6 +113,13 @@ class RNN(NNCell):
         return nn.RNN(input_size=self.input_size, hidden_size=self.num_hiddens, num_layers=self.num_layers,
                       dropout=self.dropout, nonlinearity=self.activation)
 
+    def init_identity(self, holder: nn.Module) -> None:
+        with torch.no_grad():
+            for layer in range(self.num_layers):
+                nn.init.eye_(self.weight_hh(holder, layer))
+                getattr(holder.rnn, f"bias_ih_l{layer}").zero_()
+                getattr(holder.rnn, f"bias_hh_l{layer}").zero_()
+
     def run_layer(self, holder: nn.Module, layer: int, A_in: torch.Tensor,
                   state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         Hs = rnn_recurrence(A_in, state, self.weight_hh(holder, layer).t(), self.relu)

@@ -37,6 +37,11 @@ class ScratchRNN(Cell):
     def input_weights(self, holder: nn.Module, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
         return holder.W_xh, holder.b_h
 
+    def init_identity(self, holder: nn.Module) -> None:
+        with torch.no_grad():
+            nn.init.eye_(holder.W_hh)
+            holder.b_h.zero_()
+
     def begin_state(self, batch_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
         return torch.zeros(batch_size, self.num_hiddens, device=device)
 
