@@ -83,3 +83,69 @@ def test_a_bad_setting_is_refused_and_an_unbuilt_one_runs_nothing(corpus_dir, mo
     assert "steps must be an integer in 1..2000 (got 0)" in message and status == "not run"
     assert steps == str(registry.get("8.7.1").long.steps)
     assert unbuilt == "not built" and "not built yet" in question and inputs == 0
+
+
+def test_a_result_is_plotted_and_names_its_saved_run(corpus_dir) -> None:
+    """8.6.1 at a tiny budget: the plot holds the result's own series (validation per epoch), and the runs the
+    exercise trained are named under the explanation."""
+    from tui.widgets.plot import SeriesPlot
+
+    async def body(app, pilot):
+        await pilot.press("f6")
+        await pilot.pause()
+        screen = app.screen
+        await _select(app, pilot, "8.6.1")
+        for name, value in (("max_tokens", "600"), ("num_hiddens", "8"), ("epochs", "3"), ("batch_size", "4")):
+            screen.query_one(f"#ex-set-{name}", Input).value = value
+        await pilot.press("ctrl+r")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        plot = screen.query_one("#ex-plot", SeriesPlot)
+        drawn = {name: h.points() for name, h in plot.series.items()}
+        return screen.results["8.6.1"], plot.display, plot.plot_title, drawn, \
+            _text(screen.query_one("#ex-explanation", Static)), screen.check_action("next_plot", ())
+
+    result, shown, title, drawn, explanation, next_plot = run_app(body, size=(80, 24))
+    (plot,) = result.plots
+    assert shown and title == plot.title and not next_plot  # one plot: no key to page through
+    assert drawn == {s.name: (s.x, s.y) for s in plot.series}
+    assert len(result.runs) == 1 and f"runs saved, tagged exercise 8.6.1 (Runs overlays them): {result.runs[0]}" \
+        in explanation
+
+
+def test_ctrl_g_stops_a_running_exercise_and_its_run_is_saved_stopped(corpus_dir) -> None:
+    """A long 8.6.1 started with ctrl+r is stopped with ctrl+g once it has trained an epoch: the status says
+    stopped, no result is shown, and the run it was training is saved, marked stopped."""
+    import asyncio
+
+    from engine.runs import list_runs, open_run
+
+    async def body(app, pilot):
+        await pilot.press("f6")
+        await pilot.pause()
+        screen = app.screen
+        await _select(app, pilot, "8.6.1")
+        for name, value in (("max_tokens", "600"), ("num_hiddens", "8"), ("epochs", "100000"), ("batch_size", "4")):
+            screen.query_one(f"#ex-set-{name}", Input).value = value
+        await pilot.press("ctrl+r")
+        for _ in range(1200):  # wait (at most a minute) for the first epoch's end in the run's log
+            runs = list_runs()
+            if runs and any(m.get("epoch_end") for m in open_run(runs[0].path).metrics()):
+                break
+            await asyncio.sleep(0.05)
+        running = screen.status["8.6.1"], screen.check_action("stop_exercise", ())
+        await pilot.press("ctrl+g")
+        await asyncio.wait_for(app.workers.wait_for_complete(), 120)  # a bound on waiting, not a timing check
+        for _ in range(1200):  # the worker's thread ends at the trainer's next step, saving the run
+            if list_runs()[0].status == "stopped":
+                break
+            await asyncio.sleep(0.05)
+        await pilot.pause()
+        return running, screen.status["8.6.1"], _text(screen.query_one("#ex-status", Static)), \
+            "8.6.1" in screen.results, list_runs(), screen.check_action("stop_exercise", ())
+
+    running, status, line, has_result, runs, can_stop = run_app(body, size=(80, 24))
+    assert running == ("running", True) and status == "stopped" and not has_result and not can_stop
+    assert line.startswith("stopped before it finished: no result")
+    (run,) = runs
+    assert run.status == "stopped" and run.tags == {"exercise": "8.6.1"} and run.epochs_done >= 1

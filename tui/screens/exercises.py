@@ -1,13 +1,15 @@
 """The Exercises screen: the chapter's 27 exercises, each answered by running its experiment.
 
 Left, the list (id, status, title): *not built* (listed, its experiment still to be written),
-*not run*, *running*, *done* or *failed*. Right, for the selected one: the question, its settings
+*not run*, *running*, *done*, *stopped* or *failed*. Right, for the selected one: the question, its settings
 (one field each, filled with the default budget's values; ``ctrl+b`` switches to the book's
 budget and back), and after ``ctrl+r`` has run it — in a thread worker, never blocking the
-screen, stopped through the worker's ``cancelled_event`` — the result table, our reference figures
-beside the numbers measured, and the explanation. Results stay while you move through the list.
+screen; ``ctrl+g`` stops it through the worker's ``cancelled_event`` at the experiment's next step —
+the result table, our reference figures beside the numbers measured, the explanation, the run
+folders it trained (tagged with the exercise, for Runs to overlay) and its plot (``ctrl+t`` shows the
+next one when there are several). Results stay while you move through the list.
 The experiments are ``engine.exercises``'; table cells are shown by ``tui.cli.exercise.format_cell``,
-as the CLI shows them. Left out: plots of an exercise's series (the CLI and JSON carry them).
+as the CLI shows them. Left out: keeping results across sessions (rerun, or open the saved runs).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Header, Input, Label, Static
 from textual.worker import Worker, WorkerState, get_current_worker
@@ -31,9 +33,10 @@ from tui.cli.exercise import format_cell
 from tui.screens.base import PlaygroundScreen, error_text
 from tui.widgets.footer import KeysFooter
 from tui.widgets.form import FormScroll
+from tui.widgets.plot import SeriesPlot
 
-STATUS_NOT_BUILT, STATUS_NOT_RUN, STATUS_RUNNING, STATUS_DONE, STATUS_FAILED = (
-    "not built", "not run", "running", "done", "failed")
+STATUS_NOT_BUILT, STATUS_NOT_RUN, STATUS_RUNNING, STATUS_DONE, STATUS_FAILED, STATUS_STOPPED = (
+    "not built", "not run", "running", "done", "failed", "stopped")
 AGREES = {True: "yes", False: "NO", None: "–"}
 
 
@@ -43,6 +46,8 @@ class ExercisesScreen(PlaygroundScreen):
     BINDINGS = [
         Binding("ctrl+r", "run_exercise", "Run"),
         Binding("ctrl+b", "toggle_budget", "Budget"),
+        Binding("ctrl+g", "stop_exercise", "Stop"),
+        Binding("ctrl+t", "next_plot", "Next plot"),
     ]
 
     @dataclass
@@ -64,6 +69,7 @@ class ExercisesScreen(PlaygroundScreen):
         self.budget: dict[str, str] = {}  # id -> budget whose values the form was last filled with
         self.selected = next(iter(registry.TITLES))
         self.running: str | None = None
+        self.plot_index: dict[str, int] = {}  # id -> which of its result's plots is shown
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -77,6 +83,7 @@ class ExercisesScreen(PlaygroundScreen):
                 yield DataTable(id="ex-table", cursor_type="none", zebra_stripes=True)
                 yield Static("", id="ex-refs")
                 yield Static("", id="ex-explanation")
+                yield SeriesPlot("", id="ex-plot")
         yield KeysFooter()
 
     def on_mount(self) -> None:
@@ -93,6 +100,11 @@ class ExercisesScreen(PlaygroundScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("run_exercise", "toggle_budget"):  # greyed out while running or for one not built
             return registry.is_built(self.selected) and self.running is None
+        if action == "stop_exercise":
+            return self.running is not None
+        if action == "next_plot":
+            result = self.results.get(self.selected)
+            return result is not None and len(result.plots) > 1
         return super().check_action(action, parameters)
 
     # -- selection ----------------------------------------------------------------------------------------
@@ -139,11 +151,16 @@ class ExercisesScreen(PlaygroundScreen):
         hint = {STATUS_NOT_BUILT: "not built yet",
                 STATUS_NOT_RUN: f"not run: ctrl+r runs it ({self.budget.get(ex_id, 'default')} budget; "
                                 "ctrl+b switches budget)",
-                STATUS_RUNNING: "running…", STATUS_FAILED: "failed: see the notification; ctrl+r tries again",
+                STATUS_RUNNING: "running… (ctrl+g stops it)",
+                STATUS_STOPPED: "stopped before it finished: no result (a run it was training is saved, marked "
+                                "stopped); ctrl+r runs it again",
+                STATUS_FAILED: "failed: see the notification; ctrl+r tries again",
                 STATUS_DONE: f"done ({result.budget or 'changed'} settings); ctrl+r runs it again" if result else ""}
         if ex_id != self.running:  # while it runs, the progress messages write the status line
             status.update(hint[state])
+        plot = self.query_one("#ex-plot", SeriesPlot)
         table.display = refs.display = expl.display = result is not None
+        plot.display = result is not None and bool(result.plots)
         if result is None:
             return
         table.add_columns(*result.columns)
@@ -155,7 +172,36 @@ class ExercisesScreen(PlaygroundScreen):
             lines = [f"{c['name']}: {format_cell(c['measured'])} (ours {format_cell(c['reference'])} ± "
                      f"{format_cell(c['tolerance'])}, agrees: {AGREES[c['agrees']]})" for c in result.comparison()]
             refs.update("reference figures:\n" + "\n".join(lines))
-        expl.update(result.explanation)
+        runs = (f"\nruns saved, tagged exercise {ex_id} (Runs overlays them): {', '.join(result.runs)}"
+                if result.runs else "")
+        expl.update(result.explanation + runs)
+        if result.plots:
+            self._draw_plot(result, self.plot_index.get(ex_id, 0) % len(result.plots))
+
+    def _draw_plot(self, result: Result, index: int) -> None:
+        """One of the result's plots, drawn with the series the engine returned."""
+        data, plot = result.plots[index], self.query_one("#ex-plot", SeriesPlot)
+        plot.clear()
+        more = f"  (ctrl+t: plot {index + 2 if index + 1 < len(result.plots) else 1} of {len(result.plots)})" \
+            if len(result.plots) > 1 else ""
+        plot.plot_title, plot.xlabel, plot.ylabel = data.title + more, data.xlabel, data.ylabel
+        for series in data.series:
+            plot.set_series(series.name, series.x, series.y)
+        plot.replot()
+
+    def action_next_plot(self) -> None:
+        result = self.results.get(self.selected)
+        if result is None or len(result.plots) < 2:
+            return
+        self.plot_index[self.selected] = (self.plot_index.get(self.selected, 0) + 1) % len(result.plots)
+        self._draw_plot(result, self.plot_index[self.selected])
+
+    def action_stop_exercise(self) -> None:
+        if self.running is None:
+            return
+        self.workers.cancel_group(self, "exercise")
+        if self.running == self.selected:
+            self.query_one("#ex-status", Static).update("stopping at the experiment's next step…")
 
     def _set_status(self, ex_id: str, state: str) -> None:
         self.status[ex_id] = state
@@ -182,7 +228,7 @@ class ExercisesScreen(PlaygroundScreen):
             return
         self.running = ex_id
         self._set_status(ex_id, STATUS_RUNNING)
-        status.update("running…")
+        status.update("running… (ctrl+g stops it)")
         self.refresh_bindings()
         self._run(ex_id, settings)
 
@@ -217,7 +263,7 @@ class ExercisesScreen(PlaygroundScreen):
         self.refresh_bindings()
         if ex_id is None:
             return
-        self._set_status(ex_id, STATUS_FAILED if event.state == WorkerState.ERROR else STATUS_NOT_RUN)
+        self._set_status(ex_id, STATUS_FAILED if event.state == WorkerState.ERROR else STATUS_STOPPED)
         if event.state == WorkerState.ERROR:
             self.notify(f"Exercise {ex_id}: {error_text(event.worker.error)}", title="Exercise failed",
                         severity="error")
