@@ -22,30 +22,23 @@ import math
 import threading
 from dataclasses import dataclass
 
-from engine.config import MODEL_KINDS, option
+from engine.config import option
 from engine.exercises import sequence_runs as seq
-from engine.exercises.base import Exercise, Plot, Progress, Reference, Result, Series, need
+from engine.exercises.base import Exercise, Plot, Progress, Reference, Result, Series
 from engine.exercises.common import integer
 
 ENOUGH = 1.02  # τ is enough once its one-step MSE is within 2 % of the best τ's
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(seq.SequenceSettings):
     """The sequence lab's options these experiments use (D2L 8.1's where the book has them)."""
 
     tau: int = option(4, "τ of the blocks and models experiments (features per window)")
-    kind: str = option("rnn", "recurrent cell of the two recurrent models", MODEL_KINDS)
-    epochs: int = option(5, "epochs of the MLP and the recurrent window model (D2L: 5)")
-    history_epochs: int = option(200, "epochs of the recurrent model over the whole history")
-    seed: int = option(0, "seeds the noise, the weights and the minibatch order")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         integer("tau", self.tau, 1, 16)
-        need(self.kind in MODEL_KINDS, f"kind must be one of {', '.join(MODEL_KINDS)} (got {self.kind!r})")
-        integer("epochs", self.epochs, 1, 1000)
-        integer("history_epochs", self.history_epochs, 1, 10_000)
-        integer("seed", self.seed, 0, 2**31 - 1)
 
 
 def enough_tau(rows: list[tuple[int, float]]) -> int:

@@ -17,26 +17,21 @@ from dataclasses import dataclass
 
 from engine.config import MODEL_KINDS, option
 from engine.exercises import sequence_runs as seq
-from engine.exercises.base import Exercise, Progress, Reference, Result, need
+from engine.exercises.base import Exercise, Progress, Reference, Result
 from engine.exercises.common import integer
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(seq.SequenceSettings):
     """The sequence lab's options the regime experiment uses."""
 
-    tau: int = option(4, "τ: past observations the window models read")
     kind: str = option("rnn", "recurrent cell of the history model", MODEL_KINDS)
     epochs: int = option(5, "epochs of the MLP (D2L: 5)")
-    history_epochs: int = option(200, "epochs of the recurrent model over the whole history")
-    seed: int = option(0, "seeds the noise, the weights and the minibatch order")
+    tau: int = option(4, "τ: past observations the window models read")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         integer("tau", self.tau, 1, 16)
-        need(self.kind in MODEL_KINDS, f"kind must be one of {', '.join(MODEL_KINDS)} (got {self.kind!r})")
-        integer("epochs", self.epochs, 1, 1000)
-        integer("history_epochs", self.history_epochs, 1, 10_000)
-        integer("seed", self.seed, 0, 2**31 - 1)
 
 
 class RegimeChange(Exercise):

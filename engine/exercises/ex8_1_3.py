@@ -18,32 +18,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.config import MODEL_KINDS, option
+from engine.config import option
 from engine.exercises.base import Exercise, Plot, Progress, Reference, Result, Series, need
-from engine.exercises.common import CORPUS_HELP, integer, pipeline
-from engine.exercises.training_runs import train_lm
+from engine.exercises.common import pipeline
+from engine.exercises.training_runs import LMSettings, train_lm
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(LMSettings):
     """The model and its budget, the same for both directions."""
 
-    corpus: str = option("timemachine", CORPUS_HELP)
-    kind: str = option("gru", "recurrent cell", MODEL_KINDS)
-    num_hiddens: int = option(128, "hidden units")
     epochs: int = option(15, "training epochs (Adam) in each direction")
-    lr: float = option(0.01, "Adam's learning rate")
     max_tokens: int = option(10000, "characters used, 0 = all (the last 10% of each direction held out)")
     seed: int = option(0, "seeds the weights and the minibatch order (the same for both)")
 
-    def __post_init__(self) -> None:
-        need(self.kind in MODEL_KINDS, f"kind must be one of {', '.join(MODEL_KINDS)} (got {self.kind!r})")
-        integer("num_hiddens", self.num_hiddens, 1, 4096)
-        integer("epochs", self.epochs, 1, 100_000)
-        need(isinstance(self.lr, (int, float)) and 0 < self.lr <= 10, f"lr must be in (0, 10] (got {self.lr!r})")
+    def check_max_tokens(self) -> None:
         need(self.max_tokens == 0 or (isinstance(self.max_tokens, int) and 2000 <= self.max_tokens <= 10**9),
              f"max_tokens must be 0 (all) or an integer in 2000..1000000000 (got {self.max_tokens!r})")
-        integer("seed", self.seed, 0, 2**31 - 1)
 
 
 def reversed_split(ids: np.ndarray, train_cfg: object) -> np.ndarray:

@@ -16,30 +16,12 @@ Left out: the longer dwells where counting gets harder (edit ``SWITCH_DWELL`` in
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 
-from engine.config import MODEL_KINDS, option
 from engine.exercises import sequence_runs as seq
-from engine.exercises.base import Exercise, Progress, Reference, Result, need
-from engine.exercises.common import integer
+from engine.exercises.base import Exercise, Progress, Reference, Result
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The sequence lab's options the switching experiment uses."""
-
-    kind: str = option("rnn", "recurrent cell of the two recurrent models", MODEL_KINDS)
-    num_hiddens: int = option(16, "hidden units of the recurrent models")
-    epochs: int = option(5, "epochs of the MLP and the recurrent window model")
-    history_epochs: int = option(200, "epochs of the recurrent model over the whole history")
-    seed: int = option(0, "seeds the series, the weights and the minibatch order")
-
-    def __post_init__(self) -> None:
-        need(self.kind in MODEL_KINDS, f"kind must be one of {', '.join(MODEL_KINDS)} (got {self.kind!r})")
-        integer("num_hiddens", self.num_hiddens, 1, 1024)
-        integer("epochs", self.epochs, 1, 1000)
-        integer("history_epochs", self.history_epochs, 1, 10_000)
-        integer("seed", self.seed, 0, 2**31 - 1)
+Settings = seq.RecurrentSettings
 
 
 class LatentState(Exercise):
@@ -75,8 +57,8 @@ class LatentState(Exercise):
             f"the last 16 values can go below {bound:.3f}, because once a window shows only the current level "
             f"it cannot tell how long that level has held. The recurrent model over the whole history reaches "
             f"{hist['mse_signal']:.3f}"
-            + (f", below that bound: its state carries the count of steps since the last flip, a latent "
-               f"variable no window shows — this is where a latent autoregressive model is needed."
+            + (", below that bound: its state carries the count of steps since the last flip, a latent "
+               "variable no window shows — this is where a latent autoregressive model is needed."
                if hist["mse_signal"] < bound else
                (", better than every window but not yet below the bound; more history_epochs let it learn to "
                 "count further." if beats else

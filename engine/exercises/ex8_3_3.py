@@ -81,8 +81,8 @@ class ZipfExponents(Exercise):
             f"Fitted over ranks {lo}–{hi}, a = " + ", ".join(f"{x:.2f}" for x in a) + f" for n = 1..{s.max_n}: "
             + ("the exponent falls as n grows." if all(x > y for x, y in zip(a, a[1:]) if np.isfinite(x + y))
                else "the exponent falls with n overall, not at every step.")
-            + f" Longer n-grams spread their counts over many more kinds, so their curve is flatter (and "
-            f"sits lower). The choice of ranks moves a by up to " + ", ".join(f"{x:.2f}" for x in spreads)
+            + " Longer n-grams spread their counts over many more kinds, so their curve is flatter (and "
+            "sits lower). The choice of ranks moves a by up to " + ", ".join(f"{x:.2f}" for x in spreads)
             + " (per n) between the ranges in the table: "
             + (f"the head of the {s.tokenizer} curve (ranks 1–10, a = {rows[0][3]:.2f}) is flatter than its middle "
                f"(100–1000, a = {rows[0][5]:.2f}); " if rows[0][3] < rows[0][5] else "")

@@ -18,10 +18,9 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from engine.config import CARRIES_STATE, option
+from engine.config import CARRIES_STATE
 from engine.exercises import iterator_runs as it
 from engine.exercises.base import Exercise, Progress, Reference, Result, check_stop
-from engine.exercises.common import CORPUS_HELP
 
 HOW = {  # sampler -> how it reads, in a few words
     "random": "random offset, subsequences in random order",
@@ -34,18 +33,8 @@ HOW = {  # sampler -> how it reads, in a few words
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(it.IteratorSettings):
     """D2L's sizes; mode raw so that the sentences sampler can join."""
-
-    corpus: str = option("timemachine", CORPUS_HELP)
-    tokens: int = option(10000, "first N characters (D2L: 10000; 0 = all)")
-    batch_size: int = option(32, "subsequences per minibatch")
-    num_steps: int = option(35, "tokens per subsequence")
-    epochs: int = option(10, "epochs the coverage is counted over")
-    seed: int = option(0, "seeds the offsets and the shuffles")
-
-    def __post_init__(self) -> None:
-        it.check(self)
 
 
 class ReadingOrders(Exercise):

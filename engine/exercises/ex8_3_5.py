@@ -27,25 +27,20 @@ import numpy as np
 from engine.config import option
 from engine.exercises import iterator_runs as it
 from engine.exercises.base import Exercise, Plot, Progress, Reference, Result, Series, check_stop
-from engine.exercises.common import CORPUS_HELP, integer
+from engine.exercises.common import integer
 
 SAMPLERS = ("fixed", "random", "uniform")
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(it.IteratorSettings):
     """D2L's sizes; the epochs counted over."""
 
-    corpus: str = option("timemachine", CORPUS_HELP)
-    tokens: int = option(10000, "first N characters (D2L: 10000; 0 = all)")
-    batch_size: int = option(32, "subsequences per minibatch")
-    num_steps: int = option(35, "tokens per subsequence")
     epochs: int = option(10, "epochs of the middle column")
     long_epochs: int = option(50, "epochs of the last column")
-    seed: int = option(0, "seeds the offsets and the shuffles")
 
     def __post_init__(self) -> None:
-        it.check(self)
+        super().__post_init__()
         integer("long_epochs", self.long_epochs, 1, 100_000)
 
 

@@ -18,38 +18,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.config import MODEL_KINDS, option
+from engine.config import option
 from engine.exercises.base import Exercise, Plot, Progress, Reference, Result, Series, check_stop, need
-from engine.exercises.common import CORPUS_HELP, integer, pipeline
-from engine.exercises.training_runs import train_lm
+from engine.exercises.common import integer, pipeline
+from engine.exercises.training_runs import LMSettings, train_lm
 
 DISTANCES = (1, 2, 4, 8, 16, 32, 64)
 PROMPTS = ("the time traveller looked at the", "in the garden of the white sphinx the")  # same last 4 characters
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(LMSettings):
     """The model, its training budget and the probe."""
 
-    corpus: str = option("timemachine", CORPUS_HELP)
-    kind: str = option("gru", "recurrent cell", MODEL_KINDS)
-    num_hiddens: int = option(128, "hidden units")
-    epochs: int = option(20, "training epochs (Adam) over max_tokens characters")
-    lr: float = option(0.01, "Adam's learning rate")
-    max_tokens: int = option(10000, "characters trained on")
+    seed: int = option(0, "seeds training and the probes")
     context: int = option(64, "characters of context per probe (the largest distance)")
     probes: int = option(300, "contexts probed, from the text after max_tokens")
-    seed: int = option(0, "seeds training and the probes")
 
     def __post_init__(self) -> None:
-        need(self.kind in MODEL_KINDS, f"kind must be one of {', '.join(MODEL_KINDS)} (got {self.kind!r})")
-        integer("num_hiddens", self.num_hiddens, 1, 4096)
-        integer("epochs", self.epochs, 1, 100_000)
-        need(isinstance(self.lr, (int, float)) and 0 < self.lr <= 10, f"lr must be in (0, 10] (got {self.lr!r})")
-        integer("max_tokens", self.max_tokens, 2000, 10**9)
+        super().__post_init__()
         integer("context", self.context, 2, 1024)
         integer("probes", self.probes, 1, 100_000)
-        integer("seed", self.seed, 0, 2**31 - 1)
 
 
 def next_distributions(model: object, contexts: np.ndarray) -> np.ndarray:

@@ -96,8 +96,8 @@ class LongGradients(Exercise):
             + " … — and the first steps of a long sequence get either almost no signal or a huge one that "
             "clipping must cut. "
             + (f"A large W_hh explodes ({', '.join(name(c) for c in explode)}). " if explode else "")
-            + ((f"φ′ (below 1 for saturating tanh units, 0 for inactive ReLU ones) damps the product, so ρ above 1 "
-                f"can still vanish: " + ", ".join(f"{name(c)} at {c.per_step():.3g}× per step" for c in damped)
+            + (("φ′ (below 1 for saturating tanh units, 0 for inactive ReLU ones) damps the product, so ρ above 1 "
+                "can still vanish: " + ", ".join(f"{name(c)} at {c.per_step():.3g}× per step" for c in damped)
                 + ". ") if damped else "")
             + (("At initialisation the gated cells lose it too (gates near ½): " + ", ".join(
                 f"{name(c)} 10^{c.at_distance(far):.1f}" for c in gated) + "; it is trained gates that learn to "

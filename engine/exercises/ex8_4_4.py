@@ -18,37 +18,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.config import MODEL_KINDS, option
+from engine.config import option
 from engine.exercises.base import Exercise, Plot, Progress, Reference, Result, Series, check_stop, need
-from engine.exercises.common import CORPUS_HELP, integer, pipeline, positive_ints
-from engine.exercises.training_runs import train_lm
+from engine.exercises.common import integer, pipeline, positive_ints
+from engine.exercises.training_runs import LMSettings, train_lm
 
 ROWS = 8  # the unseen text is read as this many contiguous rows
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(LMSettings):
     """The model, its training budget and the reset intervals."""
 
-    corpus: str = option("timemachine", CORPUS_HELP)
-    kind: str = option("gru", "recurrent cell", MODEL_KINDS)
-    num_hiddens: int = option(128, "hidden units")
-    epochs: int = option(20, "training epochs (Adam) over max_tokens characters")
-    lr: float = option(0.01, "Adam's learning rate")
     max_tokens: int = option(10000, "characters trained on (D2L's 10,000; the trainer holds out the last 10%)")
     eval_tokens: int = option(20000, "characters after those, never trained on, that are scored")
     resets: tuple[int, ...] = option((1, 2, 4, 8, 16, 32, 64, 128), "reset the state every n tokens; ∞ is added")
-    seed: int = option(0, "seeds the weights and the minibatch order")
 
     def __post_init__(self) -> None:
-        need(self.kind in MODEL_KINDS, f"kind must be one of {', '.join(MODEL_KINDS)} (got {self.kind!r})")
-        integer("num_hiddens", self.num_hiddens, 1, 4096)
-        integer("epochs", self.epochs, 1, 100_000)
-        need(isinstance(self.lr, (int, float)) and 0 < self.lr <= 10, f"lr must be in (0, 10] (got {self.lr!r})")
-        integer("max_tokens", self.max_tokens, 2000, 10**9)
+        super().__post_init__()
         integer("eval_tokens", self.eval_tokens, 1000, 10**9)
         positive_ints("resets", self.resets, 1, 10**6)
-        integer("seed", self.seed, 0, 2**31 - 1)
 
 
 def reset_perplexity(model: object, ids: np.ndarray, every: int | None, rows: int = ROWS) -> float:

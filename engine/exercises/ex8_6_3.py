@@ -13,30 +13,12 @@ Left out: the switching series, where the recurrent model's state is what wins (
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 
-from engine.config import MODEL_KINDS, option
 from engine.exercises import sequence_runs as seq
-from engine.exercises.base import Exercise, Progress, Reference, Result, need
-from engine.exercises.common import integer
+from engine.exercises.base import Exercise, Progress, Reference, Result
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The sequence lab's options the models experiment uses."""
-
-    kind: str = option("rnn", "recurrent cell of the two recurrent models", MODEL_KINDS)
-    num_hiddens: int = option(16, "hidden units of the recurrent models")
-    epochs: int = option(5, "epochs of the MLP and the recurrent window model (D2L: 5)")
-    history_epochs: int = option(200, "epochs of the recurrent model over the whole history")
-    seed: int = option(0, "seeds the noise, the weights and the minibatch order")
-
-    def __post_init__(self) -> None:
-        need(self.kind in MODEL_KINDS, f"kind must be one of {', '.join(MODEL_KINDS)} (got {self.kind!r})")
-        integer("num_hiddens", self.num_hiddens, 1, 1024)
-        integer("epochs", self.epochs, 1, 1000)
-        integer("history_epochs", self.history_epochs, 1, 10_000)
-        integer("seed", self.seed, 0, 2**31 - 1)
+Settings = seq.RecurrentSettings
 
 
 class RNNForSequence(Exercise):

@@ -101,7 +101,7 @@ class PowerIteration(Exercise):
     )
 
     def compute(self, s: Settings, progress: Progress, stop: threading.Event | None) -> Result:
-        from engine.labs.bptt import PowerConfig, power_iteration, spectrum
+        from engine.labs.bptt import PowerConfig, power_iteration
 
         rows: list[list[object]] = []
         figures: dict[str, float] = {}

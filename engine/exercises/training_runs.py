@@ -5,7 +5,8 @@ epoch-end figures collected, its progress passed on, a stop honoured.
 perplexity) and the name of the run folder it wrote. Given ``tags`` (``{"exercise": "8.6.1"}``) and a
 corpus pipeline, the training is an ordinary run in the runs folder (``engine.runs.create_run``), tagged,
 so the Runs screen lists and overlays it; a stopped exercise leaves its run saved and marked stopped.
-Shared by the exercises that need a trained model (8.1.3, 8.4.2, 8.4.4, 8.6.1).
+Shared by the exercises that need a trained model (8.1.3, 8.4.2, 8.4.4, 8.6.1). ``LMSettings`` holds the
+fields 8.1.3, 8.4.2 and 8.4.4 share (corpus, cell, width, Adam's budget, max_tokens, seed) and their checks.
 Left out: runs of token ids that are not a corpus (8.1.3's reversed text), which have no tokenizer or
 corpus file a run folder could name: those train without a folder.
 """
@@ -16,7 +17,33 @@ import threading
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from engine.exercises.base import Progress, Stopped
+from engine.config import MODEL_KINDS, option
+from engine.exercises.base import Progress, Stopped, need
+from engine.exercises.common import CORPUS_HELP, integer
+
+
+@dataclass(frozen=True)
+class LMSettings:
+    """A character-level language model and its training budget (Adam, as the book's concise models)."""
+
+    corpus: str = option("timemachine", CORPUS_HELP)
+    kind: str = option("gru", "recurrent cell", MODEL_KINDS)
+    num_hiddens: int = option(128, "hidden units")
+    epochs: int = option(20, "training epochs (Adam) over max_tokens characters")
+    lr: float = option(0.01, "Adam's learning rate")
+    max_tokens: int = option(10000, "characters trained on")
+    seed: int = option(0, "seeds the weights and the minibatch order")
+
+    def __post_init__(self) -> None:
+        need(self.kind in MODEL_KINDS, f"kind must be one of {', '.join(MODEL_KINDS)} (got {self.kind!r})")
+        integer("num_hiddens", self.num_hiddens, 1, 4096)
+        integer("epochs", self.epochs, 1, 100_000)
+        need(isinstance(self.lr, (int, float)) and 0 < self.lr <= 10, f"lr must be in (0, 10] (got {self.lr!r})")
+        self.check_max_tokens()
+        integer("seed", self.seed, 0, 2**31 - 1)
+
+    def check_max_tokens(self) -> None:
+        integer("max_tokens", self.max_tokens, 2000, 10**9)
 
 
 @dataclass(frozen=True)
