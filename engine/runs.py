@@ -33,15 +33,21 @@ removed when training on the run starts or resumes (``begin_training``, called
 by the trainer, the run's one writer) — not when a run is merely opened, since
 the TUI opens the run it is training. A run that fails or is interrupted before
 its first checkpoint with nothing logged is removed (``discard_if_unused``); an
-out-of-memory failure marks the checkpoint "failed" (``mark_failed``). Left
-out: comparing runs and pruning old ones (``delete_run`` removes one folder),
-and locking a run against two trainers at once.
+out-of-memory failure marks the checkpoint "failed" (``mark_failed``).
+
+Live runs: the process training a run holds its ``engine.live.Lease`` (train.lock, live.json
+with a heartbeat). ``Run.status()`` says ``running`` while that process lives (before its
+first checkpoint too) and ``interrupted`` when it is gone without a final status;
+``summary()`` of a running run reads its epoch and perplexities from the log's tail, which is
+ahead of the checkpoint. A live run is never deleted or discarded. Left out: comparing runs
+and pruning old ones (``delete_run`` removes one folder).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import time
@@ -55,6 +61,7 @@ import torch
 
 from engine import checkpoint, paths, runlog
 from engine.config import ModelConfig, TrainConfig
+from engine.live import LIVE_FILE, LOCK_FILE, Live, progress_tail, read_live
 from engine.errors import ConfigError, RunError, RunNotFoundError, write_error
 from engine.events import Event, Progress, Sample
 from engine.models import RNNLM, build_model
@@ -92,10 +99,11 @@ class RunSummary:
     val_ppl: float | None  # validation perplexity at the checkpoint
     device: str  # device it trained on
     created: str  # creation time, ISO 8601
-    status: str  # new | running | completed | stopped | diverged | failed (out of memory) | corrupt
+    status: str  # new | running | interrupted | completed | stopped | diverged | failed (out of memory) | corrupt
     error: str | None = None  # why the folder is unreadable (status == "corrupt")
     unstable: bool = False  # the saved weights' perplexity is over twice that of uniform guessing
     tags: dict[str, str] = field(default_factory=dict)  # what made the run: {"exercise": "8.6.1"}, {"sweep": …}
+    live: str = ""  # the process training it (or that trained it, when interrupted): pid, host, heartbeat
 
 
 class Run:
@@ -233,7 +241,10 @@ class Run:
         try:
             names = {p.name for p in self.path.iterdir()
                      if not (p.name.startswith(".") and p.name.endswith(".tmp"))}
-            if self.has_checkpoint() or names - {CONFIG_FILE, TOKENIZER_FILE, *LOG_FILES}:
+            live = self.live()
+            if live is not None and live.alive and live.pid != os.getpid():  # another process trains it now
+                return False
+            if self.has_checkpoint() or names - {CONFIG_FILE, TOKENIZER_FILE, LOCK_FILE, LIVE_FILE, *LOG_FILES}:
                 return False
             if any((self.path / n).stat().st_size > 0 for n in LOG_FILES if n in names):
                 return False
@@ -315,15 +326,41 @@ class Run:
         chunks = corpus_chunks(text, self.config.get("mode", "d2l"), self.tokenizer.kind)
         return self.tokenizer.encode_chunks(chunks, size_hint=len(text))
 
+    def live(self) -> Live | None:
+        """Who trains the run now (``engine.live``): None when nobody does or it ended cleanly."""
+        return read_live(self.path)
+
+    def status(self) -> str:
+        """The checkpoint's status, corrected by what is known now: ``running`` while a live process trains
+        it (before its first checkpoint too), ``interrupted`` when the process that trained it is gone
+        without writing a final status (killed, or its machine went down)."""
+        live = self.live()
+        if live is not None and live.alive:
+            return "running"
+        st = self.trainer_state() or {}
+        status = st.get("status", "new")
+        if live is not None or status == "running":  # a heartbeat gone stale, or a mid-run checkpoint left
+            return "interrupted"
+        return status
+
     def summary(self) -> RunSummary:
         st = self.trainer_state() or {}
         m = self.model_config
+        status, live = self.status(), self.live()
+        epochs_done, train_ppl, val_ppl = int(st.get("epoch", 0)), st.get("train_ppl"), st.get("val_ppl")
+        if status == "running":  # the log is ahead of the last checkpoint
+            last, last_end = progress_tail(self.path, METRICS_FILE)
+            if last_end is not None:
+                epochs_done, val_ppl = max(epochs_done, int(last_end.get("epoch", 0))), last_end.get("val_ppl")
+            if last is not None:
+                train_ppl = last.get("train_ppl")
         return RunSummary(
             name=self.name, path=str(self.path.resolve()), corpus=self.config.get("corpus", {}).get("name", "?"),
-            model=f"{m.kind} {m.num_hiddens}x{m.num_layers}", epochs_done=int(st.get("epoch", 0)),
-            epochs=self.train_config.epochs, train_ppl=st.get("train_ppl"), val_ppl=st.get("val_ppl"),
+            model=f"{m.kind} {m.num_hiddens}x{m.num_layers}", epochs_done=epochs_done,
+            epochs=self.train_config.epochs, train_ppl=train_ppl, val_ppl=val_ppl,
             device=st.get("device", self.train_config.device), created=self.config.get("created", ""),
-            status=st.get("status", "new"), unstable=bool(st.get("unstable", False)), tags=self.tags,
+            status=status, unstable=bool(st.get("unstable", False)), tags=self.tags,
+            live=live.describe() if live is not None else "",
         )
 
 
@@ -425,6 +462,10 @@ def delete_run(path_or_name: Path | str, runs_dir: Path | str | None = None) -> 
     path = _find(path_or_name, runs_dir)
     if not (path / CONFIG_FILE).is_file():
         raise RunError(f"{path} is not a run folder (no {CONFIG_FILE}); nothing deleted")
+    live = read_live(path)
+    if live is not None and live.alive:
+        raise RunError(f"run {path.name} is being trained by {live.describe()}; stop it first, then delete it "
+                       "(nothing deleted)")
     try:
         shutil.rmtree(path)
     except OSError as exc:

@@ -21,7 +21,10 @@ are saved; a run that has a checkpoint is resumed from it (step, epoch, best
 perplexity, torch RNG; the minibatch order of epoch e depends only on the seed
 and e). A run stopped mid-epoch resumes at the start of that epoch with the
 weights it had when stopped; its saved figures describe those weights (the
-partial epoch's running train perplexity, validation on them).
+partial epoch's running train perplexity, validation on them). While it trains a
+run, the process holds the run's ``engine.live.Lease`` (a lock and a heartbeat in
+live.json): a second trainer of the same folder gets ``RunBusy`` before anything
+is touched.
 
 The parts: ``_Loop._epoch`` is one pass over the training tokens; it yields
 Progress events and returns an ``Outcome`` (ok, stopped, or diverged at a
@@ -39,6 +42,7 @@ import copy
 import math
 import threading
 import time
+import weakref
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -50,6 +54,7 @@ from engine.config import ModelConfig, TrainConfig
 from engine.data import batches_per_epoch, train_batches
 from engine.errors import ConfigError, RunError
 from engine.events import Checkpoint, Diverged, Event, Finished, Progress, Sample
+from engine.live import Lease
 from engine.models import RNNLM, build_model, detach_state
 from engine.precision import float32_cudnn
 from engine.spikes import SpikeDetector
@@ -457,29 +462,46 @@ def train(data: Any, model_cfg: ModelConfig, train_cfg: TrainConfig, *, tokenize
     last checkpoint is kept and marked failed); a run that fails before it has
     logged or saved anything is removed.
     """
-    if run is not None:
-        run.begin_training()
+    lease = Lease(run.path) if run is not None else None
+    if lease is not None:
+        lease.acquire()  # RunBusy when another process trains this run: before anything is touched
     try:
-        loop = _Loop(data, model_cfg, train_cfg, tokenizer, run, stop, model)
-    except BaseException as exc:
-        error = _failure(run, exc, None)
-        if error is None:
-            raise
-    else:
-        return _guarded(loop)
+        if run is not None:
+            run.begin_training()
+        try:
+            loop = _Loop(data, model_cfg, train_cfg, tokenizer, run, stop, model)
+        except BaseException as exc:
+            error = _failure(run, exc, None)
+            if error is None:
+                raise
+        else:
+            events = _guarded(loop, lease)
+            if lease is not None:  # a generator dropped before its first step never runs its finally
+                weakref.finalize(events, lease.release)
+            return events
+    except BaseException:
+        if lease is not None:
+            lease.release()
+        raise
+    if lease is not None:
+        lease.release()
     raise error  # outside the handler: the out-of-memory error's frames (and tensors) are let go
 
 
-def _guarded(loop: _Loop) -> Iterator[Event]:
+def _guarded(loop: _Loop, lease: Lease | None) -> Iterator[Event]:
     try:
-        yield from loop.run_all()
-    except BaseException as exc:  # GeneratorExit too: a consumer that gives up before anything was saved
-        error = _failure(loop.run, exc, loop)
-        if error is None:
-            raise
-    else:
-        return
-    raise error
+        try:
+            yield from loop.run_all()
+        except BaseException as exc:  # GeneratorExit too: a consumer that gives up before anything was saved
+            error = _failure(loop.run, exc, loop)
+            if error is None:
+                raise
+        else:
+            return
+        raise error
+    finally:
+        if lease is not None:
+            lease.release()
 
 
 def _failure(run: Any, exc: BaseException, loop: _Loop | None) -> RunError | None:
