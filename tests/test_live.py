@@ -139,3 +139,36 @@ def test_a_cleanly_stopped_run_leaves_no_live_file_and_a_mid_run_checkpoint_alon
     doc = json.loads((folder / "checkpoint.json").read_text())
     (folder / "checkpoint.json").write_text(json.dumps({**doc, "status": "running"}))
     assert run.status() == "interrupted"
+
+
+def test_watch_follows_a_run_trained_by_another_process_to_its_end(tmp_path) -> None:
+    """`rnnlab watch` (a process of its own) started on a running run prints its samples as they come and
+    ends with the trainer's own last line when the trainer is stopped from elsewhere (SIGINT to it)."""
+    proc, folder = _start(tmp_path, "--sample-every", "1", "--sample-len", "5")
+    env = {**os.environ, "RNNLAB_HOME": str(tmp_path / "home")}
+    watch = subprocess.Popen([sys.executable, "-m", "tui.cli", "watch", str(folder), "--interval", "0.1"], cwd=REPO,
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)  # let the watcher read the history and wait for more (not a timing assertion)
+        assert watch.poll() is None  # still following: the run goes on
+        proc.send_signal(signal.SIGINT)
+        train_out, _ = proc.communicate(timeout=120)
+        out, err = watch.communicate(timeout=120)
+    finally:
+        for p in (proc, watch):
+            if p.poll() is None:
+                p.kill()
+    assert watch.returncode == 0 and "Traceback" not in err
+    assert out.strip() == train_out.strip() and out.startswith("stopped: epoch ")  # the trainer's own last line
+    samples = (folder / "samples.log").read_text().splitlines()
+    assert samples and all(line in err for line in samples)  # every logged sample was shown
+
+
+def test_watch_says_interrupted_when_the_trainer_was_killed(tmp_path, capsys) -> None:
+    proc, folder = _start(tmp_path)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    rc = main(["watch", str(folder)])
+    out, err = capsys.readouterr()
+    assert rc == 1 and out.startswith("interrupted: epoch 0, step 0 saved") and "Traceback" not in err
+    assert main(["watch", str(folder), "--interval", "0"]) == 2

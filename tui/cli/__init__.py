@@ -1,5 +1,5 @@
 """The ``rnnlab`` command: no arguments opens the playground; subcommands run
-headless (``corpus``, ``train``, ``generate``, ``runs``, ``lab``, ``exercise``).
+headless (``corpus``, ``train``, ``sweep``, ``watch``, ``generate``, ``runs``, ``lab``, ``exercise``).
 
 Each subcommand lives in its own module with ``register(subparsers)`` which adds
 its parser and sets ``func(args) -> int``. Textual is imported only when the
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from engine.errors import ConfigError, RnnlabError
 
-SUBCOMMANDS = ("corpus", "train", "generate", "runs", "lab", "exercise")
+SUBCOMMANDS = ("corpus", "train", "sweep", "watch", "generate", "runs", "lab", "exercise")
 
 
 def build_parser() -> argparse.ArgumentParser:

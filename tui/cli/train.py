@@ -141,10 +141,53 @@ def run(args: argparse.Namespace) -> int:
             return signals.exit_code
 
 
-def _train(args: argparse.Namespace, out: Any, err: Any, signals: StopOnSignal) -> int:
-    from rich.markup import escape
-    from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+def finish_line(finished: Finished, name: str) -> str:
+    """``completed: epoch 50, step 400, train perplexity 5.123, validation perplexity 6.234  run NAME``."""
+    return (f"{finished.reason}: epoch {finished.epoch}, step {finished.step}, train perplexity "
+            f"{_fmt(finished.train_ppl)}, validation perplexity {_fmt(finished.val_ppl)}  run {name}")
 
+
+class EventPrinter:
+    """Training events on a console (stderr): a progress bar (epoch, perplexities, ‖g‖, share clipped,
+    tokens/s, elapsed and remaining time) with samples, spikes and divergence printed above it. Shared
+    by ``rnnlab train`` and ``rnnlab watch`` (which replays a run's logged events)."""
+
+    def __init__(self, console: Any, cfg: Any, done: int = 0) -> None:
+        from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.cfg = cfg
+        self.bar = Bar(TextColumn("epoch {task.completed:.0f}/{task.total:.0f}"), BarColumn(),
+                       TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+                       transient=False)
+        self.task = self.bar.add_task("train", total=cfg.epochs, info="starting", completed=done)
+
+    def __enter__(self) -> EventPrinter:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.__exit__(*exc)
+
+    def show(self, ev: Any) -> None:
+        from rich.markup import escape
+
+        console = self.bar.console
+        if isinstance(ev, Progress):
+            done = ev.epoch if ev.epoch_end else ev.epoch - 1
+            clipped = f" clipped {ev.clip_fraction:.0%}" if self.cfg.clip != "off" else ""
+            self.bar.update(self.task, completed=done, total=ev.epochs,
+                            info=f"ppl {_fmt(ev.train_ppl)} val {_fmt(ev.val_ppl)} ‖g‖ {ev.grad_norm:.3g}{clipped} "
+                                 f"{ev.tokens_per_s:,.0f} tok/s")
+        elif isinstance(ev, Sample):
+            console.print(f"epoch {ev.epoch}: {ev.text!r}", markup=False, highlight=False)
+        elif isinstance(ev, Spike):
+            console.print(f"[yellow]spike[/] at epoch {ev.epoch}: {ev.metric} perplexity "
+                          f"{ev.val_ppl:.3f} > {self.cfg.spike_factor:g} × best {ev.best_val_ppl:.3f}")
+        elif isinstance(ev, Diverged):
+            console.print(f"[red]diverged[/]: {escape(ev.message)}", highlight=False)
+
+
+def _train(args: argparse.Namespace, out: Any, err: Any, signals: StopOnSignal) -> int:
     from engine.trainer import train
 
     data, model_cfg, train_cfg, tokenizer, run_ = _prepare(args)
@@ -156,29 +199,13 @@ def _train(args: argparse.Namespace, out: Any, err: Any, signals: StopOnSignal) 
         err.print(f"run {run_.name}: {model_cfg.kind} {model_cfg.num_hiddens}x{model_cfg.num_layers}, "
                   f"{train_cfg.optimizer} lr {train_cfg.lr:g}, {train_cfg.epochs} epochs  ({run_.path})",
                   markup=False, highlight=False)
-        bar = Bar(TextColumn("epoch {task.completed:.0f}/{task.total:.0f}"), BarColumn(),
-                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=err,
-                  transient=False)
-        with bar:
-            task = bar.add_task("train", total=train_cfg.epochs, info="starting")
+        with EventPrinter(err, train_cfg) as printer:
             signals.training = True
             events = train(data, model_cfg, train_cfg, tokenizer=tokenizer, run=run_, stop=signals.stop)
             try:
                 for ev in events:
-                    if isinstance(ev, Progress):
-                        done = ev.epoch if ev.epoch_end else ev.epoch - 1
-                        clipped = f" clipped {ev.clip_fraction:.0%}" if train_cfg.clip != "off" else ""
-                        bar.update(task, completed=done, info=f"ppl {_fmt(ev.train_ppl)} val {_fmt(ev.val_ppl)} "
-                                                              f"‖g‖ {ev.grad_norm:.3g}{clipped} "
-                                                              f"{ev.tokens_per_s:,.0f} tok/s")
-                    elif isinstance(ev, Sample):
-                        bar.console.print(f"epoch {ev.epoch}: {ev.text!r}", markup=False, highlight=False)
-                    elif isinstance(ev, Spike):
-                        bar.console.print(f"[yellow]spike[/] at epoch {ev.epoch}: {ev.metric} perplexity "
-                                          f"{ev.val_ppl:.3f} > {train_cfg.spike_factor:g} × best {ev.best_val_ppl:.3f}")
-                    elif isinstance(ev, Diverged):
-                        bar.console.print(f"[red]diverged[/]: {escape(ev.message)}", highlight=False)
-                    elif isinstance(ev, Finished):
+                    printer.show(ev)
+                    if isinstance(ev, Finished):
                         finished = ev
             finally:
                 events.close()  # an abort (a second signal) lets the trainer clean up now, not at garbage collection
@@ -186,9 +213,7 @@ def _train(args: argparse.Namespace, out: Any, err: Any, signals: StopOnSignal) 
         run_.discard_if_unused()  # interrupted before training wrote anything: no empty run folder
         raise
     assert finished is not None
-    out.print(f"{finished.reason}: epoch {finished.epoch}, step {finished.step}, train perplexity "
-              f"{_fmt(finished.train_ppl)}, validation perplexity {_fmt(finished.val_ppl)}  run {run_.name}",
-              markup=False, highlight=False)
+    out.print(finish_line(finished, run_.name), markup=False, highlight=False)
     if finished.unstable:
         from engine.trainer import unstable_message
 
