@@ -59,6 +59,7 @@ EXERCISES: dict[str, str] = {ex_id: NOT_BUILT for ex_id in TITLES} | {
     "8.2.1": "engine.exercises.ex8_2_1:EXERCISE",
     "8.2.2": "engine.exercises.ex8_2_2:EXERCISE",
     "8.3.1": "engine.exercises.ex8_3_1:EXERCISE",
+    "8.3.2": "engine.exercises.ex8_3_2:EXERCISE",
     "8.3.3": "engine.exercises.ex8_3_3:EXERCISE",
     "8.3.4": "engine.exercises.ex8_3_4:EXERCISE",
     "8.3.5": "engine.exercises.ex8_3_5:EXERCISE",

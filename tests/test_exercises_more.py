@@ -1,0 +1,81 @@
+"""Exercise 8.3.2 (issue 12): counts checked exactly against counts made here from the samplers' own
+minibatches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import engine.exercises as registry
+from engine.errors import ConfigError
+
+
+# -- 8.3.2 ----------------------------------------------------------------------------------------------
+def test_8_3_2_reserved_tokens_have_fixed_ids_and_a_turn_encodes_as_written() -> None:
+    from engine.exercises.ex8_3_2 import DIALOGUES, build_stream, dialogue_tokens
+
+    assert dialogue_tokens(("hi.", "yo")) == ["<bod>", "<A>", "h", "i", ".", "<eot>", "<B>", "y", "o", "<eod>"]
+    vocab, ids = build_stream()
+    assert vocab.idx_to_token[:6] == ["<unk>", "<bod>", "<eod>", "<eot>", "<A>", "<B>"]
+    chars = sorted(set("".join(line for d in DIALOGUES for line in d)))
+    assert len(vocab) == 6 + len(chars) and sorted(vocab.idx_to_token[6:]) == chars
+    # the stream, decoded: one <bod> and one <eod> per dialogue, one end token per turn
+    turns = sum(len(d) for d in DIALOGUES)
+    assert int((ids == 1).sum()) == int((ids == 2).sum()) == len(DIALOGUES)
+    assert int(np.isin(ids, [2, 3]).sum()) == turns
+    assert len(ids) == sum(1 + sum(len(line) + 2 for line in d) for d in DIALOGUES)
+    first = "".join(vocab.idx_to_token[i] for i in ids[: ids.tolist().index(3) + 1])
+    assert first == "<bod><A>" + DIALOGUES[0][0] + "<eot>"
+    ex = registry.get("8.3.2")
+    r = ex.run()
+    assert [r.figures[f"id_{t}"] for t in ("<bod>", "<eod>", "<eot>", "<A>", "<B>")] == [1, 2, 3, 4, 5]
+    assert r.figures["tokens"] == len(ids) and r.figures["turns"] == turns
+
+
+@pytest.mark.parametrize("batch_size,num_steps,seed", [(8, 32, 0), (4, 20, 3)])
+def test_8_3_2_rows_across_boundaries_match_a_count_over_the_samplers_minibatches(batch_size: int, num_steps: int,
+                                                                                  seed: int) -> None:
+    """Each scheme's minibatches drawn here from engine.data with the exercise's (seed, epoch) generators; a
+    row crosses a turn when its inputs X hold <eot> or <eod>, a dialogue when they hold <eod>."""
+    from engine.data import data_iter
+    from engine.exercises.ex8_3_2 import build_stream
+    from engine.sentences import IGNORE_INDEX
+
+    _, ids = build_stream()
+    ex = registry.get("8.3.2")
+    epochs = 2
+    f = ex.run(ex.settings(batch_size=batch_size, num_steps=num_steps, seed=seed, epochs=epochs)).figures
+    ends = {"sequential": (), "random": (), "turns": (3, 2), "dialogues": (2,)}
+    for scheme, sampler in (("sequential", "sequential"), ("random", "random"), ("turns", "sentences"),
+                            ("dialogues", "sentences")):
+        rows = turn = dialogue = targets = 0
+        padding = []
+        for epoch in (1, 2):
+            rng = np.random.default_rng([seed, epoch])
+            padded = positions = 0
+            for X, Y in data_iter(ids, batch_size, num_steps, sampler, rng=rng, sentence_end_ids=ends[scheme]):
+                X, Y = X.numpy(), Y.numpy()
+                real = Y != IGNORE_INDEX
+                rows += len(X)
+                turn += int(np.isin(np.where(real, X, 0), [2, 3]).any(axis=1).sum())
+                dialogue += int(np.where(real, X == 2, False).any(axis=1).sum())
+                targets, padded, positions = targets + int(real.sum()), padded + int((~real).sum()), positions + Y.size
+            padding.append(padded / positions)
+        assert f[f"rows_{scheme}"] == rows / epochs, scheme
+        assert f[f"turn_straddling_{scheme}"] == turn / epochs, scheme
+        assert f[f"dialogue_straddling_{scheme}"] == dialogue / epochs, scheme
+        # no row reads a target twice within an epoch: targets read = share of the n - 1 predictable positions
+        assert f[f"coverage_{scheme}"] == pytest.approx(targets / epochs / (len(ids) - 1), abs=1e-12), scheme
+        assert f[f"padding_{scheme}"] == pytest.approx(np.mean(padding), abs=1e-12), scheme
+    assert f["turn_straddling_turns"] == 0 and f["dialogue_straddling_dialogues"] == 0
+    assert f["turn_straddling_sequential"] > 0.5 * f["rows_sequential"]  # blind windows mostly cross turns
+    n_turns = int(np.isin(ids, [2, 3]).sum())
+    assert f["coverage_turns"] == pytest.approx((len(ids) - n_turns) / (len(ids) - 1))  # each turn's first unread
+
+
+def test_8_3_2_settings_too_large_for_the_dialogues_say_so() -> None:
+    ex = registry.get("8.3.2")
+    with pytest.raises(ConfigError, match="the dialogues hold 2419 tokens"):
+        ex.run(ex.settings(batch_size=200, num_steps=100))
+    with pytest.raises(ConfigError, match="num_steps must be an integer in 2..1024"):
+        ex.settings(num_steps=1)
