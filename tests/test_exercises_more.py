@@ -1,5 +1,5 @@
-"""Exercise 8.3.2 (issue 12): counts checked exactly against counts made here from the samplers' own
-minibatches."""
+"""Exercises 8.3.2 and 8.5.5 (issue 12) at tiny budgets: counts checked exactly against counts made
+here from the samplers' own minibatches, training outcomes checked in the direction the numbers must go."""
 
 from __future__ import annotations
 
@@ -79,3 +79,34 @@ def test_8_3_2_settings_too_large_for_the_dialogues_say_so() -> None:
         ex.run(ex.settings(batch_size=200, num_steps=100))
     with pytest.raises(ConfigError, match="num_steps must be an integer in 2..1024"):
         ex.settings(num_steps=1)
+
+
+# -- 8.5.5 ----------------------------------------------------------------------------------------------
+def test_8_5_5_keeping_the_graph_steps_once_per_epoch_over_a_graph_of_the_whole_epoch() -> None:
+    from engine.data import seq_data_iter_sequential
+    from engine.exercises.common import pipeline
+
+    ex = registry.get("8.5.5")
+    s = ex.settings(num_hiddens=8, epochs=2)
+    r = ex.run(s)
+    f = r.figures
+    assert [row[0] for row in r.rows] == ["regular", "random", "none"]
+    # minibatches per epoch counted here: D2L's sequential partitioning of the first 9,000 training characters
+    train = np.asarray(pipeline("timemachine").ids[:10_000][:9_000])
+    counts = [sum(1 for _ in seq_data_iter_sequential(train, 32, 35, rng=np.random.default_rng([0, e])))
+              for e in (1, 2)]
+    assert f["steps_per_epoch_regular"] == float(np.median(counts)) and f["steps_per_epoch_none"] == 1
+    assert f["steps_per_epoch_regular"] > f["steps_per_epoch_random"] > f["steps_per_epoch_none"]
+    assert f["peak_positions_regular"] == 32 * 35 and f["peak_positions_none"] == max(counts) * 32 * 35
+    assert f["refused_backward"] == 1 and f["refused_retain_graph"] == 1
+    assert "Trying to backward through the graph a second time" in r.explanation
+    # 16 steps against 2 from the same start: detaching trains further in the same passes
+    assert f["best_val_regular"] < f["best_val_none"]
+
+
+def test_8_5_5_settings_refuse_what_the_lab_refuses() -> None:
+    ex = registry.get("8.5.5")
+    with pytest.raises(ConfigError, match="strategies must be some of regular, random, none"):
+        ex.settings(strategies=("regular", "full"))
+    with pytest.raises(ConfigError, match="truncation_p must be in"):
+        ex.settings(truncation_p=0.0)

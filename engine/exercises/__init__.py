@@ -71,6 +71,7 @@ EXERCISES: dict[str, str] = {ex_id: NOT_BUILT for ex_id in TITLES} | {
     "8.5.1": "engine.exercises.ex8_5_1:EXERCISE",
     "8.5.3": "engine.exercises.ex8_5_3:EXERCISE",
     "8.5.4": "engine.exercises.ex8_5_4:EXERCISE",
+    "8.5.5": "engine.exercises.ex8_5_5:EXERCISE",
     "8.5.6": "engine.exercises.ex8_5_6:EXERCISE",
     "8.6.1": "engine.exercises.ex8_6_1:EXERCISE",
     "8.6.3": "engine.exercises.ex8_6_3:EXERCISE",
