@@ -1,7 +1,10 @@
-"""Exercises 8.3.2 and 8.5.5 (issue 12) at tiny budgets: counts checked exactly against counts made
+"""Exercises 8.3.2, 8.5.5 and 8.7.2 (issue 12) at tiny budgets: counts checked exactly against counts made
 here from the samplers' own minibatches, training outcomes checked in the direction the numbers must go."""
 
 from __future__ import annotations
+
+import math
+from dataclasses import asdict, fields
 
 import numpy as np
 import pytest
@@ -110,3 +113,67 @@ def test_8_5_5_settings_refuse_what_the_lab_refuses() -> None:
         ex.settings(strategies=("regular", "full"))
     with pytest.raises(ConfigError, match="truncation_p must be in"):
         ex.settings(truncation_p=0.0)
+
+
+# -- 8.7.2 ----------------------------------------------------------------------------------------------
+def test_8_7_2_each_remedy_changes_one_thing_of_the_plain_run() -> None:
+    from engine.exercises.ex8_7_2 import REMEDIES, Settings, configs
+
+    s = Settings()
+    m0, t0, _ = configs(s, "none", 28)
+    assert (m0.kind, m0.activation, m0.init, t0.clip, t0.lr, t0.weight_decay) == ("rnn", "tanh", "default", "off",
+                                                                                   3.0, 0.0)
+    changed = {}
+    for remedy in REMEDIES:
+        m, t, _ = configs(s, remedy, 28)
+        changed[remedy] = sorted(k for k in asdict(m0) if getattr(m, k) != getattr(m0, k)) + sorted(
+            k for k in asdict(t0) if getattr(t, k) != getattr(t0, k))
+    assert changed == {"clip": ["clip"], "gru": ["kind"], "lstm": ["kind"], "small_lr": ["lr"],
+                       "weight_decay": ["weight_decay"], "irnn": ["activation", "init"]}
+    m, t, _ = configs(s, "irnn", 28)
+    assert (m.activation, m.init, t.clip) == ("relu", "identity", "off")
+
+
+def test_8_7_2_status_and_the_frequencies_baseline_by_hand() -> None:
+    from engine.exercises.ex8_7_2 import status_of, unigram_perplexity
+
+    assert unigram_perplexity(np.array([0, 0, 1]), np.array([0, 1]), 2) == pytest.approx(
+        math.exp(-(math.log(3 / 5) + math.log(2 / 5)) / 2))
+    run = dict(finite=True, best_val=9.0, final_val=9.0, train_ppl=7.0)
+    assert status_of(run, 28, 17.0) == "ok"
+    assert status_of({**run, "finite": False}, 28, 17.0) == "diverged"
+    assert status_of({**run, "best_val": 28.5}, 28, 17.0) == "worse than uniform"
+    assert status_of({**run, "best_val": 16.66}, 28, 17.0) == "no better than frequencies"  # 0.98 × 17 = 16.66
+    assert status_of({**run, "best_val": 16.65}, 28, 17.0) == "ok"
+    assert status_of({**run, "final_val": 13.5}, 28, 17.0) == "ok"  # 1.5 × the best, not above it
+    assert status_of({**run, "final_val": 13.6}, 28, 17.0) == "ok, then overfits"  # training below the best
+    assert status_of({**run, "final_val": 13.6, "train_ppl": 9.5}, 28, 17.0) == "ok, then thrown off"
+
+
+def test_8_7_2_the_plain_rnn_blows_up_where_a_gru_and_a_smaller_lr_train() -> None:
+    from engine.exercises.common import pipeline
+
+    ex = registry.get("8.7.2")
+    # 32 units, 32 steps at lr 5: seeds 0-3 all gave the plain run worse than uniform, the GRU and lr 1 trained
+    r = ex.run(ex.settings(num_hiddens=32, steps=32, lr=5.0, eval_every=8, remedies=("gru", "small_lr", "irnn")))
+    rows = {row[0]: row for row in r.rows}
+    assert list(rows) == ["none", "gru", "small_lr", "irnn"]
+    f = r.figures
+    V = len(pipeline("timemachine").vocab)
+    assert f["best_val_none"] > V and rows["none"][5] == "worse than uniform" and f["ok_none"] == 0
+    assert f["ok_gru"] == f["ok_small_lr"] == 1 and f["best_val_gru"] < f["unigram_ppl"] * 0.98
+    assert f["max_norm_gru"] < 1.0 < f["max_norm_none"]  # the gated cell's gradient stays small
+    assert f["remedies_ok"] == 2
+    # the IRNN at lr 5: its units end dead, so it predicts the character frequencies only
+    assert f["dead_units_irnn"] == 32 and rows["irnn"][5] == "no better than frequencies"
+    assert abs(f["best_val_irnn"] - f["unigram_ppl"]) < 0.5
+    assert rows["gru"][2] == f["best_val_gru"] <= rows["gru"][3] == f["final_val_gru"]  # best, then final
+
+
+def test_8_7_2_settings_are_checked() -> None:
+    ex = registry.get("8.7.2")
+    with pytest.raises(ConfigError, match="remedies must be some of clip, gru"):
+        ex.settings(remedies=("clip", "dropout"))
+    with pytest.raises(ConfigError, match="weight_decay must be a positive number"):
+        ex.settings(weight_decay=0.0)
+    assert {f.name for f in fields(ex.Settings)} >= {"lr", "small_lr", "weight_decay", "clip_theta", "remedies"}

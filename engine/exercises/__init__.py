@@ -76,6 +76,7 @@ EXERCISES: dict[str, str] = {ex_id: NOT_BUILT for ex_id in TITLES} | {
     "8.6.1": "engine.exercises.ex8_6_1:EXERCISE",
     "8.6.3": "engine.exercises.ex8_6_3:EXERCISE",
     "8.7.1": "engine.exercises.ex8_7_1:EXERCISE",
+    "8.7.2": "engine.exercises.ex8_7_2:EXERCISE",
 }
 
 
