@@ -19,7 +19,7 @@ async def _select(app, pilot, ex_id: str) -> None:
     table = app.screen.query_one("#ex-list", DataTable)
     table.focus()
     index = list(registry.TITLES).index(ex_id)
-    await pilot.press("home", *["down"] * index)
+    await pilot.press("ctrl+home", *["down"] * index)  # home is the leftmost column; ctrl+home the top row
     await pilot.pause()
 
 
