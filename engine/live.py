@@ -68,7 +68,8 @@ class Live:
                 f"{max(0.0, time.time() - self.heartbeat):.0f} s ago")
 
 
-def _host() -> str:
+def host_name() -> str:
+    """This machine's name, as live.json records it."""
     return socket.gethostname()
 
 
@@ -95,7 +96,7 @@ def read_live(folder: Path | str) -> Live | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     fresh = time.time() - beat < STALE_S
-    alive = fresh and (_pid_exists(pid) if host == _host() else True)
+    alive = fresh and (_pid_exists(pid) if host == host_name() else True)
     return Live(pid, host, started, beat, argv, alive)
 
 
@@ -141,7 +142,7 @@ class Lease:
             raise RunBusy(self._busy_message(holder)) from None
         self._fd = fd
         now = time.time()
-        self._doc = {"pid": os.getpid(), "host": _host(), "started": now, "heartbeat": now, "argv": sys.argv}
+        self._doc = {"pid": os.getpid(), "host": host_name(), "started": now, "heartbeat": now, "argv": sys.argv}
         self._write()
         self._stop.clear()
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat {self.folder.name}", daemon=True)

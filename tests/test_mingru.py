@@ -14,7 +14,7 @@ import torch
 from engine.models.mingru import CHUNK, min_gru_scan
 from engine.runs import open_run
 from tui.cli import main
-from tui_helpers import open_train, run_app
+from tui_helpers import open_train, run_app, wait_training
 from tui_oracles import hand_continuation, hand_val_ppl
 
 TINY = ["--tokenizer", "char", "--num-hiddens", "32", "--epochs", "3", "--batch-size", "8", "--num-steps", "10",
@@ -69,8 +69,7 @@ def test_the_form_offers_every_cell_and_trains_mingru(corpus_dir) -> None:
         select = app.screen.query_one("#f-model-kind", Select)
         offered = [value for _, value in select._options]
         await pilot.press("ctrl+s")
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await wait_training(app, pilot)
         return offered, app.session.run_path
 
     offered, run_path = run_app(body)

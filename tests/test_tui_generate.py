@@ -11,7 +11,7 @@ import threading
 from textual.widgets import DataTable, Static, TextArea
 from tui.screens.generate import GenerateScreen
 from tui.widgets.bars import ProbBars
-from tui_helpers import open_train, run_app, tiny_run
+from tui_helpers import open_train, run_app, tiny_run, wait_training
 from tui_oracles import hand_continuation, hand_q
 
 
@@ -147,6 +147,7 @@ def test_a_finished_run_is_offered_never_switched_to(corpus_dir) -> None:
         before = seen()
         await open_train(app, pilot, {("train", "seed"): 7})  # a second run, finished in the background
         await pilot.press("ctrl+s")
+        await wait_training(app, pilot)
         await settle()
         second = app.screen.run_path
         await pilot.press("f3")

@@ -8,7 +8,7 @@ from pathlib import Path
 from engine.runs import list_runs
 from textual.widgets import DataTable, Footer
 from tui.widgets.plot import CachedPlot, SeriesPlot
-from tui_helpers import open_train, run_app, tiny_run
+from tui_helpers import open_train, run_app, tiny_run, wait_events, wait_training
 
 
 def test_runs_listed_and_two_overlaid(corpus_dir) -> None:
@@ -69,8 +69,7 @@ def test_run_in_training_cannot_be_deleted(corpus_dir) -> None:
         await open_train(app, pilot, {("train", "epochs"): 10_000})
         await pilot.press("ctrl+s")
         train = app.screen
-        while not train.events_seen:
-            await pilot.pause(0.05)
+        await wait_events(app, pilot)
         await pilot.press("f4")
         await pilot.pause()
         runs = [r.path for r in app.screen.runs]
@@ -83,8 +82,7 @@ def test_run_in_training_cannot_be_deleted(corpus_dir) -> None:
         still = [Path(p).is_dir() for p in runs]
         running = train.training
         await pilot.press("f2", "ctrl+g")
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await wait_training(app, pilot)
         await pilot.press("f4")
         await pilot.pause()
         await pilot.press("d", "y")  # stopped: now it may go

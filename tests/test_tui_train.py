@@ -3,24 +3,23 @@ handles keys while training; ctrl+g stops the run and keeps it saved."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
+import os
 import re
 from pathlib import Path
 
 import torch
 from engine.config import ModelConfig, TrainConfig
 from engine.corpus import load_corpus
-from engine.events import Finished
 from engine.runs import list_runs, open_run
 from engine.pipeline import build_pipeline
 from textual.widgets import DataTable, Input, Static
-from textual.worker import Worker, WorkerFailed, WorkerState
+from tui.messages import FollowRun
 from tui.widgets.form import ConfigForm
 from tui.widgets.plot import SeriesPlot
-from tui_helpers import open_train, run_app
+from tui_helpers import open_train, run_app, wait_events, wait_training
 from tui_oracles import hand_continuation, hand_val_ppl
 
 
@@ -42,8 +41,7 @@ def test_tiny_run_plots_and_saves(corpus_dir) -> None:
         await open_train(app, pilot)
         assert app.screen.check_action("start", ()) is True
         await pilot.press("ctrl+s")
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await wait_training(app, pilot)
         screen = app.screen
         ppl, grad = screen.query_one("#train-ppl", SeriesPlot), screen.query_one("#train-grad", SeriesPlot)
         curves = {name: plot.series[name].points() for plot, name in
@@ -70,27 +68,30 @@ def test_tiny_run_plots_and_saves(corpus_dir) -> None:
 
 
 def test_keys_work_while_training_and_stop_keeps_run(corpus_dir) -> None:
+    """The run trains in a process of its own while the UI switches screens; ctrl+g stops it as Ctrl-C would:
+    the process exits 130 and the run is saved as stopped."""
+
     async def body(app, pilot):
         await open_train(app, pilot, {("train", "epochs"): 10_000})
         await pilot.press("ctrl+s")
         screen = app.screen
-        worker = next(w for w in app.workers if w.group == "train")
-        while not screen.events_seen:  # wait for the first event (no fixed sleep)
-            await pilot.pause(0.05)
-        greyed = (screen.check_action("start", ()), screen.check_action("stop", ()))
+        await wait_events(app, pilot)
+        child = screen.child
+        greyed = (screen.check_action("start", ()), screen.check_action("stop", ()),
+                  screen.check_action("resume", ()))
         await pilot.press("f4")  # another screen while training runs
         mode_during = app.current_mode
-        running_during = worker.state == WorkerState.RUNNING
+        running_during = child.running() and child.proc.pid != os.getpid()
         await pilot.press("f2", "ctrl+g")
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await wait_training(app, pilot)
         stats = str(screen.query_one("#train-stats", Static).render())
-        return greyed, mode_during, running_during, worker.state, screen.training, app.session.run_path, stats
+        return greyed, mode_during, running_during, child.proc.wait(timeout=60), screen.training, \
+            app.session.run_path, stats
 
-    greyed, mode, running, state, training, run_path, stats = run_app(body)
-    assert greyed == (None, True)  # Start is greyed out while training, Stop is live
+    greyed, mode, running, code, training, run_path, stats = run_app(body)
+    assert greyed == (None, True, None)  # Start and Resume are greyed out while training, Stop is live
     assert mode == "runs" and running
-    assert state == WorkerState.SUCCESS and training is False
+    assert code == 130 and training is False
     summary = open_run(Path(run_path)).summary()
     assert summary.status == "stopped" and summary.epochs_done < 10_000
     # The stats line ends on the figures saved with the run, not the last progress tick's.
@@ -127,8 +128,8 @@ def test_form_sections_and_dropout_needs_layers(corpus_dir) -> None:
 
 
 def test_size_and_device_errors_inline_and_no_run_folder(corpus_dir) -> None:
-    """A config the trainer would refuse shows under its field and creates no run folder,
-    whether ctrl+s is pressed or the worker is handed the bad config directly."""
+    """A config the trainer would refuse shows under its field and creates no run folder, whether ctrl+s
+    is pressed or a bad config gets past the form (as a race with an edit could): create_run checks first."""
 
     async def body(app, pilot):
         await open_train(app, pilot, {("train", "batch_size"): 900})
@@ -136,27 +137,24 @@ def test_size_and_device_errors_inline_and_no_run_folder(corpus_dir) -> None:
         error = form.query_one("#e-train-batch_size", Static)
         shown = (error.display, str(error.render()))
         await pilot.press("ctrl+s")
-        await app.workers.wait_for_complete()
         await pilot.pause()
         runs_after_key = list_runs()
-        # Past the form (as a race with an edit could): the worker checks before create_run.
         model_cfg = ModelConfig(kind="rnn", num_hiddens=16, vocab_size=len(app.session.pipeline.tokenizer.vocab))
         bad = (TrainConfig(max_tokens=2000, batch_size=900, num_steps=8, device="cpu"),
                TrainConfig(max_tokens=2000, batch_size=8, num_steps=8,
                            device="mps" if torch.cuda.is_available() else "cuda"))
         for train_cfg in bad:
-            screen._worker = screen._train(app.session.pipeline, model_cfg, train_cfg)
-            with contextlib.suppress(WorkerFailed):  # the failure is shown as a notification
-                await app.workers.wait_for_complete()
+            screen._validate = lambda cfg=train_cfg: (model_cfg, cfg)  # past the form's own check
+            await pilot.press("ctrl+s")
             await pilot.pause()
         notes = [(n.title, n.message) for n in app._notifications]
         return shown, runs_after_key, list_runs(), notes, screen.training
 
-    shown, runs_after_key, runs_after_worker, notes, training = run_app(body)
+    shown, runs_after_key, runs_after_bad, notes, training = run_app(body)
     assert shown[0] and shown[1].startswith("batch_size must be at most")
-    assert runs_after_key == [] and runs_after_worker == []
-    failed = [message for title, message in notes if title == "Training failed"]
-    assert len(failed) == 2 and failed[0].startswith("batch_size must be at most")
+    assert runs_after_key == [] and runs_after_bad == []
+    refused = [message for title, message in notes if title == "Not started"]
+    assert len(refused) == 3 and refused[1].startswith("batch_size must be at most") and "cuda" in refused[2].lower()
     assert not training
 
 
@@ -176,8 +174,7 @@ def test_run_config_records_corpus_tokenizer_settings(corpus_dir) -> None:
         tokenizer = app.session.pipeline.tokenizer
         await open_train(app, pilot)
         await pilot.press("ctrl+s")
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await wait_training(app, pilot)
         return tokenizer.kind, tokenizer.min_freq, app.session.choice.min_freq, app.session.run_path
 
     kind, tok_min_freq, choice_min_freq, run_path = run_app(body)
@@ -189,65 +186,108 @@ def test_run_config_records_corpus_tokenizer_settings(corpus_dir) -> None:
 
 
 
-def test_late_messages_of_a_previous_worker_are_ignored(corpus_dir) -> None:
-    """An older run's late SUCCESS or Finished does not end the live run's `training`."""
-
-    async def body(app, pilot):
-        await open_train(app, pilot)
-        await pilot.press("ctrl+s")
-        screen = app.screen
-        old = screen._worker  # the first run's worker (it leaves app.workers when done)
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        first_run = app.session.run_path
-        screen.query_one(ConfigForm).set_value("train", "epochs", 10_000)
-        await pilot.pause()
-        await pilot.press("ctrl+s")
-        while not screen.events_seen:
-            await pilot.pause(0.05)
-        new_run = screen.run_path
-        # What the old worker could still deliver after the new one started.
-        screen.post_message(Worker.StateChanged(old, WorkerState.SUCCESS))
-        screen.post_message(screen.TrainingEvent(Finished(2, 10, 5.0, 6.0, False, "completed"), old))
-        await pilot.pause(0.2)
-        during = (screen.training, screen.run_path, screen.check_action("stop", ()))
-        await pilot.press("ctrl+g")
-        for worker in app.workers:  # should ctrl+g be dead (the bug), still end the run
-            worker.cancelled_event.set()
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        return first_run, new_run, during, screen.training
-
-    first_run, new_run, during, training = run_app(body)
-    assert new_run is not None and new_run != first_run
-    assert during == (True, new_run, True)  # still training, Stop still live
-    assert training is False
-    assert open_run(new_run).summary().status == "stopped"
-
-
-def test_quit_while_training_stops_and_saves_the_run(corpus_dir) -> None:
-    """ctrl+q mid-run: the app exits, and the trainer stops cleanly with a checkpoint."""
+def test_stop_then_resume_continues_the_same_run_live(corpus_dir) -> None:
+    """ctrl+g stops a run; ctrl+e resumes it (a new process on the same folder): the curves go on from the
+    saved epoch, the log keeps the first session's epochs, and a second ctrl+g saves it again."""
 
     async def body(app, pilot):
         await open_train(app, pilot, {("train", "epochs"): 10_000})
         await pilot.press("ctrl+s")
         screen = app.screen
-        while screen.last_progress is None or screen.last_progress.epoch < 2:  # past an epoch end
-            await pilot.pause(0.05)
-        worker = screen._worker
+        await wait_events(app, pilot, epochs=2)
+        await pilot.press("ctrl+g")
+        await wait_training(app, pilot)
+        first = open_run(screen.run_path).trainer_state()["epoch"]
+        resumable = screen.check_action("resume", ())
+        await pilot.press("ctrl+e")
+        await pilot.pause()
+        resumed = (screen.training, screen.child is not None and screen.child.running())
+        await wait_events(app, pilot, epochs=first + 2)
+        xs = screen.query_one("#train-ppl", SeriesPlot).series["validation"].points()[0]
+        await pilot.press("ctrl+g")
+        await wait_training(app, pilot)
+        return screen.run_path, first, resumable, resumed, xs, screen.child
+
+    run_path, first, resumable, resumed, xs, child = run_app(body)
+    assert first >= 2 and resumable is True and resumed == (True, True)
+    run = open_run(run_path)
+    assert run.summary().status == "stopped" and run.trainer_state()["epoch"] >= first + 2
+    ends = [m["epoch"] for m in progress_lines(run_path) if m["epoch_end"]]
+    assert ends == list(range(1, len(ends) + 1))  # one log, the resumed epochs after the first session's
+    assert xs[: first + 2] == [float(e) for e in range(1, first + 3)]
+
+
+def test_quit_while_training_asks_and_stop_saves_the_run(corpus_dir) -> None:
+    """ctrl+q mid-run asks; s stops the training process (it saves) and the app exits."""
+
+    async def body(app, pilot):
+        await open_train(app, pilot, {("train", "epochs"): 10_000})
+        await pilot.press("ctrl+s")
+        screen = app.screen
+        await wait_events(app, pilot, epochs=2)
+        child = screen.child
         await pilot.press("ctrl+q")
         await pilot.pause()
-        return app, worker, screen.run_path
+        asked = type(app.screen).__name__, app.is_running
+        await pilot.press("s")
+        await pilot.pause()
+        return app, asked, child, screen.run_path
 
-    # asyncio.run returns once the executor's threads are done: the trainer has had its say.
-    app, worker, run_path = run_app(body)
-    assert app.return_code == 0 and not app.is_running
-    assert worker.state == WorkerState.CANCELLED
+    app, asked, child, run_path = run_app(body)
+    assert asked == ("ChoiceScreen", True)
+    assert app.return_code == 0 and not app.is_running and app.left_running == []
+    assert child.proc.wait(timeout=120) == 130
     run = open_run(run_path)
     summary = run.summary()
-    assert summary.status == "stopped" and 1 <= summary.epochs_done < 10_000
+    assert summary.status == "stopped" and 2 <= summary.epochs_done < 10_000
     # The weights saved at the stop give the validation perplexity the run records.
     assert run.has_checkpoint() and math.isclose(hand_val_ppl(run_path), summary.val_ppl, rel_tol=1e-5)
+
+
+def test_leave_running_then_a_new_app_follows_and_stops_it(corpus_dir) -> None:
+    """ctrl+q, l: the app exits and the run goes on in its process. A second app lists it as running,
+    opens it live on Train (its curves advance), and stops it from there: saved as stopped."""
+
+    async def first_app(app, pilot):
+        await open_train(app, pilot, {("train", "epochs"): 10_000})
+        await pilot.press("ctrl+s")
+        await wait_events(app, pilot, epochs=1)
+        child = app.screen.child
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        await pilot.press("l")
+        await pilot.pause()
+        return app, child
+
+    app, child = run_app(first_app)
+    try:
+        assert app.return_code == 0 and not app.is_running and app.left_running == [child]
+        assert child.running()  # left running after its app ended
+
+        async def second_app(app, pilot):
+            await pilot.press("f4")
+            await pilot.pause()
+            listed = {r.name: r.status for r in app.screen.runs}
+            app.post_message(FollowRun(child.run_path))
+            await pilot.pause()
+            screen = app.screen
+            await wait_events(app, pilot)
+            seen = screen.events_seen
+            epoch = screen.last_progress.epoch
+            await wait_events(app, pilot, epochs=epoch + 1)  # it advances, read from the folder
+            following = (app.current_mode, screen.training, screen.child, screen.events_seen > seen)
+            await pilot.press("ctrl+g")
+            await wait_training(app, pilot)
+            return listed, following
+
+        listed, following = run_app(second_app)
+        assert listed == {child.run_path.name: "running"}
+        assert following == ("train", True, None, True)
+        assert child.proc.wait(timeout=120) == 130
+        assert open_run(child.run_path).summary().status == "stopped"
+    finally:
+        if child.running():
+            child.proc.kill()
 
 
 def test_keys_pressed_while_training_do_not_edit_the_form(corpus_dir) -> None:
@@ -258,13 +298,11 @@ def test_keys_pressed_while_training_do_not_edit_the_form(corpus_dir) -> None:
         await pilot.pause()
         before = field.value
         await pilot.press("ctrl+s")
-        screen = app.screen
-        while not screen.events_seen:
-            await pilot.pause(0.05)
+        await wait_events(app, pilot)
         await pilot.press("5")  # "go to Labs", not a digit for the focused field
         mode = app.current_mode
         await pilot.press("f2", "ctrl+g")
-        await app.workers.wait_for_complete()
+        await wait_training(app, pilot)
         return before, field.value, mode
 
     before, after, mode = run_app(body)
@@ -281,8 +319,7 @@ def test_stats_show_clipping_and_an_unstable_end(corpus_dir) -> None:
                           {("train", "clip"): "off", ("train", "lr"): 5.0}):
             await open_train(app, pilot, overrides)
             await pilot.press("ctrl+s")
-            await app.workers.wait_for_complete()
-            await pilot.pause()
+            await wait_training(app, pilot)
             screen = app.screen
             seen.append((str(screen.query_one("#train-stats", Static).render()),
                          str(screen.query_one("#train-status", Static).render()), screen.run_path))
@@ -318,8 +355,7 @@ def test_divergence_and_spike_notifications(corpus_dir) -> None:
                            ("train", "spike_factor"): 1.01}):
             await open_train(app, pilot, overrides)
             await pilot.press("ctrl+s")
-            await app.workers.wait_for_complete()
-            await pilot.pause()
+            await wait_training(app, pilot)
             paths.append(app.screen.run_path)
         return paths, [(n.title, n.message) for n in app._notifications]
 
@@ -344,8 +380,7 @@ def test_first_epoch_points_are_placed_by_the_trainers_minibatch_count(corpus_di
         await open_train(app, pilot, {("train", "epochs"): 1, ("train", "max_tokens"): 1281,
                                       ("train", "log_every_steps"): 1, ("train", "log_interval_s"): 1000.0})
         await pilot.press("ctrl+s")
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await wait_training(app, pilot)
         return app.screen.query_one("#train-ppl", SeriesPlot).series["train"].points(), app.session.run_path
 
     (xs, _), run_path = run_app(body)

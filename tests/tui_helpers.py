@@ -8,6 +8,7 @@ pytest-asyncio needed) and press the keys a person would.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,35 @@ async def open_train(app: RnnlabApp, pilot: Pilot, overrides: dict | None = None
     for (group, name), value in {**TINY, **(overrides or {})}.items():
         form.set_value(group, name, value)
     await pilot.pause()
+
+
+def train_screen(app: RnnlabApp) -> Any:
+    """The Train screen (its mode's), wherever the app is."""
+    from tui.screens.train import TrainScreen
+
+    return next(s for s in app.get_screen_stack("train") if isinstance(s, TrainScreen))
+
+
+async def wait_training(app: RnnlabApp, pilot: Pilot, timeout_s: float = 240) -> None:
+    """Until the Train screen's run has ended: its own process trains it, so there is no worker to wait
+    for. A bound on waiting, not a timing check: a run that never ends fails the test here."""
+    screen = train_screen(app)
+    deadline = time.monotonic() + timeout_s
+    while screen.training and time.monotonic() < deadline:
+        await pilot.pause(0.05)
+    assert not screen.training, f"the run {screen.run_path} did not end within {timeout_s} s"
+    await pilot.pause()
+
+
+async def wait_events(app: RnnlabApp, pilot: Pilot, epochs: int = 0, timeout_s: float = 240) -> None:
+    """Until the Train screen has shown a first event (and, with ``epochs``, that many epoch ends)."""
+    screen = train_screen(app)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and screen.training and (
+            not screen.events_seen or (epochs and (screen.last_progress is None
+                                                   or screen.last_progress.epoch < epochs))):
+        await pilot.pause(0.05)
+    assert screen.events_seen, f"no event from {screen.run_path} within {timeout_s} s"
 
 
 def tiny_run(**train_overrides: Any) -> Path:

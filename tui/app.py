@@ -3,10 +3,12 @@
 Screens are Textual *modes* (each keeps its own state while you switch):
 Corpus, Train, Generate, Runs, Labs and Exercises, switched with F1–F6 (or 1–6 outside a text
 field; see ``tui.screens.base``) and from the command palette. Cross-screen messages
-(``tui.messages``) update the shared ``Session``. Quitting cancels running
-workers first, so a training run stops at its next batch and is saved; SIGHUP (the
-terminal closed) and SIGTERM do the same and exit with 129 / 143, as a shell reports
-a process those signals ended. An unhandled error never exits 0: the app ends with
+(``tui.messages``) update the shared ``Session``. Training runs in a process of its
+own (``tui.trainproc``): quitting while it trains asks whether to stop it (saved) or
+leave it running in the background, where any later ``rnnlab`` or ``rnnlab watch``
+picks it up. SIGTERM stops it (saved) and exits 143; SIGHUP (the terminal closed)
+leaves it running and exits 129, as a shell reports a process those signals ended.
+Other workers (labs, exercises) are cancelled first. An unhandled error never exits 0: the app ends with
 one plain paragraph naming the error and a file holding its traceback, and status 1.
 
 Left out: everything a screen does — see ``tui/screens/``.
@@ -31,8 +33,9 @@ from textual.screen import Screen
 from engine import paths
 from engine.errors import RnnlabError
 from engine.runs import list_runs
-from tui.messages import OpenRun, PipelineChanged, RunOffered, RunSaved
+from tui.messages import FollowRun, OpenRun, PipelineChanged, RunOffered, RunSaved
 from tui.screens.base import SCREENS
+from tui.screens.confirm import ChoiceScreen
 from tui.screens.corpus import CorpusScreen
 from tui.screens.exercises import ExercisesScreen
 from tui.screens.generate import GenerateScreen
@@ -64,6 +67,7 @@ class RnnlabApp(App[int]):
         super().__init__()
         self.session = Session()
         self._errors: list[BaseException] = []  # unhandled errors, the first one the cause of the end
+        self.left_running: list[Any] = []  # training processes left running at the end (tui.trainproc.Child)
 
     def on_mount(self) -> None:
         # Textual leaves SIGHUP and SIGTERM at their defaults, which kill the process at once:
@@ -119,6 +123,24 @@ class RnnlabApp(App[int]):
                         "ctrl+o there switches.", title="Training")
             self.screen.post_message(RunOffered(message.path))
 
+    async def on_follow_run(self, message: FollowRun) -> None:
+        """Runs asked to watch a run live, or to resume it: the Train screen does both."""
+        await self.switch_mode("train")
+        screen = self.screen
+        if not isinstance(screen, TrainScreen):
+            return
+        if screen.training:
+            self.notify(f"Train is showing run {screen.run_path.name} while it trains: stop it (ctrl+g there) "
+                        "before opening another.", title="Train is busy", severity="warning")
+            return
+        try:
+            if message.resume:
+                screen.resume(Path(message.path))
+            else:
+                screen.follow(Path(message.path))
+        except RnnlabError as exc:
+            self.notify(str(exc), title="Cannot open the run", severity="error", timeout=10)
+
     def on_open_run(self, message: OpenRun) -> None:
         self.session.set_run(message.path)
         self.switch_mode("generate")
@@ -130,15 +152,36 @@ class RnnlabApp(App[int]):
                 loop.remove_signal_handler(sig)
 
     async def action_quit(self) -> None:
+        child = self.session.child
+        if child is not None and child.running():
+            question = (f"Run {child.run_path.name} is training. Stop it (its weights are saved) or leave it "
+                        "running in the background (rnnlab watch, or Runs in a later rnnlab, follows it)?")
+            self.push_screen(ChoiceScreen(question, [("s", "Stop it", "stop"), ("l", "Leave it running", "leave")]),
+                             self._quit_answer)
+            return
         self.stop_and_exit(0)
 
-    def stop_and_exit(self, status: int) -> None:
-        """Stop workers (training saves and ends at its next batch), then exit with ``status``.
+    def _quit_answer(self, answer: str | None) -> None:
+        if answer is not None:
+            self.stop_and_exit(0, stop_training=answer == "stop")
 
-        The process ends once the workers' threads are done, so the checkpoint is written. After a
-        hangup the terminal is gone: output goes to /dev/null, and a watchdog ends the process once no
-        run is being written should Textual's shutdown hang on its dead output (``tui.terminal``)."""
-        if status == EXIT_SIGNALS[signal.SIGHUP]:
+    def stop_and_exit(self, status: int, *, stop_training: bool | None = None) -> None:
+        """Stop workers and, unless ``stop_training`` is False, the training process this app started
+        (it saves and ends on its own); then exit with ``status``. A hangup leaves training running.
+
+        The process ends once the workers' threads are done. After a hangup the terminal is gone:
+        output goes to /dev/null, and a watchdog ends the process once no thread writes a run should
+        Textual's shutdown hang on its dead output (``tui.terminal``)."""
+        hangup = status == EXIT_SIGNALS[signal.SIGHUP]
+        if stop_training is None:
+            stop_training = not hangup
+        child = self.session.child
+        if child is not None and child.running():
+            if stop_training:
+                child.stop()
+            else:
+                self.left_running.append(child)
+        if hangup:
             drop_terminal()
             exit_when_done(lambda: WRITERS.active, status)
         self.workers.cancel_all()
@@ -177,4 +220,7 @@ def run_app(**run_options: Any) -> int:
     ``headless=True`` in tests). Returns the process's exit status."""
     app = RnnlabApp()
     app.run(**run_options)
+    for child in app.left_running:
+        print(f"run {child.run_path.name} goes on training in the background (process {child.proc.pid}); "
+              f"`rnnlab watch {child.run_path.name}` follows it, Runs in rnnlab shows it live")
     return exit_status(app)

@@ -44,3 +44,11 @@ class RunOffered(Message):
     """A run finished while Generate uses another one: sent to the current screen, which may offer it."""
 
     path: Path
+
+
+@dataclass
+class FollowRun(Message):
+    """Show a run live on the Train screen (``resume``: start a training process on it first)."""
+
+    path: Path
+    resume: bool = False

@@ -55,7 +55,9 @@ async def capture(out: Path, size: tuple[int, int]) -> list[Path]:
             form.set_value(group, name, value)
         await pilot.pause()
         await pilot.press("ctrl+s")
-        await app.workers.wait_for_complete()
+        train = app.screen
+        while train.training:  # its own process trains it: wait for the run's end in its folder
+            await pilot.pause(0.1)
         await pilot.pause(0.6)  # let the last throttled replot happen
         shot("train")
 

@@ -35,6 +35,7 @@ class Session:
     offered_run: Path | None = None  # a run that finished since: Generate offers it, never switches by itself
     runs_version: int = 0  # bumped when runs are saved or deleted
     training_path: Path | None = None  # the run the Train screen is training now (not to be deleted)
+    child: Any = None  # tui.trainproc.Child: the training process this playground started, while it runs
 
     def is_training(self, path: Path | str) -> bool:
         """Whether ``path`` is the run being trained right now."""

@@ -2,46 +2,48 @@
 
 The form (``ConfigForm``) has one row per field of ``ModelConfig`` and
 ``TrainConfig`` and shows the configs' own ``ConfigError`` text under the field
-it names. ``ctrl+s`` starts a run on the Corpus screen's pipeline in a thread
-worker that hands the worker's ``cancelled_event`` to ``engine.trainer.train``
-as ``stop``; ``ctrl+g`` stops it (the trainer saves a checkpoint first).
-Progress events are posted as messages; the plots redraw at most twice a
-second and keep a downsampled history, so the UI costs training little.
+it names. ``ctrl+s`` makes the run folder on the Corpus screen's pipeline and
+starts ``rnnlab train --resume RUN`` on it as a process of its own
+(``tui.trainproc``): the screen is a window onto the run folder, read as it
+grows (``engine.follow``), exactly as it follows a run some other process trains
+(opened from Runs, ``follow``). ``ctrl+g`` stops it as Ctrl-C would (the trainer
+saves first); ``ctrl+e`` resumes the run shown when it is not running.
+The plots redraw at most once a second and keep a downsampled history, and the
+UI does not share a process with training, so it costs training little.
 The stats lines show how often clipping changed the gradient; a run that ends
 more than twice as perplexed as guessing uniformly (perplexity over twice the
 vocabulary size) is flagged "unstable" in the status line and by a notification.
 
-Left out: resuming runs (the CLI does that) and editing a run's config.
+Left out: editing a run's config (resume takes the run's own, with more epochs
+when the form asks for more).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Header, ProgressBar, Static
-from textual.worker import Worker, WorkerState, get_current_worker
 
 from engine.config import ModelConfig, TrainConfig
 from engine.data import batches_per_epoch
 from engine.sentences import with_sentence_ends
-from engine.errors import RnnlabError
+from engine.errors import RnnlabError, RunError
 from engine.events import Checkpoint, Diverged, Finished, Progress, Sample, Spike
-from engine.runs import create_run
-from engine.trainer import train, unstable_message
+from engine.follow import RunFollower
+from engine.runs import create_run, open_run
+from engine.trainer import unstable_message
 from engine.training import prepare_ids, resolve_device, split_ids
 from tui.messages import RunSaved
 from tui.screens.base import PlaygroundScreen, error_text
-from tui.terminal import WRITERS
+from tui.trainproc import Child, launch, stop_live
 from tui.train_view import form_specs, progress_text
 from tui.widgets.footer import KeysFooter
 from tui.widgets.form import ConfigForm
@@ -49,6 +51,8 @@ from tui.widgets.plot import SeriesPlot
 
 REPLOT_INTERVAL_S = 1.0  # the plots redraw at most this often while training
 STATS_INTERVAL_S = 0.5  # the stats line and progress bar update this often
+POLL_INTERVAL_S = 0.25  # the run folder is read this often while a run is followed
+LIVENESS_INTERVAL_S = 2.0  # and whether its trainer still lives, this often (when this screen did not start it)
 
 
 class TrainScreen(PlaygroundScreen):
@@ -57,29 +61,19 @@ class TrainScreen(PlaygroundScreen):
     BINDINGS = [
         Binding("ctrl+s", "start", "Start"),
         Binding("ctrl+g", "stop", "Stop"),
+        Binding("ctrl+e", "resume", "Resume"),
     ]
 
     training: reactive[bool] = reactive(False, bindings=True)
 
-    @dataclass
-    class Started(Message):
-        path: Path
-        worker: Worker  # the worker that created the run: messages of an older one are dropped
-
-    @dataclass
-    class TrainingEvent(Message):
-        """One event from ``engine.trainer.train`` (Progress, Sample, Diverged, ...)."""
-
-        event: Any
-        worker: Worker  # as in Started
-
     def __init__(self) -> None:
         super().__init__()
         self.run_path: Path | None = None
-        # The live run's worker. A stopped run's worker still posts its last events and
-        # its SUCCESS after `training` went False, so a new run may already be live:
-        # messages and state changes of any other worker are ignored.
-        self._worker: Worker | None = None
+        self.child: Child | None = None  # the training process this screen started (None: following another's)
+        self._follower: RunFollower | None = None
+        self._poll_timer: Any = None
+        self._next_liveness = 0.0
+        self._history = False  # the first read of a followed run: its past events notify nothing
         self._dirty = False
         self._steps_per_epoch: float | None = None
         self._exact_spe = False  # True once measured at an epoch end
@@ -156,6 +150,8 @@ class TrainScreen(PlaygroundScreen):
             return None if self.training else True  # None: shown greyed out
         if action == "stop":
             return True if self.training else None
+        if action == "resume":
+            return True if not self.training and self.run_path is not None else None
         return super().check_action(action, parameters)
 
     def _show_status(self) -> None:
@@ -173,7 +169,7 @@ class TrainScreen(PlaygroundScreen):
             status = Text.assemble(("unstable ", "bold black on yellow"), status)
         self.query_one("#train-status", Static).update(status, layout=False)
 
-    # -- start / stop -----------------------------------------------------------
+    # -- start / stop / resume / follow ------------------------------------------
     def action_start(self) -> None:
         if self.training:
             return
@@ -186,20 +182,67 @@ class TrainScreen(PlaygroundScreen):
             self.notify(f"{self.query_one(ConfigForm).first_error()}. Fix it in the form, then ctrl+s.",
                         title="Not started", severity="warning")
             return
-        for name in ("train-ppl", "train-grad"):
-            self.query_one(f"#{name}", SeriesPlot).clear()
+        # create_run checks sizes and device before making a folder: a ConfigError leaves none. No
+        # tokenizer settings passed: create_run reads them off the fitted tokenizer, the one source that
+        # cannot go stale (the Corpus form may already show a newer choice).
+        try:
+            run = create_run(None, *configs, pipeline)
+            child = launch(run.path)
+        except RnnlabError as exc:
+            self.notify(error_text(exc), title="Not started", severity="error", timeout=10)
+            return
+        self.follow(run.path, child, steps_per_epoch=self._estimate_steps_per_epoch(pipeline, configs[1]))
+
+    def action_resume(self) -> None:
+        """Continue the run shown (stopped, interrupted, or completed with more epochs asked in the form)."""
+        if self.training or self.run_path is None:
+            return
+        try:
+            self.resume(self.run_path)
+        except RnnlabError as exc:
+            self.notify(error_text(exc), title="Not resumed", severity="error", timeout=10)
+
+    def resume(self, path: Path) -> None:
+        """Start a training process on the run at ``path`` (RnnlabError when it cannot be) and follow it."""
+        run = open_run(path)
+        done = (run.trainer_state() or {}).get("epoch", 0)
+        want = self.query_one(ConfigForm).values()[0].get("train", {}).get("epochs")
+        epochs = want if isinstance(want, int) and want > run.train_config.epochs else None
+        if done >= (epochs or run.train_config.epochs):
+            self.notify(f"{run.name} has trained all its {done} epochs: raise epochs in the Train form above "
+                        f"{done}, then ctrl+e.", title="Nothing to resume", severity="warning")
+            return
+        live = run.live()
+        if live is not None and live.alive:
+            raise RunError(f"run {run.name} is training already ({live.describe()}); open it to follow it")
+        self.follow(run.path, launch(run.path, epochs=epochs))
+
+    def follow(self, path: Path, child: Child | None = None, *, steps_per_epoch: float | None = None) -> None:
+        """Show the run at ``path`` live: its history, then what its trainer logs (``child``: the process
+        this screen started; None for a run trained by another process or session)."""
+        run = open_run(path)
+        self._stop_polling()
+        for plot in (self._ppl, self._grad):
+            plot.clear()
+            plot.replot()
         self.query_one("#train-sample", Static).update("")
-        self.query_one("#train-progress", ProgressBar).update(total=configs[1].epochs, progress=0)
-        self._steps_per_epoch = self._estimate_steps_per_epoch(pipeline, configs[1])
-        self._exact_spe = False
-        self.query_one("#train-ppl", SeriesPlot).empty_message = "training: the curves start after a few steps"
-        self.events_seen = 0
-        self.unstable = False
-        self.training = True
-        self._run_configs = configs
-        self._worker = self._train(pipeline, *configs)
+        self._bar.update(total=run.train_config.epochs, progress=0)
+        self._steps_per_epoch, self._exact_spe = steps_per_epoch, False
+        self._ppl.empty_message = "training: the curves start after a few steps"
+        self.events_seen, self.last_progress, self.unstable = 0, None, False
+        self._run_configs = (run.model_config, run.train_config)
+        self.run_path, self.child = run.path, child
+        self._follower = RunFollower(run.path, prefix=run.train_config.sample_prefix)
+        self._history = True
+        self.training = child is not None or run.status() == "running"
+        if self.training:
+            self.app.session.training_path = run.path  # type: ignore[attr-defined]
+            self.app.session.child = child  # type: ignore[attr-defined]
         self._show_status()
-        # Leave the form: keys pressed while training (1–5 to switch screens, ?) must
+        self._poll()  # the history at once
+        if self.training:
+            self._poll_timer = self.set_interval(POLL_INTERVAL_S, self._poll)
+        # Leave the form: keys pressed while training (1–6 to switch screens, ?) must
         # not type into a field and silently change the next run's settings.
         self.set_focus(None)
 
@@ -217,52 +260,78 @@ class TrainScreen(PlaygroundScreen):
             return None
 
     def action_stop(self) -> None:
-        if self.training:
-            # Set the stop event the trainer polls, without cancelling the worker: the
-            # trainer then saves a checkpoint and ends with Finished (worker SUCCESS).
-            # Quitting cancels the worker instead, which sets the same event.
-            if self._worker is not None:
-                self._worker.cancelled_event.set()
-            self.query_one("#train-status", Static).update("stopping: saving the run…")
-
-    @work(thread=True, exclusive=True, group="train", exit_on_error=False)
-    def _train(self, pipeline: Any, model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
-        worker = get_current_worker()
-        # create_run checks sizes and device before making a folder: a ConfigError leaves none.
-        # No tokenizer settings passed: create_run reads them off the fitted tokenizer, the one
-        # source that cannot go stale (the Corpus form may already show a newer choice).
-        with WRITERS:  # a hangup's watchdog waits for this block: the run's last checkpoint
-            run = create_run(None, model_cfg, train_cfg, pipeline)
-            self.post_message(self.Started(run.path, worker))
-            for event in train(pipeline, model_cfg, train_cfg, run=run, stop=worker.cancelled_event):
-                self.post_message(self.TrainingEvent(event, worker))
-
-    def on_train_screen_started(self, message: Started) -> None:
-        if message.worker is not self._worker:
+        """Ctrl-C's stop for the run followed: the trainer saves a checkpoint and ends with Finished."""
+        if not self.training or self.run_path is None:
             return
-        self.run_path = message.path
-        if self.training:
-            self.app.session.training_path = message.path  # type: ignore[attr-defined]
-        self._show_status()
+        if self.child is not None:
+            self.child.stop()
+        else:
+            live = open_run(self.run_path).live()
+            if live is None or not stop_live(live):
+                where = f" ({live.describe()})" if live is not None else ""
+                self.notify(f"This run is trained by another machine's process{where}: stop it there.",
+                            title="Not stopped", severity="warning")
+                return
+        self.query_one("#train-status", Static).update("stopping: saving the run…")
+
+    def _stop_polling(self) -> None:
+        if self._poll_timer is not None:
+            self._poll_timer.stop()
+            self._poll_timer = None
+
+    def _poll(self) -> None:
+        """Read what the trainer logged since the last read; notice a trainer gone without a last word."""
+        if self._follower is None:
+            return
+        got = self._follower.poll()
+        if got.reset:  # a resume rewrote the logs: the curves start again from the history
+            for plot in (self._ppl, self._grad):
+                plot.clear()
+            self._history = True
+        for event in got.events:
+            self._on_event(event)
+        self._history = False
+        if not self.training:
+            self._stop_polling()
+            return
+        ended = None
+        if self.child is not None:
+            if not self.child.running():
+                self._on_events_after_exit()
+                if self.training:  # no Finished logged: a failure before training, or its last event unread
+                    ended = self.child.failure()
+                    if ended is None:
+                        self.training = False
+                        self._stop_polling()
+                        self._show_status()
+        elif time.monotonic() >= self._next_liveness:
+            self._next_liveness = time.monotonic() + LIVENESS_INTERVAL_S
+            status = open_run(self.run_path).status() if self.run_path is not None else "?"
+            if status != "running":
+                self._on_events_after_exit()
+                if self.training:
+                    ended = (f"the run is {status}: its training process is gone without a last word "
+                             "(killed, or its machine went down); ctrl+e resumes it from its last checkpoint")
+        if ended is not None and self.training:
+            self.training = False
+            self._stop_polling()
+            self.notify(ended, title="Training ended", severity="error", timeout=12)
+            self._show_status()
+
+    def _on_events_after_exit(self) -> None:
+        """The trainer is gone: read what it wrote last (its Finished may have come after the last poll)."""
+        if self._follower is not None:
+            for event in self._follower.poll().events:
+                self._on_event(event)
 
     def watch_training(self, training: bool) -> None:
         if not training:
             self.app.session.training_path = None  # type: ignore[attr-defined]
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker is not self._worker or event.state not in (WorkerState.ERROR, WorkerState.SUCCESS,
-                                                                   WorkerState.CANCELLED):
-            return
-        if event.state == WorkerState.ERROR:
-            self.notify(error_text(event.worker.error), title="Training failed", severity="error", timeout=10)
-        self.training = False
-        self._show_status()
+            self.app.session.child = None  # type: ignore[attr-defined]
 
     # -- events -------------------------------------------------------------------
-    def on_train_screen_training_event(self, message: TrainingEvent) -> None:
-        if message.worker is not self._worker:
-            return
-        event = message.event
+    def _on_event(self, event: Any) -> None:
+        """One event the trainer logged (Progress, Sample, Diverged, ...); the history's notify nothing."""
         self.events_seen += 1
         if isinstance(event, Progress):
             self._on_progress(event)
@@ -272,19 +341,24 @@ class TrainScreen(PlaygroundScreen):
             sample.append(event.prefix, style="bold")
             sample.append(event.text[len(event.prefix):] if event.text.startswith(event.prefix) else event.text)
             self.query_one("#train-sample", Static).update(sample, layout=False)
-        elif isinstance(event, Diverged):
+        elif isinstance(event, Diverged) and not self._history:
             self.notify(event.message, title=f"Diverged at step {event.step}", severity="error", timeout=12)
-        elif isinstance(event, Spike):
+        elif isinstance(event, Spike) and not self._history:
             self.notify(f"epoch {event.epoch}: {event.metric} perplexity {event.val_ppl:.3g} "
                         f"(best {event.best_val_ppl:.3g})", title="Perplexity spike", severity="warning")
         elif isinstance(event, Checkpoint):
             pass
         elif isinstance(event, Finished):
+            if self.training and self.last_progress is not None and event.step < self.last_progress.step:
+                return  # an earlier session's end, read again after a resume rewrote the logs
             if self.last_progress is not None and event.train_ppl is not None:
                 # The figures of the weights that were saved (a stop mid-epoch, or divergence).
                 self.last_progress = replace(self.last_progress, train_ppl=event.train_ppl, val_ppl=event.val_ppl)
             self._flush(force=True)
+            if self._history and self.training:
+                return  # an earlier session's end, before this resume's events
             self.training = False
+            self._stop_polling()
             self.unstable = event.unstable
             self._show_status()
             if event.unstable:
@@ -292,7 +366,7 @@ class TrainScreen(PlaygroundScreen):
                 cfg = self._run_configs
                 text = unstable_message(ppl, cfg[0].vocab_size, cfg[1].clip) if cfg else f"perplexity {ppl:.4g}"
                 self.notify(text[0].upper() + text[1:] + ".", title="Unstable run", severity="warning", timeout=12)
-            if self.run_path is not None:
+            if self.run_path is not None and not self._history:
                 self.app.post_message(RunSaved(self.run_path, stopped_early=event.stopped_early))
 
     def _on_progress(self, p: Progress) -> None:
