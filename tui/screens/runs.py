@@ -3,12 +3,15 @@
 ``space`` marks runs to overlay (e.g. clipping on vs off); with none marked
 the highlighted run is drawn. ``m`` switches between validation and training
 perplexity. ``g`` (or ``enter``) opens the highlighted run in Generate; ``d``
-deletes it after a confirmation. A run whose final perplexity is worse than
+deletes it after a confirmation; ``l`` shows it live on Train (a running run's curves,
+tokens/s, ETA and samples, whoever trains it) and ``r`` resumes it there. The table
+refreshes on its own every ``REFRESH_S`` seconds while shown: new runs appear, running
+ones advance, and a run whose trainer died shows ``interrupted``. A run whose final perplexity is worse than
 guessing uniformly (over twice the vocabulary size) is flagged "unstable" in the
 status column. Damaged lines of a drawn run's logs are skipped by the engine;
 its warnings show in the note line and once as a notification.
 
-Left out: renaming, resuming (``rnnlab train --resume``) and exporting runs.
+Left out: renaming runs.
 """
 
 from __future__ import annotations
@@ -22,12 +25,13 @@ from textual.widgets import DataTable, Header, Static
 from engine.errors import RnnlabError
 from engine.runs import Run, RunSummary, delete_run, list_runs, open_run
 from tui.screens.base import PlaygroundScreen
-from tui.messages import OpenRun
+from tui.messages import FollowRun, OpenRun
 from tui.screens.confirm import ConfirmScreen
 from tui.widgets.footer import KeysFooter
 from tui.widgets.plot import SeriesPlot
 
 METRICS = ("val_ppl", "train_ppl")
+REFRESH_S = 2.0  # seconds between re-reads of the runs folder while the screen is shown
 
 
 def fmt(x: float | None) -> str:
@@ -59,7 +63,9 @@ class RunsScreen(PlaygroundScreen):
         Binding("g", "open", "Generate"),
         Binding("m", "metric", "Train/val"),
         Binding("d,delete", "delete", "Delete"),
-        Binding("r", "refresh", "Refresh", show=False),
+        Binding("l", "live", "Live view"),
+        Binding("r", "resume", "Resume"),
+        Binding("f5", "refresh", "Refresh", show=False),
     ]
 
     def __init__(self) -> None:
@@ -84,13 +90,25 @@ class RunsScreen(PlaygroundScreen):
         self.query_one("#runs-warnings").display = False
         self.query_one(DataTable).add_columns("", "#", "model", "corpus", "epochs", "train", "val",
                                               "status", "run")
+        self.set_interval(REFRESH_S, self._reread_runs)
+
+    def _reread_runs(self) -> None:
+        """Re-read the runs folder while this screen is shown; redraw only when a run changed."""
+        if self.app.screen is not self:
+            return
+        try:
+            runs = list_runs()
+        except RnnlabError:
+            return  # the folder went unreadable: the next manual refresh says why
+        if runs != self.runs:
+            self.action_refresh(runs)
 
     def on_screen_resume(self) -> None:
         self.action_refresh()
         self.query_one(DataTable).focus()
 
-    def action_refresh(self) -> None:
-        self.runs = list_runs()
+    def action_refresh(self, runs: list[RunSummary] | None = None) -> None:
+        self.runs = list_runs() if runs is None else runs
         paths = {r.path for r in self.runs}
         self.selected &= paths
         table = self.query_one(DataTable)
@@ -179,6 +197,22 @@ class RunsScreen(PlaygroundScreen):
         run = self._current()
         if run is not None and run.status != "corrupt":
             self.app.post_message(OpenRun(Path(run.path)))
+
+    def action_live(self) -> None:
+        """The highlighted run on the Train screen, live while it trains (its history when it does not)."""
+        run = self._current()
+        if run is not None and run.status != "corrupt":
+            self.app.post_message(FollowRun(Path(run.path)))
+
+    def action_resume(self) -> None:
+        """Resume the highlighted run in a new training process, followed live on Train."""
+        run = self._current()
+        if run is None or run.status == "corrupt":
+            return
+        if run.status == "running":
+            self.notify(f"{run.name} is training now; l shows it live.", title="Not resumed", severity="warning")
+            return
+        self.app.post_message(FollowRun(Path(run.path), resume=True))
 
     def _refuse_if_training(self, run: RunSummary) -> bool:
         """True (and a notification) when ``run`` is the one the Train screen is training."""
