@@ -1,14 +1,16 @@
-"""Training inside the playground vs headless: is the UI cheap enough?
+"""Training from the playground vs headless: is the UI cheap enough?
 
 Runs the same config (The Time Machine, char, D2L's first 10000 tokens) with
-``engine.trainer.train`` directly and inside the app (Train screen, started
-with ctrl+s through the Pilot, plots and stats updating live), interleaved
-round by round in this process. Speed is training tokens over the trainer's
-own ``elapsed_s`` (so app start-up is not counted); the ratio TUI/headless
-is printed per round and as the median, with the CPU time the UI (main)
-thread used during the in-app run. Target (issue 4): ≥ 0.90.
+``engine.trainer.train`` directly (in this process, logging to a run folder) and
+from the app (Train screen, started with ctrl+s through the Pilot: the app makes
+the run folder and trains it in a process of its own, ``rnnlab train --resume``,
+while the screen follows the folder with plots and stats updating live),
+interleaved round by round. Speed is training tokens over the trainer's own
+``elapsed_s`` (so start-up is not counted); the ratio app/headless is printed per
+round and as the median, with the CPU time the app's process used during the run
+(the UI's whole cost: training is in the other process). Target (issue 13): ≥ 0.97.
 
-    python bench/bench_tui.py [--rounds 3] [--epochs 10] [--model gru] [--num-hiddens 256]
+    python bench/bench_tui.py [--rounds 3] [--epochs 10] [--model gru] [--num-hiddens 256] [--threads 0]
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def headless(pipeline, model_cfg: ModelConfig, train_cfg: TrainConfig) -> tuple[
 
 
 async def in_app(args: argparse.Namespace) -> tuple[float, int, float]:
-    """(trainer seconds, epochs, UI-thread CPU seconds) of one run started with ctrl+s."""
+    """(trainer seconds, epochs, the app process's CPU seconds) of one run started with ctrl+s."""
     from tui.app import RnnlabApp
     from tui.widgets.form import ConfigForm
 
@@ -54,19 +56,21 @@ async def in_app(args: argparse.Namespace) -> tuple[float, int, float]:
         await app.workers.wait_for_complete()  # the corpus
         await pilot.press("f2")
         await pilot.pause()
-        form = app.screen.query_one(ConfigForm)
+        screen = app.screen
+        form = screen.query_one(ConfigForm)
         for group, name, value in (("model", "kind", args.model), ("model", "num_hiddens", args.num_hiddens),
                                    ("train", "epochs", args.epochs), ("train", "threads", args.threads),
                                    ("train", "device", "cpu")):
             form.set_value(group, name, value)
         await pilot.pause(0.5)  # let the form settle, as a person would before pressing a key
-        ui0 = time.thread_time()  # the Pilot runs the app's event loop on this thread
+        cpu0 = time.process_time()  # the app's process: its event loop, the follower, the plots
         await pilot.press("ctrl+s")
-        await app.workers.wait_for_complete()
+        while screen.training:
+            await pilot.pause(0.1)
         await pilot.pause()
-        ui_cpu = time.thread_time() - ui0
-        last = app.screen.last_progress
-        points = app.screen.query_one("#train-ppl").point_count()
+        ui_cpu = time.process_time() - cpu0
+        last = screen.last_progress
+        points = screen.query_one("#train-ppl").point_count()
     assert last is not None and points > 0
     return last.elapsed_s, last.epoch, ui_cpu
 
@@ -94,9 +98,9 @@ def main() -> int:
         h_tps, a_tps = tokens * h_ep / h_s, tokens * a_ep / a_s
         ratios.append(a_tps / h_tps)
         print(f"round {r}: headless {h_tps:,.0f} tok/s  tui {a_tps:,.0f} tok/s  "
-              f"ratio {a_tps / h_tps:.3f}  UI thread {ui_cpu:.2f} s CPU ({ui_cpu / a_s:.1%} of the run)  "
+              f"ratio {a_tps / h_tps:.3f}  app process {ui_cpu:.2f} s CPU ({ui_cpu / a_s:.1%} of the run)  "
               f"({time.perf_counter() - t0:.0f} s)")
-    print(f"median ratio tui/headless: {statistics.median(ratios):.3f} (target >= 0.90); "
+    print(f"median ratio tui/headless: {statistics.median(ratios):.3f} (target >= 0.97); "
           f"load average {os.getloadavg()[0]:.2f}")
     return 0
 
