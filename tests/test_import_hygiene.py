@@ -14,6 +14,8 @@ ENGINE_MODULES = [
     "engine.trainer",
     "engine.generate",
     "engine.runs",
+    "engine.compare",
+    "engine.export",
     "engine.labs.bptt",
     "engine.labs.bptt_grads",
     "engine.labs.sequence",

@@ -9,7 +9,12 @@ dropped and later points are kept at the coarser stride, so a long training
 run costs the same to draw as a short one (plotext's build time grows
 linearly with the number of points). Non-finite values (a diverged loss) are
 never drawn. Log axes are drawn by plotting log10 values, never with plotext's
-``yscale("log")``, which breaks on rebuild.
+``yscale("log")``, which breaks on rebuild: with ``log_y`` the series keep their values and the
+plot draws their log10, labelled with readable ticks (5, 10, 20, 50; ``tui.widgets.axes``).
+``integer_x`` puts ticks on whole numbers only (epochs). ``smoothing`` (β, 0 = off) draws each
+series as its bias-corrected EMA, in log space on a log axis, over the raw curve in a faint copy
+of its colour (dotted without colour); ``x_from`` crops the drawing to x ≥ that value (a zoom; the EMA still runs
+from the first point). ``export_svg`` writes the plot and its legend as an SVG.
 
 Without colour (``NO_COLOR`` set, so ``App.no_color``) no two series share a
 marker: overlaid runs and the Zipf curves are told apart by ``•``, ``+``,
@@ -20,15 +25,20 @@ Left out: throttling — the caller decides when to ``replot``.
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from rich.color import Color as RichColor
+from rich.console import Console
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.geometry import Size
 from textual.widget import Widget
 from textual_plotext import PlotextPlot
+
+from tui.widgets.axes import ema, int_ticks, log_ticks, tick_label
 
 
 class CachedPlot(PlotextPlot):
@@ -63,6 +73,19 @@ RICH_COLORS = {"orange": "dark_orange"}  # plotext colour names Rich spells diff
 # Markers handed out under NO_COLOR, in order (a line first); plotext draws a one-character marker as is.
 NO_COLOR_MARKERS = ("braille", "•", "+", "x", "o", "*", "#", "@", "%", "&")
 GLYPHS = {"braille": "━", "hd": "━", "fhd": "━", "dot": "·", "sd": "█"}  # legend glyph of plotext's named markers
+FAINT = 0.4  # a raw curve behind its smoothed one: this share of its colour, the rest the background's
+
+
+def faint(color: str, background: tuple[int, int, int]) -> tuple[int, int, int]:
+    """A plotext colour name blended toward the background, as an RGB triple plotext draws."""
+    rgb = RichColor.parse(RICH_COLORS.get(color, color)).get_truecolor()
+    return tuple(round(FAINT * c + (1 - FAINT) * b) for c, b in zip(rgb, background))  # type: ignore[return-value]
+
+
+def crop(xs: Sequence[float], ys: Sequence[float], x_from: float | None) -> tuple[list[float], list[float]]:
+    """The points with x ≥ ``x_from`` (all of them when it is None)."""
+    keep = [i for i, x in enumerate(xs) if x_from is None or x >= x_from]
+    return [xs[i] for i in keep], [ys[i] for i in keep]
 
 
 def distinct_markers(wanted: dict[str, str]) -> dict[str, str]:
@@ -170,11 +193,17 @@ class SeriesPlot(Widget):
         ylabel: str = "",
         max_points: int = 1500,
         marker: str = "braille",
+        log_y: bool = False,
+        integer_x: bool = False,
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
         super().__init__(id=id, classes=classes)
         self.plot_title = title
+        self.log_y = log_y  # draw log10 of the values (positive ones only), with readable ticks
+        self.integer_x = integer_x  # x ticks on whole numbers only
+        self.smoothing = 0.0  # EMA β; 0 draws the values as they are
+        self.x_from: float | None = None  # draw only x ≥ this (a zoom)
         self.xlabel = xlabel
         self.ylabel = ylabel
         self.max_points = max_points
@@ -202,10 +231,13 @@ class SeriesPlot(Widget):
         self.series[name].append(float(x), float(y))
 
     def set_series(
-        self, name: str, xs: Iterable[float], ys: Iterable[float], *, color: str | None = None
+        self, name: str, xs: Iterable[float], ys: Iterable[float], *, color: str | None = None,
+        marker: str | None = None,
     ) -> None:
         """Replace series ``name`` with the given points (downsampled as needed)."""
         self.series.pop(name, None)
+        if marker is not None:
+            self.series_markers[name] = marker
         for x, y in zip(xs, ys):
             self.append(name, x, y, color=color)
         if name not in self.series:  # no points: keep an empty entry for the legend order
@@ -222,6 +254,23 @@ class SeriesPlot(Widget):
         names: Sequence[str] = [name] if name else list(self.series)
         return sum(len(self.series[n]) for n in names if n in self.series)
 
+    def drawn_points(self, name: str) -> tuple[list[float], list[float]]:
+        """Series ``name`` as drawn: log10 of its positive values on a log axis, smoothed, cropped."""
+        xs, ys = self.series[name].points()
+        if self.log_y:
+            keep = [i for i, y in enumerate(ys) if y > 0]
+            xs, ys = [xs[i] for i in keep], [math.log10(ys[i]) for i in keep]
+        if self.smoothing:
+            ys = ema(ys, self.smoothing)
+        return crop(xs, ys, self.x_from)
+
+    def _raw_points(self, name: str) -> tuple[list[float], list[float]]:
+        smoothing, self.smoothing = self.smoothing, 0.0
+        try:
+            return self.drawn_points(name)
+        finally:
+            self.smoothing = smoothing
+
     def replot(self) -> None:
         """Rebuild the plotext figure from the histories and redraw."""
         try:
@@ -234,12 +283,26 @@ class SeriesPlot(Widget):
         markers = {name: self.series_markers.get(name, self.marker) for name in self.series}
         if self.app.no_color:  # colour cannot tell the series apart: their markers must
             markers = distinct_markers(markers)
-        for name, hist in self.series.items():
-            xs, ys = hist.points()
+        all_x: list[float] = []
+        all_y: list[float] = []
+        if self.smoothing:  # the raw curves first, faint, so that every smoothed one is drawn over them
+            background = self._background()
+            for name in self.series:
+                xs, ys = self._raw_points(name)
+                if xs:
+                    marker = "dot" if self.app.no_color else self.series_markers.get(name, self.marker)
+                    plt.plot(xs, ys, color=faint(self.series_colors[name], background), marker=marker)
+                    all_x += xs
+                    all_y += ys
+        for name in self.series:
+            xs, ys = self.drawn_points(name)
             if not xs:
                 continue
             plt.plot(xs, ys, color=self.series_colors[name], marker=markers[name])
             drawn.append(name)
+            all_x += xs
+            all_y += ys
+        self._ticks(plt, all_x, all_y, plot.size.width, plot.size.height)
         legend = self.query_one(Legend)
         entries = [(name, self.series_colors[name], GLYPHS.get(markers[name], markers[name])) for name in drawn]
         if entries != legend.entries:  # unchanged during training: no re-layout per replot
@@ -248,3 +311,31 @@ class SeriesPlot(Widget):
         plt.xlabel(self.xlabel)
         plt.ylabel(self.ylabel)
         plot.invalidate()
+
+    def _background(self) -> tuple[int, int, int]:
+        from textual.color import Color
+
+        surface = self.app.theme_variables.get("surface", "#1e1e1e")
+        return Color.parse(surface).rgb
+
+    def _ticks(self, plt: object, xs: list[float], ys: list[float], width: int, height: int) -> None:
+        """Readable log ticks and whole-number x ticks where asked for (plotext's own elsewhere: its
+        ticks cannot be reset to automatic, so a plot sets them only when it is made with
+        ``log_y`` / ``integer_x``, and on every replot with points)."""
+        if self.log_y and ys:
+            values = log_ticks(10 ** min(ys), 10 ** max(ys), max_ticks=max(2, height // 3))
+            plt.yticks([math.log10(v) for v in values], [tick_label(v) for v in values])  # type: ignore[attr-defined]
+        if self.integer_x and xs:
+            whole = int_ticks(min(xs), max(xs), max_ticks=max(2, width // 8))
+            plt.xticks([float(v) for v in whole], [str(v) for v in whole])  # type: ignore[attr-defined]
+
+    def export_svg(self, title: str) -> str:
+        """The plot as drawn now, with its legend under it, as an SVG document."""
+        plot, legend = self.query_one(CachedPlot), self.query_one(Legend)
+        width = max(20, plot.size.width)
+        console = Console(record=True, width=width, file=io.StringIO(), color_system="truecolor",
+                          force_terminal=True)
+        console.print(plot.render(), soft_wrap=True)
+        for line in legend.lines(width - 2):
+            console.print(Text(" ") + line)
+        return console.export_svg(title=title)
