@@ -63,14 +63,15 @@ def test_a_cli_run_advances_on_runs_is_followed_and_stopped_from_train(corpus_di
             screen = app.screen
             await wait_events(app, pilot, epochs=epochs_done(later[0]) + 1)
             following = (app.current_mode, screen.training, screen.child is None,
-                         str(screen.query_one("#train-sample").render()).startswith("epoch "))
+                         str(screen.query_one("#train-sample").render()).startswith("epoch "),
+                         screen.query_one("#f-model-num_hiddens").value, screen.query_one("#f-model-kind").value)
             await pilot.press("ctrl+g")
             await wait_training(app, pilot)
             return first, later, following, screen.run_path
 
         first, later, following, run_path = run_app(body, size=SIZE)
         assert epochs_done(later[0]) > epochs_done(first[0])
-        assert following == ("train", True, True, True)
+        assert following == ("train", True, True, True, "16", "rnn")  # the form shows the run's own options
         assert proc.wait(timeout=120) == 130  # the CLI's own stop: saved, exit 128 + SIGINT
         assert open_run(run_path).summary().status == "stopped"
     finally:

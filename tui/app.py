@@ -156,7 +156,7 @@ class RnnlabApp(App[int]):
         if child is not None and child.running():
             question = (f"Run {child.run_path.name} is training. Stop it (its weights are saved) or leave it "
                         "running in the background (rnnlab watch, or Runs in a later rnnlab, follows it)?")
-            self.push_screen(ChoiceScreen(question, [("s", "Stop it", "stop"), ("l", "Leave it running", "leave")]),
+            self.push_screen(ChoiceScreen(question, [("s", "Stop", "stop"), ("l", "Leave running", "leave")]),
                              self._quit_answer)
             return
         self.stop_and_exit(0)

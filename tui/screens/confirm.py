@@ -44,6 +44,11 @@ class ChoiceScreen(ModalScreen[str | None]):
     (``escape``: None, nothing chosen)."""
 
     BINDINGS = [Binding("escape", "choose('')", "Cancel")]
+    DEFAULT_CSS = """
+    ChoiceScreen { align: center middle; }
+    ChoiceScreen #confirm-box { width: 76; max-width: 100%; }
+    ChoiceScreen #confirm-buttons Button { margin-left: 1; min-width: 8; }
+    """
 
     def __init__(self, question: str, choices: list[tuple[str, str, str]]) -> None:
         """``choices``: (key, label, value) per answer, e.g. ("s", "Stop it (saved)", "stop")."""

@@ -231,6 +231,7 @@ class TrainScreen(PlaygroundScreen):
         self._ppl.empty_message = "training: the curves start after a few steps"
         self.events_seen, self.last_progress, self.unstable = 0, None, False
         self._run_configs = (run.model_config, run.train_config)
+        self._show_configs(run)
         self.run_path, self.child = run.path, child
         self._follower = RunFollower(run.path, prefix=run.train_config.sample_prefix)
         self._history = True
@@ -245,6 +246,15 @@ class TrainScreen(PlaygroundScreen):
         # Leave the form: keys pressed while training (1–6 to switch screens, ?) must
         # not type into a field and silently change the next run's settings.
         self.set_focus(None)
+
+    def _show_configs(self, run: Any) -> None:
+        """The form shows the followed run's own options (a run opened from Runs was made elsewhere)."""
+        form = self.query_one(ConfigForm)
+        configs = {"model": run.model_config, "train": run.train_config}
+        for spec in form.specs:
+            value = getattr(configs[spec.group], spec.name, None)
+            if value is not None and not isinstance(value, tuple):
+                form.set_value(spec.group, spec.name, value)
 
     @staticmethod
     def _estimate_steps_per_epoch(pipeline: Any, cfg: TrainConfig) -> float | None:
