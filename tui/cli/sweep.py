@@ -121,7 +121,7 @@ def _sweep(args: argparse.Namespace, grid: dict[str, Any], points: list[Any], mo
         elif isinstance(p.event, Diverged):
             print(f"{head}: diverged: {p.event.message}", file=sys.stderr)
         elif isinstance(p.event, Finished):
-            print(f"{head}: {p.event.reason} after {p.event.epoch} epochs, validation perplexity "
+            print(f"{head}: {p.event.reason} after {p.event.epoch} epochs, last validation perplexity "
                   f"{format_cell(p.event.val_ppl)}", file=sys.stderr)
 
     signals.training = True
