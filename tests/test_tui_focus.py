@@ -85,7 +85,9 @@ def test_every_tab_stop_shows_focus(corpus_dir) -> None:
     assert "Select#corpus-name" in names["corpus"] and "DataTable#corpus-top-tokens" in names["corpus"]
     assert "VerticalScroll#corpus-preview-box" in names["corpus"]
     assert len(names["train"]) > 25 and "Input#gen-prompt" in names["generate"]
-    assert names["runs"] == ["DataTable#runs-table"] and "DataTable#labs-coverage" in names["labs"]
+    # Runs: the table, and the pane beside the plot (its samples history scrolls from the keyboard).
+    assert names["runs"] == ["DataTable#runs-table", "VerticalScroll#runs-detail"]
+    assert "DataTable#labs-coverage" in names["labs"]
     assert sorted(names["confirm"]) == ["Button#confirm-no", "Button#confirm-yes"]
     assert not any(name.startswith(("VerticalScroll#corpus-form", "FormScroll", "ConfigForm"))
                    for found in names.values() for name in found)

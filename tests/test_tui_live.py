@@ -30,11 +30,13 @@ def start_cli_run() -> subprocess.Popen:
 
 
 async def wait_row(app, pilot, want, timeout_s: float = 120):
-    """The Runs table's rows, once ``want(rows)`` holds (the screen refreshes on its own; bounded wait)."""
+    """The Runs table's rows as {column label: cell}, once ``want(rows)`` holds (the screen refreshes on its
+    own; bounded wait). Which columns show depends on what differs between the runs listed."""
     table = app.screen.query_one(DataTable)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+        labels = [str(col.label) for col in table.ordered_columns]
+        rows = [dict(zip(labels, map(str, table.get_row_at(i)))) for i in range(table.row_count)]
         if want(rows):
             return rows
         await pilot.pause(0.1)
@@ -46,8 +48,8 @@ def proc_run(app) -> Path:
     return Path(app.screen.runs[0].path)
 
 
-def epochs_done(row: list[str]) -> int:
-    return int(row[4].split("/")[0])
+def epochs_done(row: dict[str, str]) -> int:
+    return int(row["epochs"].split("/")[0])
 
 
 def test_a_cli_run_advances_on_runs_is_followed_and_stopped_from_train(corpus_dir) -> None:
@@ -56,7 +58,7 @@ def test_a_cli_run_advances_on_runs_is_followed_and_stopped_from_train(corpus_di
         async def body(app, pilot):
             await pilot.press("f4")
             await pilot.pause()
-            first = await wait_row(app, pilot, lambda rows: rows and rows[0][7] == "running")
+            first = await wait_row(app, pilot, lambda rows: rows and rows[0]["status"] == "running")
             later = await wait_row(app, pilot, lambda rows: epochs_done(rows[0]) > epochs_done(first[0]))
             await pilot.press("l")  # the live view of the highlighted run
             await pilot.pause()
@@ -85,11 +87,11 @@ def test_a_killed_trainer_shows_interrupted_and_r_resumes_it_live(corpus_dir) ->
         async def body(app, pilot):
             await pilot.press("f4")
             await pilot.pause()
-            await wait_row(app, pilot, lambda rows: rows and rows[0][7] == "running" and epochs_done(rows[0]) >= 1
+            await wait_row(app, pilot, lambda rows: rows and rows[0]["status"] == "running" and epochs_done(rows[0]) >= 1
                            and open_run(proc_run(app)).trainer_state() is not None)  # a checkpoint to resume
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=60)
-            rows = await wait_row(app, pilot, lambda rows: rows[0][7] == "interrupted")
+            rows = await wait_row(app, pilot, lambda rows: rows[0]["status"] == "interrupted")
             folder = proc_run(app)
             await pilot.press("r")
             await pilot.pause()
@@ -109,7 +111,7 @@ def test_a_killed_trainer_shows_interrupted_and_r_resumes_it_live(corpus_dir) ->
             return rows, resumed, screen.run_path, screen.child.proc.wait(timeout=60)
 
         rows, resumed, run_path, code = run_app(body, size=SIZE)
-        assert rows[0][7] == "interrupted" and resumed == ("train", True, True) and code == 130
+        assert rows[0]["status"] == "interrupted" and resumed == ("train", True, True) and code == 130
         state = json.loads((Path(run_path) / "checkpoint.json").read_text())
         assert state["status"] == "stopped" and state["epoch"] >= 1
         steps = [m["step"] for m in open_run(run_path).metrics()]

@@ -20,17 +20,31 @@ def test_runs_listed_and_two_overlaid(corpus_dir) -> None:
         await pilot.press("f4")
         await pilot.pause()
         table = app.screen.query_one(DataTable)
-        rows = [table.get_row_at(i) for i in range(table.row_count)]
+        rows = table_rows(table)
+        same = str(app.screen.query_one("#runs-same").render())
         await pilot.press("space", "down", "space")
         await pilot.pause()
         plot = app.screen.query_one("#runs-plot", SeriesPlot)
-        return rows, {name.split()[0]: h.points() for name, h in plot.series.items()}
+        return rows, same, {name.split()[0]: h.points() for name, h in plot.series.items()}
 
-    rows, series = run_app(body)
-    assert len(rows) == 2 and all(r[7] == "completed" for r in rows)
-    assert [r[-1] for r in rows] == [unclipped.name, clipped.name]  # newest first: #1, #2
+    rows, same, series = run_app(body)
+    assert len(rows) == 2 and "status completed" in same  # the same for both: folded into one line
+    assert [r["run"] for r in rows] == [unclipped.name, clipped.name]  # newest first: #1, #2
     assert series == {"#1": epoch_ends(unclipped, "val_ppl"), "#2": epoch_ends(clipped, "val_ppl")}
     assert series["#1"] != series["#2"]
+
+
+def table_rows(table: DataTable) -> list[dict[str, str]]:
+    """The table's rows as {column label: cell text} (which columns show depends on what differs)."""
+    labels = [str(col.label) for col in table.ordered_columns]
+    return [dict(zip(labels, map(str, table.get_row_at(i)))) for i in range(table.row_count)]
+
+
+def best_cell(path: Path) -> str:
+    """The "best val" cell computed from metrics.jsonl: the lowest validation perplexity and its epoch."""
+    epochs, vals = epoch_ends(path, "val_ppl")
+    i = vals.index(min(vals))
+    return f"{vals[i]:.3g} @{int(epochs[i])}"
 
 
 def screen_lines(app) -> list[str]:
@@ -135,8 +149,8 @@ def epoch_ends(path: Path, metric: str) -> tuple[list[float], list[float]]:
 
 def test_metric_key_and_refresh_key(corpus_dir) -> None:
     """The plot is the highlighted run's validation perplexity at each epoch end; m switches to the
-    training perplexity and back; r lists a run saved after the screen was drawn, newest first, with
-    its final perplexities in the table."""
+    training perplexity, then both, and back; a run saved after the screen was drawn is listed, newest
+    first, with its best validation perplexity and its epoch in the table."""
     first = tiny_run()
 
     async def body(app, pilot):
@@ -149,7 +163,7 @@ def test_metric_key_and_refresh_key(corpus_dir) -> None:
             return plot.plot_title, [(name.split()[0], h.points()) for name, h in plot.series.items()]
 
         seen = [drawn()]
-        for _ in range(2):
+        for _ in range(3):
             await pilot.press("m")
             await pilot.pause()
             seen.append(drawn())
@@ -161,15 +175,16 @@ def test_metric_key_and_refresh_key(corpus_dir) -> None:
                 break
             await pilot.pause(0.05)
         await pilot.pause()
-        rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+        rows = table_rows(table)
         return seen, before, rows, second, drawn()
 
-    (val, train, val_again), before, rows, second, after = run_app(body)
+    (val, train, both, val_again), before, rows, second, after = run_app(body)
     assert val == ("validation perplexity (m: switch)", [("#1", epoch_ends(first, "val_ppl"))])
     assert train == ("training perplexity (m: switch)", [("#1", epoch_ends(first, "train_ppl"))])
+    assert both == ("training and validation perplexity (m: switch)",
+                    [("#1", epoch_ends(first, "train_ppl")), ("#1", epoch_ends(first, "val_ppl"))])
     assert val_again == val
-    assert before == 1 and [r[-1] for r in rows] == [second.name, first.name]
-    for row, path in zip(rows, (second, first)):
-        assert row[5:7] == [f"{epoch_ends(path, 'train_ppl')[1][-1]:.3g}", f"{epoch_ends(path, 'val_ppl')[1][-1]:.3g}"]
+    assert before == 1 and [r["run"] for r in rows] == [second.name, first.name]
+    assert [r["best val"] for r in rows] == [best_cell(second), best_cell(first)]
     # The cursor stays on the top row, now the new run: its curve is drawn.
     assert after[1] == [("#1", epoch_ends(second, "val_ppl"))]
