@@ -19,10 +19,14 @@ from engine.exercises.base import Stopped
 
 def _best_val(run: str) -> float:
     """The run's lowest epoch-end validation perplexity, read from its metrics.jsonl here."""
+    return min(r["val_ppl"] for r in _epoch_ends(run))
+
+
+def _epoch_ends(run: str) -> list[dict]:
     from engine.paths import runs_dir
 
     lines = (runs_dir() / run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    return min(r["val_ppl"] for r in map(json.loads, lines) if r.get("epoch_end"))
+    return [r for r in map(json.loads, lines) if r.get("epoch_end")]
 
 
 def _tags(run: str) -> dict[str, str]:
@@ -89,7 +93,7 @@ def test_8_6_2_unigram_perplexity_and_layer_gradients_by_hand(pipeline) -> None:
 def test_8_5_2_grid_embedding_and_second_book_rows(pipeline) -> None:
     ex = registry.get("8.5.2")
     s = ex.settings(num_hiddens=(8,), num_steps=(5, 8), lrs=(1.0,), epochs=3, max_tokens=2000, embed_size=4,
-                    other_tokens=2000)
+                    other_tokens=3000)
     r = ex.run(s)
     ranked, other = r.rows[:-1], r.rows[-1]
     assert len(ranked) == 4 and [row[0] for row in ranked] == [1, 2, 3, 4]
@@ -103,9 +107,14 @@ def test_8_5_2_grid_embedding_and_second_book_rows(pipeline) -> None:
     best_onehot = min((row for row, _ in onehot), key=lambda row: row[6])
     assert all(row[2:5] == best_onehot[2:5] for row in ranked if row[5] != "one-hot")
     assert r.figures["best_val_ppl"] == best_onehot[6] == min(_best_val(run) for _, run in onehot)
-    # the second book: as many training characters read as 3 epochs over the first book's 1,800
-    assert other[0] is None and other[1] == "war_of_the_worlds (2,000)" and other[5] == "one-hot"
-    assert r.figures["other_epochs"] == 3 * 1800 / 1800
+    # the plot: the best setting's curves against characters read (3 epochs of 1,800, 2 of 2,700)
+    best_run = min(onehot, key=lambda pair: pair[0][6])[1]
+    curves = {se.name: se for se in r.plots[0].series}
+    assert curves["validation, timemachine"].x == [1.8, 3.6, 5.4] and curves["train, war_of_the_worlds"].x == [2.7, 5.4]
+    assert curves["validation, timemachine"].y == [e["val_ppl"] for e in _epoch_ends(best_run)]
+    # the second book: as many training characters read as 3 epochs over the first book's 1,800 (of 2,700)
+    assert other[0] is None and other[1] == "war_of_the_worlds (3,000)" and other[5] == "one-hot"
+    assert r.figures["other_epochs"] == round(3 * 1800 / 2700) == 2
     assert other[6] == r.figures["other_val_ppl"] == _best_val(r.runs[-1])
     assert len(r.runs) == 5 and {_tags(run)["exercise"] for run in r.runs} == {"8.5.2"}
     # the scaled embedding trained from other weights than the plain one (prepare ran)

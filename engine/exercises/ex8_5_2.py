@@ -78,6 +78,11 @@ def scale_embedding(model: Any) -> None:
         model.embedding.weight.mul_(model.cfg.embed_size ** -0.5)
 
 
+def _ppl(value: Any) -> float:
+    """A logged perplexity as a float (metrics.jsonl writes a non-finite one as a string)."""
+    return float(value) if isinstance(value, (int, float)) else math.nan
+
+
 class HowLow(Exercise):
     id = "8.5.2"
     question = ("Tune the hyperparameters (epochs, hidden units, time steps, learning rate) to lower the "
@@ -97,6 +102,7 @@ class HowLow(Exercise):
 
     def compute(self, s: Settings, progress: Progress, stop: threading.Event | None) -> Result:
         from engine.config import ModelConfig, TrainConfig
+        from engine.runs import open_run
         from engine.sweep import Point, new_sweep_id, rank_rows
         from engine.training import split_ids
 
@@ -151,9 +157,15 @@ class HowLow(Exercise):
                    "other_val_ppl": num(w.best_val_ppl), "other_train_ppl": num(w.train_ppl),
                    "other_last_train_ppl": num(w.last_train_ppl), "other_epochs": float(other_epochs)}
         explanation = self._explain(s, swept, figures, n_train, memo)
-        plot = Plot("validation against training perplexity, each run at its best epoch", "train ppl", "val ppl",
-                    [Series(r.label, [r.train_ppl], [r.best_val_ppl]) for r in [*swept, emb, emb_scaled, w]
-                     if r.train_ppl is not None and r.best_val_ppl is not None])
+        n_other = len(split_ids(other.ids, other_cfg)[0])
+        series = []
+        for r, n, book in ((best, n_train, s.corpus), (w, n_other, s.other_corpus)):
+            ends = [m for m in open_run(r.run).metrics() if m.get("epoch_end")]
+            x = [m["epoch"] * n / 1000 for m in ends]
+            series += [Series(f"train, {book}", x, [float(m["train_ppl"]) for m in ends]),
+                       Series(f"validation, {book}", x, [_ppl(m.get("val_ppl")) for m in ends])]
+        plot = Plot(f"the best setting's perplexity per epoch on both books ({best.label})",
+                    "thousand training characters read", "perplexity", series)
         return Result(["rank", "corpus", "num_hiddens", "num_steps", "lr", "input", "best val ppl", "epoch",
                        "train ppl", "last train ppl", "status"], rows, explanation, figures, [plot],
                       runs=[r.run for r in [*ranked, w]])  # in the table's order
