@@ -328,7 +328,9 @@ def test_stats_show_clipping_and_an_unstable_end(corpus_dir) -> None:
         await pilot.pause()
         runs = {r.name: r.status for r in app.screen.runs}
         table = app.screen.query_one(DataTable)
-        statuses = {table.get_row_at(i)[-1]: table.get_row_at(i)[7] for i in range(table.row_count)}
+        labels = [str(col.label) for col in table.ordered_columns]  # the columns shown are those that differ
+        rows = [dict(zip(labels, map(str, table.get_row_at(i)))) for i in range(table.row_count)]
+        statuses = {row["run"]: row["status"] for row in rows}
         return seen, notes, runs, statuses
 
     (clipped, unstable), notes, runs, statuses = run_app(body)
