@@ -105,15 +105,15 @@ def test_smoothing_and_zoom_keys(corpus_dir) -> None:
     smooth = ema_by_hand(logs, 0.6)
     assert epochs == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
     expected = [
-        ("validation perplexity (m: switch) · EMA β=0.6, raw faint", epochs, smooth),
-        ("validation perplexity (m: switch) · EMA β=0.6, raw faint · last half", epochs[4:], smooth[4:]),
-        ("validation perplexity (m: switch) · EMA β=0.6, raw faint · last quarter", epochs[6:], smooth[6:]),
-        ("validation perplexity (m: switch) · EMA β=0.6, raw faint", epochs, smooth),
+        ("validation perplexity · EMA β=0.6", epochs, smooth),
+        ("validation perplexity · EMA β=0.6 · last half", epochs[4:], smooth[4:]),
+        ("validation perplexity · EMA β=0.6 · last quarter", epochs[6:], smooth[6:]),
+        ("validation perplexity · EMA β=0.6", epochs, smooth),
     ]
     for (title, (xs, ys)), (want_title, want_x, want_y) in zip(seen, expected):
         assert (title, xs) == (want_title, want_x)
         assert ys == [approx(y) for y in want_y]
-    assert seen[4][0].endswith("EMA β=0.9, raw faint")
+    assert seen[4][0] == "validation perplexity · EMA β=0.9"
     assert seen[5] == ("validation perplexity (m: switch)", (epochs, [approx(v) for v in logs]))
 
 

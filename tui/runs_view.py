@@ -43,12 +43,11 @@ class PlotView:
     zoom: int = 0  # index into ZOOMS
 
     def title(self, marked: bool) -> str:
-        """``"validation perplexity (m: switch) · EMA β=0.6 · last half"``; the extras only when on."""
-        parts = [f"{METRIC_NAMES[self.metric]} perplexity" + (" (m: switch)" if marked else "")]
-        if self.smoothing:
-            parts.append(f"EMA β={self.smoothing:g}, raw faint")
-        if self.zoom:
-            parts.append(ZOOMS[self.zoom][0])
+        """``"validation perplexity (m: switch)"``, or with smoothing or a zoom on, ``"validation
+        perplexity · EMA β=0.6 · last half"`` (the key's hint gives way to what is on)."""
+        extras = ([f"EMA β={self.smoothing:g}"] if self.smoothing else []) + ([ZOOMS[self.zoom][0]] if self.zoom else [])
+        parts = [f"{METRIC_NAMES[self.metric]} perplexity" + (" (m: switch)" if marked and not extras else "")]
+        parts += extras
         return " · ".join(parts)
 
     def x_from(self, last_epoch: float) -> float | None:
@@ -90,8 +89,9 @@ def defaults_view(facts: RunFacts, number: int) -> RenderableType:
     table.add_column()
     for key, value in rows:
         table.add_row(key, value)
-    head = Text(f"#{number} {facts.summary.name}\n", style="bold")
-    head.append("options not at their defaults" if rows else "every option at its default", style="")
+    head = Text()
+    head.append(f"#{number} {facts.summary.name}\n", style="bold")
+    head.append("options not at their defaults" if rows else "every option at its default")
     hint = Text("space marks runs: two or more marked show how their options differ", style="dim")
     return Group(head, table, hint)
 
@@ -100,7 +100,8 @@ def samples_view(samples: Sequence[Sample], number: int) -> RenderableType:
     """Every logged sample: ``epoch 10  time traveller …`` with the prompt in bold."""
     if not samples:
         return Text(f"#{number} logged no samples (sample_every 0, or no epoch has ended yet)", style="dim")
-    out = Text(f"#{number}: {len(samples)} samples\n", style="bold")
+    out = Text()
+    out.append(f"#{number}: {len(samples)} samples\n", style="bold")  # a Text's own style would span it all
     for s in samples:
         out.append(f"epoch {s.epoch}  ", style="dim")
         if s.prefix and s.text.startswith(s.prefix):

@@ -307,7 +307,9 @@ class SeriesPlot(Widget):
         entries = [(name, self.series_colors[name], GLYPHS.get(markers[name], markers[name])) for name in drawn]
         if entries != legend.entries:  # unchanged during training: no re-layout per replot
             legend.set_entries(entries)
-        plt.title(self.plot_title if drawn or not self.empty_message else self.empty_message)
+        title = self.plot_title if drawn or not self.empty_message else self.empty_message
+        width = plot.size.width - 4  # plotext drops a title wider than its frame: cut it instead
+        plt.title(title if len(title) <= width or width < 8 else title[: width - 1] + "…")
         plt.xlabel(self.xlabel)
         plt.ylabel(self.ylabel)
         plot.invalidate()
