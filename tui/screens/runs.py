@@ -83,7 +83,6 @@ class RunsScreen(PlaygroundScreen):
         Binding("d,delete", "delete", "Delete"),
         Binding("l", "live", "Live view"),
         Binding("r", "resume", "Resume"),
-        Binding("f5", "refresh", "Refresh", show=False),
     ]
 
     def __init__(self) -> None:
