@@ -13,7 +13,8 @@ returns the events logged since the last poll, rebuilt with ``engine.events.even
 
 Within one poll, the files are read in the order metrics, samples, events, so a ``Finished`` comes
 after the last ``Progress`` it follows. The first poll returns the whole history. Each poll reads
-only the bytes appended since the last one. Left out: following a run folder that is deleted while
+only the bytes appended since the last one. ``read_samples(path, prefix)`` reads samples.log alone
+(the Runs screen's history of samples). Left out: following a run folder that is deleted while
 followed (the files vanish: polls return nothing; ``engine.live`` says the run is gone).
 """
 
@@ -117,3 +118,9 @@ class RunFollower:
             return event_from_dict(doc) if isinstance(doc, dict) else None
         except (ValueError, KeyError, TypeError):
             return None
+
+
+def read_samples(path: Path | str, prefix: str = "") -> list[Sample]:
+    """Every sample a run logged, oldest first (samples.log only; unreadable lines skipped)."""
+    lines, _ = _Tail(Path(path) / SAMPLES).read()
+    return [s for s in (_sample(raw.decode("utf-8", "replace").rstrip("\r"), prefix) for raw in lines) if s]

@@ -172,3 +172,23 @@ def test_watch_says_interrupted_when_the_trainer_was_killed(tmp_path, capsys) ->
     out, err = capsys.readouterr()
     assert rc == 1 and out.startswith("interrupted: epoch 0, step 0 saved") and "Traceback" not in err
     assert main(["watch", str(folder), "--interval", "0"]) == 2
+
+
+def test_runs_follow_is_watch(tmp_path, capsys) -> None:
+    """`rnnlab runs --follow RUN` is `rnnlab watch RUN`: on a killed run both print the same last line."""
+    proc, folder = _start(tmp_path)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert main(["watch", str(folder)]) == 1
+    watched = capsys.readouterr().out
+    assert main(["runs", "--follow", str(folder)]) == 1
+    assert capsys.readouterr().out == watched and watched.startswith("interrupted: ")
+
+
+def test_read_samples_reads_samples_log_alone(tmp_path) -> None:
+    from engine.events import Sample
+    from engine.follow import read_samples
+
+    (tmp_path / "samples.log").write_text("epoch 1: 'ab'\nepoch 2: broken\nepoch 3: 'abc\\n'\nepoch 4: 'par")
+    assert read_samples(tmp_path, "a") == [Sample(1, "a", "ab"), Sample(3, "a", "abc\n")]
+    assert read_samples(tmp_path / "none") == []

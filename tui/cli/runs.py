@@ -4,6 +4,7 @@
     rnnlab runs --runs-dir ./my-runs
     rnnlab runs --show 20261126-153012-gru-timemachine
     rnnlab runs --csv RUN [RUN ...] [-o curves.csv]
+    rnnlab runs --follow RUN             # the same as rnnlab watch RUN: live, to the run's end
     rnnlab runs --delete 20261126-153012-gru-timemachine
 
 On a terminal the table has the Runs screen's columns (``engine.compare``): model, hidden ×
@@ -16,7 +17,7 @@ folders are listed as ``corrupt`` with the reason; a log file with damaged lines
 warning on stderr naming the file and the lines.
 
 ``--show RUN`` prints the run's results, its options that are not their defaults, its samples
-and, last, the ``rnnlab train`` line that reproduces it (``tui.train_command``). ``--csv``
+and, last, the ``rnnlab train`` line that reproduces it (``tui.train_command``). ``--follow RUN`` is ``rnnlab watch RUN``. ``--csv``
 prints every logged progress line of the runs as CSV (``engine.export``: run, epoch, step,
 train_ppl, val_ppl, …), or writes it to ``-o FILE`` atomically. Left out: plots (the TUI's Runs
 screen draws and exports them).
@@ -40,6 +41,8 @@ def register(subparsers: Any) -> None:
     what.add_argument("--show", metavar="RUN", default=None,
                       help="show a run: results, options not at their defaults, samples, the command that "
                            "reproduces it")
+    what.add_argument("--follow", metavar="RUN", default=None,
+                      help="follow a run live until it ends (the same as rnnlab watch RUN)")
     what.add_argument("--csv", metavar="RUN", nargs="+", default=None,
                       help="print these runs' logged curves as CSV (run, epoch, step, train_ppl, val_ppl, …)")
     p.add_argument("-o", "--output", metavar="FILE", default=None, help="with --csv: write the CSV to FILE")
@@ -66,6 +69,10 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     if args.output and not args.csv:
         raise ConfigError("-o/--output goes with --csv RUN …: it names the CSV file to write")
+    if args.follow:
+        from tui.cli import watch
+
+        return watch.run(argparse.Namespace(run=args.follow, runs_dir=args.runs_dir, interval=1.0))
     if args.delete:
         delete_run(args.delete, args.runs_dir)
         console.print(f"deleted {args.delete}", highlight=False)
@@ -125,8 +132,7 @@ def list_table(runs_dir: str | None, console: Any) -> int:
 def show(name: str, runs_dir: str | None) -> int:
     """A run's results, non-default options, samples, and the command that trains it again."""
     from engine.compare import non_defaults, run_facts
-    from engine.follow import RunFollower
-    from engine.events import Sample
+    from engine.follow import read_samples
     from engine.runs import open_run
     from tui.train_command import command_line
 
@@ -147,8 +153,7 @@ def show(name: str, runs_dir: str | None) -> int:
         print("tags: " + ", ".join(f"{k}={v}" for k, v in sorted(summary.tags.items())))
     options = non_defaults(facts)
     print("options not at their defaults: " + (", ".join(f"{k} {v}" for k, v in options) if options else "none"))
-    samples = [e for e in RunFollower(run_.path, run_.train_config.sample_prefix).poll().events
-               if isinstance(e, Sample)]
+    samples = read_samples(run_.path, run_.train_config.sample_prefix)
     print(f"samples ({len(samples)}):" if samples else "samples: none logged")
     for s in samples:
         print(f"  epoch {s.epoch}: {s.text!r}")

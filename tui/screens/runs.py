@@ -40,7 +40,7 @@ from engine.compare import COLUMNS, FactsCache, Folded, RunFacts, fold, legend_n
 from engine.errors import RnnlabError, write_error
 from engine.events import Sample
 from engine.export import export_paths, write_curves_csv
-from engine.follow import RunFollower
+from engine.follow import read_samples
 from engine.runs import Run, RunSummary, delete_run, list_runs, open_run
 from tui.runs_view import (DETAILS, METRICS, SMOOTHING, ZOOMS, PlotView, command_view, cycle, defaults_view,
                            diff_view, samples_view)
@@ -239,7 +239,7 @@ class RunsScreen(PlaygroundScreen):
         """Every sample the run logged (samples.log), oldest first."""
         facts = self._facts_of(run)
         prefix = str(facts.options.get("sample_prefix", ""))
-        return [e for e in RunFollower(run.path, prefix).poll().events if isinstance(e, Sample)]
+        return read_samples(run.path, prefix)
 
     def _command(self, run: RunSummary) -> str | None:
         try:
