@@ -9,6 +9,8 @@ screen — pressing the keys a person would — and writes one SVG per screen.
 Runs go to a temporary ``RNNLAB_HOME`` unless one is set. ``runs-overlay.svg`` (``--only
 runs-overlay`` takes it alone) trains two runs headless that differ only in lr, in a runs folder
 of their own, and shows them overlaid on the Runs screen, smoothed, with their config diff.
+``runs-live.svg`` and ``train-live.svg`` (``--only live``) start ``rnnlab train`` as another terminal
+would, show it running on Runs, open it live on Train with ``l``, and stop it there with ctrl+g.
 
 Left out: PNG conversion (``rsvg-convert -o shot.png shot.svg``).
 """
@@ -174,17 +176,62 @@ async def runs_overlay(out: Path, size: tuple[int, int]) -> Path:
             os.environ["RNNLAB_HOME"] = home
 
 
+async def live(out: Path, size: tuple[int, int]) -> list[Path]:
+    """A run trained by a process of its own (a finished one beside it for the table), seen running on
+    Runs and followed on Train; stopped from there. Uses a runs folder of its own."""
+    import subprocess
+    import sys
+    import time
+
+    home = os.environ.get("RNNLAB_HOME")
+    os.environ["RNNLAB_HOME"] = tempfile.mkdtemp(prefix="rnnlab-live-")
+    cli = [sys.executable, "-m", "tui.cli", "train", "--model", "gru", "--num-hiddens", "64", "--threads", "1"]
+    try:
+        subprocess.run([*cli, "--epochs", "8", "--lr", "2"], capture_output=True, check=True)
+        proc = subprocess.Popen([*cli, "--epochs", "3000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        app = RnnlabApp()
+        async with app.run_test(size=size) as pilot:
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            await pilot.press("f4")
+            await pilot.pause()
+            deadline = time.monotonic() + 120  # until the run is a few dozen epochs in (bounded)
+            while time.monotonic() < deadline and not (
+                    app.screen.runs and app.screen.runs[0].status == "running" and app.screen.runs[0].epochs_done >= 40):
+                await pilot.pause(0.2)
+            await pilot.pause(2.5)  # one more refresh of the table and plot
+            shots = [Path(app.save_screenshot("runs-live.svg", path=str(out)))]
+            await pilot.press("l")
+            await pilot.pause(4)
+            shots.append(Path(app.save_screenshot("train-live.svg", path=str(out))))
+            await pilot.press("ctrl+g")
+            while app.screen.training:
+                await pilot.pause(0.2)
+        proc.wait(timeout=60)
+        return shots
+    finally:
+        if home is None:
+            os.environ.pop("RNNLAB_HOME", None)
+        else:
+            os.environ["RNNLAB_HOME"] = home
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("screenshots"))
     parser.add_argument("--size", default="120x36", help="COLSxROWS (default 120x36)")
-    parser.add_argument("--only", choices=("all", "runs-overlay"), default="all", help="which screenshots to take")
+    parser.add_argument("--only", choices=("all", "runs-overlay", "live"), default="all",
+                        help="which screenshots to take")
     args = parser.parse_args(argv)
     cols, rows = (int(v) for v in args.size.lower().split("x"))
+    args.out.mkdir(parents=True, exist_ok=True)
     if not os.environ.get("RNNLAB_HOME"):
         os.environ["RNNLAB_HOME"] = tempfile.mkdtemp(prefix="rnnlab-shots-")
     written = asyncio.run(capture(args.out, (cols, rows))) if args.only == "all" else []
-    written.append(asyncio.run(runs_overlay(args.out, (cols, rows))))
+    if args.only in ("all", "runs-overlay"):
+        written.append(asyncio.run(runs_overlay(args.out, (cols, rows))))
+    if args.only in ("all", "live"):
+        written += asyncio.run(live(args.out, (cols, rows)))
     for path in written:
         print(path)
     return 0
