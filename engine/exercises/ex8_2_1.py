@@ -52,7 +52,7 @@ class OtherTokenizers(Exercise):
         Reference("tokens_word", 32775, 0, "default", "D2L's figure: exact"),
         Reference("vocab_bpe", 1000, 0, "default", "the budget, reached"),
         Reference("tokens_per_word_bpe", 1.6005, 0.0001, "default", "BPE is deterministic"),
-        Reference("tokens_per_word_wordpiece", 1.6284, 0.0002, "default", "three fits gave 1.6284-1.6285"),
+        Reference("tokens_per_word_wordpiece", 1.6284, 0.0005, "default", "fits vary (tokenizers trains in threads): 1.6281-1.6285 seen"),
         Reference("tokens_per_word_unigram", 1.7929, 0.0001, "default", "three fits gave the same"),
         Reference("vocab_bpe", 4000, 0, "long", "the budget, reached"),
         Reference("tokens_per_word_bpe", 1.2129, 0.0001, "long", "The War of the Worlds"),
