@@ -182,6 +182,9 @@ class TrainConfig:
     spike_factor: float = option(2.0, "a spike when perplexity exceeds this × its best so far")
     bptt_limit_mb: int = option(2048, "with --truncation none|random: refuse when the graph kept would need "
                                       "more MiB")
+    # processes that train together (engine.distributed): each takes batch_size subsequences per step
+    world_size: int = option(1, "processes training together: the effective batch is batch_size × world_size",
+                             fixed_by="launcher")
 
     def __post_init__(self) -> None:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -216,6 +219,7 @@ class TrainConfig:
         if not self.spike_factor > 1:
             raise ConfigError(f"spike_factor must be greater than 1 (got {self.spike_factor!r})")
         _at_least("bptt_limit_mb", self.bptt_limit_mb, 1, "a positive number of MiB")
+        _at_least("world_size", self.world_size, 1, "a positive integer")
         if isinstance(self.truncation_p, bool) or not (isinstance(self.truncation_p, (int, float))
                                                        and 0 < self.truncation_p <= 1):
             raise ConfigError(f"truncation_p must be in (0, 1] (got {self.truncation_p!r}); 1 cuts at every "

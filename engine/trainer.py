@@ -26,6 +26,11 @@ run, the process holds the run's ``engine.live.Lease`` (a lock and a heartbeat i
 live.json): a second trainer of the same folder gets ``RunBusy`` before anything
 is touched.
 
+With ``world`` (``engine.distributed.World``) of several processes, each trains on its shard of the
+training ids through ``DistributedDataParallel`` and ``engine.distributed.Lockstep`` keeps their stops,
+logs and divergence checks at the same steps; rank 0 alone is given the run, resumes it, validates and
+samples; its figures are every rank's (``Lockstep.totals``; tokens/s is all ranks' together).
+
 The parts: ``_Loop._epoch`` is one pass over the training tokens; it yields
 Progress events and returns an ``Outcome`` (ok, stopped, or diverged at a
 ``BadStep``). ``_Sums`` keeps an epoch's sums on the device and holds the one
@@ -52,6 +57,7 @@ import torch
 
 from engine.config import ModelConfig, TrainConfig
 from engine.data import batches_per_epoch, train_batches
+from engine.distributed import Lockstep, World, shard
 from engine.errors import ConfigError, RunError
 from engine.events import Checkpoint, Diverged, Event, Finished, Progress, Sample
 from engine.live import Lease
@@ -125,6 +131,7 @@ class _Totals:
     """An epoch's sums so far, read off the device."""
 
     loss: float  # sum of the minibatches' mean losses
+    batches: float  # minibatches in that sum (padded ones: their share of real targets)
     norm: float  # sum of the gradient norms before clipping
     loss_max: float  # the largest minibatch loss
     ok: int  # optimizer steps before the first bad one
@@ -157,7 +164,7 @@ class _Sums:
         """The sums, in one device sync."""
         ls, ns, lm, ok, cs = torch.stack([v.to(torch.float64) for v in (self.loss, self.norm, self.loss_max,
                                                                          self.ok, self.clipped)]).tolist()
-        return _Totals(ls, ns, lm, int(ok), cs)
+        return _Totals(ls, self.batches, ns, lm, int(ok), cs)
 
     def bad_step(self, totals: _Totals, first_step: int) -> BadStep | None:
         """The finite check: None while every gradient norm is finite and no loss is past the limit; else the
@@ -194,11 +201,19 @@ class _Loop:
     """One ``train`` call: the model, its optimizer and the live TrainState; ``run_all`` yields the events."""
 
     def __init__(self, data: Any, model_cfg: ModelConfig, cfg: TrainConfig, tokenizer: Any, run: Any,
-                 stop: threading.Event | None, model: RNNLM | None) -> None:
-        self.cfg, self.run, self.stop = cfg, run, stop
+                 stop: threading.Event | None, model: RNNLM | None, world: World) -> None:
+        if cfg.world_size != world.size:
+            cfg = replace(cfg, world_size=world.size)  # recorded: the effective batch is batch_size × world_size
+        self.cfg, self.run, self.stop, self.world = cfg, run, stop, world
         self.tokenizer = tokenizer if tokenizer is not None else getattr(data, "tokenizer", None)
         self.train_ids, self.val_ids = prepare_ids(data, model_cfg, cfg)
-        self.device = resolve_device(cfg.device)
+        self.lockstep = Lockstep(world, stop) if world.size > 1 else None
+        if self.lockstep is not None:
+            self.stop = self.lockstep.stop  # set on every rank at the same minibatch
+            self.train_ids = shard(self.train_ids, world, cfg)
+            if not world.is_main:  # rank 0 validates and samples
+                self.val_ids, self.tokenizer = self.val_ids[:0], None
+        self.device = world.place(resolve_device(cfg.device))
         self.max_loss = loss_limit(model_cfg.vocab_size)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -217,6 +232,9 @@ class _Loop:
             self._resume(same_optimizer=run.train_config.optimizer == cfg.optimizer)
         if run is not None and run.train_config != cfg:
             run.save_train_config(cfg)
+        self.net: torch.nn.Module = self.model  # what the minibatches go through: DDP's wrapper with several ranks
+        if self.lockstep is not None:
+            self.net, self.state = self.lockstep.start(self.model, self.optimizer, self.state, self.device)
         self.elapsed_before, self.t0 = self.state.elapsed_s, _clock()  # earlier sessions' time; this one's start
         self.snapshot = self._take_snapshot()
         self.last_ckpt = self.t0
@@ -265,7 +283,8 @@ class _Loop:
             return
         snap = snap or self._take_snapshot()
         doc = {**snap.state.to_json(), "status": status, "unstable": unstable(snap.state, self.model.cfg.vocab_size),
-               "epochs": self.cfg.epochs, "device": str(self.device), "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+               "epochs": self.cfg.epochs, "device": str(self.device), "world_size": self.world.size,
+               "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
         self.run.save_checkpoint(snap.model, snap.optimizer, doc, snap.rng)
         self.last_ckpt = _clock()
         ev = Checkpoint(epoch=snap.state.epoch, step=snap.state.step, path=str(self.run.path))
@@ -301,7 +320,7 @@ class _Loop:
         """A Progress for the sums so far: ``n_batches`` minibatches' worth of loss (fractional for padded
         ones; more than 0, since progress follows an optimizer step)."""
         st, cfg = self.state, self.cfg
-        epoch_tokens = self.batches_est * cfg.batch_size * cfg.num_steps
+        epoch_tokens = self.batches_est * cfg.batch_size * cfg.num_steps * self.world.size  # all ranks'
         tokens_left = (cfg.epochs - st.epoch + 1 - frac) * epoch_tokens
         eta = self.meter.eta(tokens_left, _clock() - self.t0)
         return Progress(epoch=st.epoch, step=st.step, train_ppl=perplexity(loss_sum / n_batches),
@@ -309,14 +328,19 @@ class _Loop:
                         lr=cfg.lr, elapsed_s=self.elapsed(), eta_s=eta, epochs=cfg.epochs,
                         epoch_end=epoch_end, clip_fraction=clipped)
 
+    def _read(self, sums: _Sums, tokens: int = 0) -> tuple[_Totals, int]:
+        """The epoch's sums and the ``tokens`` of a window; with several ranks, all ranks' (``Lockstep.totals``)."""
+        totals = sums.read()
+        return (totals, tokens) if self.lockstep is None else self.lockstep.totals(totals, tokens)
+
     def _stopped(self, sums: _Sums, step0: int) -> Outcome:
         """The caller stopped mid-epoch: "stopped", with figures of the weights as they are now."""
-        totals = sums.read()
+        totals, _ = self._read(sums)
         bad = sums.bad_step(totals, step0 + 1)
         if bad is not None:  # never save NaN weights, even when stopped
             return Outcome(bad=bad)
         if self.state.step > step0:  # the weights moved since the last epoch's figures: describe these
-            self.state.train_ppl = perplexity(totals.loss / sums.batches)  # running, as for a whole epoch
+            self.state.train_ppl = perplexity(totals.loss / totals.batches)  # running, as for a whole epoch
             if len(self.val_ids):
                 self.state.val_ppl = evaluate(self.model, self.val_ids, self.cfg.batch_size, self.cfg.num_steps,
                                               self.device)
@@ -325,7 +349,8 @@ class _Loop:
     def _epoch(self) -> Generator[Event, None, Outcome]:
         """One pass over the training tokens: yields Progress events, returns how the epoch ended."""
         cfg, device = self.cfg, self.device
-        rng = np.random.default_rng([cfg.seed, self.state.epoch])  # minibatch order: a function of (seed, epoch)
+        # minibatch order: a function of (seed, epoch), and of the rank with several
+        rng = np.random.default_rng(self.world.rng_key(cfg.seed, self.state.epoch))
         sums, win = _Sums(device, self.max_loss), _Window(_clock(), self.state.step)
         n_batches, state, step0 = 0, None, self.state.step
         cuts = Cuts(cfg, self.state.epoch)
@@ -335,7 +360,10 @@ class _Loop:
         reported: torch.Tensor | None
         segment = reported = None
         seg_batches, seg_weight = 0, 0.0
-        for X, Y in train_batches(self.train_ids, cfg, rng):
+        batches = train_batches(self.train_ids, cfg, rng)
+        if self.lockstep is not None:  # every rank takes the same minibatches, stops and logs at the same steps
+            batches = self.lockstep.batches(batches, lambda: _clock() - win.t >= cfg.log_interval_s)
+        for X, Y in batches:
             if self.stop is not None and self.stop.is_set():
                 return self._stopped(sums, step0)
             X = torch.as_tensor(X).to(device, non_blocking=True)
@@ -346,7 +374,7 @@ class _Loop:
                 state = detach_state(state)  # the graph was cut after the previous minibatch (truncated BPTT)
             else:
                 state = cuts.carry(state)  # the graph goes on across this boundary
-            logits, state = self.model(X, state)
+            logits, state = self.net(X, state)
             loss = sequence_loss(logits, Y)
             n_batches += 1
             real = int((Y >= 0).sum()) if cfg.pads else Y.numel()  # padding targets are -100
@@ -366,15 +394,16 @@ class _Loop:
             segment = None
             now = _clock()
             every = cfg.log_every_steps
-            if now - win.t >= cfg.log_interval_s or (every and self.state.step % every == 0):
-                totals = sums.read()
+            due = self.lockstep.due if self.lockstep is not None else now - win.t >= cfg.log_interval_s
+            if due or (every and self.state.step % every == 0):
+                totals, tokens = self._read(sums, win.tokens)
                 bad = sums.bad_step(totals, step0 + 1)
                 if bad is not None:
                     return Outcome(bad=bad)
                 k = self.state.step - win.step  # steps in the window (one per minibatch, but for truncation)
-                self.last_rate = (self.meter.add(win.tokens, now - win.t), (totals.norm - win.norm) / k,
+                self.last_rate = (self.meter.add(tokens, now - win.t), (totals.norm - win.norm) / k,
                                   (totals.clipped - win.clipped) / k)
-                yield self._emit(self._progress(totals.loss, sums.batches, *self.last_rate,
+                yield self._emit(self._progress(totals.loss, totals.batches, *self.last_rate,
                                                 min(1.0, n_batches / self.batches_est), False))
                 win = _Window(_clock(), self.state.step, totals.norm, totals.clipped)
         if n_batches == 0:
@@ -382,19 +411,19 @@ class _Loop:
                               f"{len(self.train_ids)} training tokens; lower them or raise max_tokens")
         if segment is not None:  # the epoch's end cuts what is left
             self._step_segment(sums, segment, seg_batches, reported, seg_weight)
-        totals = sums.read()
+        totals, tokens = self._read(sums, win.tokens)
         bad = sums.bad_step(totals, step0 + 1)
         if bad is not None:
             return Outcome(bad=bad)
-        self.meter.add(win.tokens, _clock() - win.t)  # training only, before the validation pass
+        self.meter.add(tokens, _clock() - win.t)  # training only, before the validation pass
         rate = self.meter.end_epoch()
-        self.state.train_ppl = perplexity(totals.loss / sums.batches)
+        self.state.train_ppl = perplexity(totals.loss / totals.batches)
         if len(self.val_ids):
             self.state.val_ppl = evaluate(self.model, self.val_ids, cfg.batch_size, cfg.num_steps, device)
         if self.state.step > win.step:
             self.last_rate = (rate, (totals.norm - win.norm) / (self.state.step - win.step), self.last_rate[2])
         steps = self.state.step - step0  # the epoch's optimizer steps (fewer than minibatches but for regular)
-        yield self._emit(self._progress(totals.loss, sums.batches, rate, self.last_rate[1],
+        yield self._emit(self._progress(totals.loss, totals.batches, rate, self.last_rate[1],
                                         totals.clipped / max(1, steps), 1.0, True))
         return Outcome()
 
@@ -450,18 +479,24 @@ class _Loop:
 
 
 def train(data: Any, model_cfg: ModelConfig, train_cfg: TrainConfig, *, tokenizer: Any = None, run: Any = None,
-          stop: threading.Event | None = None, model: RNNLM | None = None) -> Iterator[Event]:
+          stop: threading.Event | None = None, model: RNNLM | None = None,
+          world: World | None = None) -> Iterator[Event]:
     """Train and yield events; the last one is always ``Finished``.
 
     ``data``: a TextPipeline (its ``ids`` and ``tokenizer``) or a 1-D array of ids
     (then pass ``tokenizer`` for Sample events). ``run``: log and checkpoint
     there, resuming from its checkpoint if it has one. ``stop``: set it to stop
     cleanly (a checkpoint is saved). ``model``: train this model instead of a
-    fresh ``build_model(model_cfg)``. Configuration problems raise ConfigError
+    fresh ``build_model(model_cfg)``. ``world``: this process's place among several that train together
+    (``engine.distributed``; the process group set up): only rank 0 may be given ``run``, and every
+    rank must be given the same data and configs. Configuration problems raise ConfigError
     before the first event. Running out of memory raises RunError (the run's
     last checkpoint is kept and marked failed); a run that fails before it has
     logged or saved anything is removed.
     """
+    world = world or World()
+    if run is not None and not world.is_main:
+        raise ConfigError(f"rank {world.rank} was given the run {run.path}; only rank 0 writes it (pass run=None)")
     lease = Lease(run.path) if run is not None else None
     if lease is not None:
         lease.acquire()  # RunBusy when another process trains this run: before anything is touched
@@ -469,7 +504,7 @@ def train(data: Any, model_cfg: ModelConfig, train_cfg: TrainConfig, *, tokenize
         if run is not None:
             run.begin_training()
         try:
-            loop = _Loop(data, model_cfg, train_cfg, tokenizer, run, stop, model)
+            loop = _Loop(data, model_cfg, train_cfg, tokenizer, run, stop, model, world)
         except BaseException as exc:
             error = _failure(run, exc, None)
             if error is None:

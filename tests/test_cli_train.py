@@ -101,7 +101,8 @@ def test_every_config_field_has_a_flag_and_the_parser_skips_torch():
     groups = {g.title: {a.dest: a for a in g._group_actions} for g in _train_parser()._action_groups}
     flags = groups["model"]
     assert set(flags) == {f.name for f in dataclasses.fields(ModelConfig)} - {"vocab_size"}
-    assert set(groups["training"]) == {f.name for f in dataclasses.fields(TrainConfig)} - {"sentence_end_ids"}
+    assert set(groups["training"]) == {f.name for f in dataclasses.fields(TrainConfig)} - {"sentence_end_ids",
+                                                                                          "world_size"}
     assert (tuple(flags["kind"].choices), tuple(flags["encoding"].choices), tuple(flags["activation"].choices)) == (
         MODEL_KINDS, ENCODINGS, ACTIVATIONS)
     assert flags["kind"].option_strings == ["--model"]
