@@ -43,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = argv  # the command line as given (rnnlab train --nproc hands it to the processes it starts)
     if args.command is None:
         from tui.app import run_app
 

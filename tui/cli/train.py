@@ -3,6 +3,8 @@
     rnnlab train --corpus timemachine --tokenizer char --model gru --num-hiddens 256 --epochs 50 --lr 1
     rnnlab train --model scratch --num-hiddens 512 --epochs 500 --sampler sequential --val-fraction 0
     rnnlab train --resume 20261126-153012-gru-timemachine --epochs 100
+    rnnlab train --nproc 2 --sampler sequential --batch-size 16
+    torchrun --nnodes 2 --nproc-per-node 4 --rdzv-backend c10d --rdzv-endpoint HOST:29500 -m tui.cli train …
 
 Every ``TrainConfig`` and ``ModelConfig`` field is a flag (``--num-steps``,
 ``--clip value``, ``--truncation random`` …). The bar (on stderr) shows epoch, live
@@ -14,6 +16,15 @@ the weights reached are saved, the run is marked stopped and the exit status is
 Bad options exit 2 naming the option; a run that cannot be written (no
 permission, a full disk) or runs out of memory exits 1 with the reason.
 ``--resume`` prints one warning per log file with damaged lines (dropped).
+
+``--nproc N`` trains data-parallel with N processes on this machine (``engine.distributed``): it runs
+PyTorch's own launcher, torchrun (standalone: a rendezvous on a free local port), which starts N copies
+of this command. A copy started by torchrun, by ``--nproc`` or by hand for several machines, finds its
+rank in the environment and joins the others. Rank 0 prepares the corpus and the run folder and sends
+the token ids and configs to the others (one tokenization, so every rank reads the same ids); it alone
+writes the run and prints, and its exit status is the run's (the others exit 0 unless they fail
+themselves). A signal to the launcher reaches every rank once: they stop together at the next
+minibatch, rank 0 saves, and the launcher exits 128 + the signal's number.
 Left out: training several runs at once (the TUI compares runs).
 """
 
@@ -22,6 +33,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import sys
 from typing import Any
 
@@ -74,6 +86,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--min-freq", type=int, default=0, help="drop tokens rarer than this")
     p.add_argument("--runs-dir", default=None, help="folder of runs (default: $RNNLAB_HOME/runs)")
     p.add_argument("--resume", metavar="RUN", default=None, help="continue this run from its checkpoint")
+    p.add_argument("--nproc", metavar="N", type=int, default=None,
+                   help="train data-parallel with N processes on this machine (one GPU each on CUDA), started by "
+                        "PyTorch's torchrun launcher; the effective batch is batch_size × N. Several machines: "
+                        "run 'torchrun … -m tui.cli train …' on each (README)")
     model_fields = _add_options(p.add_argument_group("model", "with --resume, these must stay as the run has them"),
                                 ModelConfig)
     train_fields = _add_options(
@@ -132,6 +148,8 @@ def _fmt(x: float | None) -> str:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    if args.nproc is not None and _wants_launch(args):
+        return _launch(args)
     out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
     with StopOnSignal() as signals:
         try:
@@ -187,21 +205,125 @@ class EventPrinter:
             console.print(f"[red]diverged[/]: {escape(ev.message)}", highlight=False)
 
 
+def _wants_launch(args: argparse.Namespace) -> bool:
+    """Whether ``--nproc`` asks this process to start the others (else it is one of them, or trains alone)."""
+    if args.nproc < 1:
+        raise ConfigError(f"--nproc must be at least 1 (got {args.nproc})")
+    if "WORLD_SIZE" in os.environ:  # started by torchrun: its --nproc-per-node decides
+        local = os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"])
+        if str(args.nproc) != local:
+            raise ConfigError(f"--nproc {args.nproc} but torchrun started {local} processes on this machine; "
+                              "leave --nproc out under torchrun (its --nproc-per-node sets the number)")
+        return False
+    return args.nproc > 1
+
+
+def _launch(args: argparse.Namespace) -> int:
+    """``--nproc N``: torchrun's own launcher, standalone on this machine, starts N copies of this command; the
+    exit status is rank 0's, or 128 + the signal's number when a signal stopped them."""
+    import logging
+
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args as torchrun_args, run as torchrun
+
+    if not args.resume:  # bad options exit 2 here, before N processes load torch (a resume's are checked by rank 0)
+        from engine.config import ModelConfig, TrainConfig
+
+        TrainConfig(**_given(args, args._train_fields))
+        ModelConfig(**_given(args, args._model_fields))
+    for name in ("torch.distributed.run", "torch.distributed.elastic", "torch.distributed.launcher"):
+        logging.getLogger(name).setLevel(logging.ERROR)  # its own notes; rank 0 reports the run
+    launch = torchrun_args(["--standalone", f"--nproc-per-node={args.nproc}", "--module", "tui.cli"])
+    launch.training_script_args = list(getattr(args, "argv", None) or sys.argv[1:])  # as given, not parsed by torchrun
+    try:
+        torchrun(launch)
+    except SignalException as exc:  # torchrun handed the signal to every process: they stopped and rank 0 saved
+        return 128 + int(exc.sigval)
+    except ChildFailedError as exc:
+        code = (exc.failures.get(0) or min(exc.failures.items())[1]).exitcode
+        return code if code >= 0 else 128 - code  # killed by a signal: as a shell reports it
+    return 0
+
+
 def _train(args: argparse.Namespace, out: Any, err: Any, signals: StopOnSignal) -> int:
+    from engine import distributed
+
+    world = distributed.World.from_env()
+    if world is None or world.size == 1:
+        return _train_as(args, out, err, signals, None)
+    distributed.setup(world)
+    try:
+        return _train_as(args, out, err, signals, world)
+    finally:
+        distributed.cleanup()
+
+
+def _prepare_ranks(args: argparse.Namespace, world: Any) -> tuple[Any, Any, Any, Any, Any] | None:
+    """Rank 0 prepares as one process would and sends the token ids and configs to the others: one
+    tokenization (a subword tokenizer's training need not be repeatable), one run folder. On the others:
+    (ids, configs, None, None), or None when rank 0 could not start (it says why)."""
+    import numpy as np
+
+    from engine import distributed
+
+    if not world.is_main:
+        got = distributed.broadcast(None, world)
+        return None if got is None else (*got, None, None)
+    try:
+        data, model_cfg, train_cfg, tokenizer, run_ = _prepare(args)
+    except BaseException:
+        distributed.broadcast(None, world)
+        raise
+    distributed.broadcast((np.asarray(getattr(data, "ids", data)), model_cfg, train_cfg), world)
+    return data, model_cfg, train_cfg, tokenizer, run_
+
+
+def _train_rank(data: Any, model_cfg: Any, train_cfg: Any, signals: StopOnSignal, world: Any) -> int:
+    """A rank other than 0: trains its shard in step with the others, silently (rank 0 writes and reports)."""
+    from engine import distributed
     from engine.trainer import train
 
-    data, model_cfg, train_cfg, tokenizer, run_ = _prepare(args)
+    signals.training = True
+    try:
+        events = train(data, model_cfg, train_cfg, stop=signals.stop, world=world)
+    except ConfigError:  # the same options fail on rank 0, which says why
+        return 0
+    try:
+        for _ in events:
+            pass
+    finally:
+        events.close()
+    distributed.barrier()  # leave with rank 0, once it has saved: torchrun ends the others when one exits
+    return 0
+
+
+def _train_as(args: argparse.Namespace, out: Any, err: Any, signals: StopOnSignal, world: Any) -> int:
+    """Train alone (``world`` None) or as one rank of several."""
+    from engine.trainer import train
+
+    if world is None:
+        data, model_cfg, train_cfg, tokenizer, run_ = _prepare(args)
+    else:
+        prepared = _prepare_ranks(args, world)
+        if prepared is None:
+            return 0
+        data, model_cfg, train_cfg, tokenizer, run_ = prepared
+        if not world.is_main:
+            return _train_rank(data, model_cfg, train_cfg, signals, world)
     finished: Finished | None = None
     try:
         if args.resume:
             for warning in run_.check_logs():  # damaged log lines: the resume drops them
                 err.print(f"warning: {warning}", markup=False, highlight=False)
+        ranks = (f", {world.size} processes × batch {train_cfg.batch_size} = effective batch "
+                 f"{world.size * train_cfg.batch_size}" if world is not None else "")
         err.print(f"run {run_.name}: {model_cfg.kind} {model_cfg.num_hiddens}x{model_cfg.num_layers}, "
-                  f"{train_cfg.optimizer} lr {train_cfg.lr:g}, {train_cfg.epochs} epochs  ({run_.path})",
+                  f"{train_cfg.optimizer} lr {train_cfg.lr:g}, {train_cfg.epochs} epochs{ranks}  ({run_.path})",
                   markup=False, highlight=False)
         with EventPrinter(err, train_cfg) as printer:
             signals.training = True
-            events = train(data, model_cfg, train_cfg, tokenizer=tokenizer, run=run_, stop=signals.stop)
+            events = train(data, model_cfg, train_cfg, tokenizer=tokenizer, run=run_, stop=signals.stop, world=world)
             try:
                 for ev in events:
                     printer.show(ev)
@@ -213,6 +335,10 @@ def _train(args: argparse.Namespace, out: Any, err: Any, signals: StopOnSignal) 
         run_.discard_if_unused()  # interrupted before training wrote anything: no empty run folder
         raise
     assert finished is not None
+    if world is not None:
+        from engine import distributed
+
+        distributed.barrier()  # every rank has ended at the same step; they leave together
     out.print(finish_line(finished, run_.name), markup=False, highlight=False)
     if finished.unstable:
         from engine.trainer import unstable_message
