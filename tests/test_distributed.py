@@ -56,7 +56,7 @@ from engine.training import evaluate
 REPO = Path(__file__).resolve().parent.parent
 MAX_TOKENS, VAL = 600, 0.1  # 540 training ids (two shards of 270), 60 for validation
 BASE = dict(batch_size=2, num_steps=5, max_tokens=MAX_TOKENS, val_fraction=VAL, lr=1.0, clip="norm", clip_theta=0.5,
-            sample_every=0, threads=1, log_every_steps=1, checkpoint_interval_s=1e9)
+            sample_every=0, threads=1, log_every_steps=1, checkpoint_interval_s=1e9, device="cpu")  # Gloo on CPUs
 
 
 def _model_cfg(vocab: int) -> ModelConfig:
@@ -286,7 +286,7 @@ def test_nproc_launches_two_ranks_and_a_sigint_to_the_launcher_stops_them_saved(
     env = {**os.environ, "RNNLAB_HOME": str(tmp_path), "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "tui.cli", "train", "--nproc", "2", "--model", "rnn", "--num-hiddens", "16",
            "--max-tokens", "2000", "--batch-size", "4", "--num-steps", "8", "--sampler", "sequential",
-           "--epochs", "100000", "--sample-every", "0", "--log-every-steps", "1"]
+           "--epochs", "100000", "--sample-every", "0", "--log-every-steps", "1", "--device", "cpu"]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         metrics = None
