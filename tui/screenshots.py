@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tui.app import RnnlabApp
@@ -136,6 +137,20 @@ async def exercises(app: RnnlabApp, pilot: object, shot: Callable[[str], None]) 
     shot("exercises")
 
 
+@contextlib.contextmanager
+def own_home(prefix: str) -> Iterator[None]:
+    """A fresh RNNLAB_HOME (so its runs folder holds only the shot's runs) for the block, then the old one."""
+    home = os.environ.get("RNNLAB_HOME")
+    os.environ["RNNLAB_HOME"] = tempfile.mkdtemp(prefix=prefix)
+    try:
+        yield
+    finally:
+        if home is None:
+            os.environ.pop("RNNLAB_HOME", None)
+        else:
+            os.environ["RNNLAB_HOME"] = home
+
+
 def train_overlay_runs() -> None:
     """Train the overlay's runs headless into the current runs folder (engine only, no app)."""
     from engine.config import ModelConfig, TrainConfig
@@ -156,9 +171,7 @@ def train_overlay_runs() -> None:
 async def runs_overlay(out: Path, size: tuple[int, int]) -> Path:
     """The Runs screen with the overlay's two runs marked, validation perplexity smoothed (s: EMA β 0.6)
     over the faint raw curves, and the config diff beside the plot. Uses a runs folder of its own."""
-    home = os.environ.get("RNNLAB_HOME")
-    os.environ["RNNLAB_HOME"] = tempfile.mkdtemp(prefix="rnnlab-overlay-")
-    try:
+    with own_home("rnnlab-overlay-"):
         train_overlay_runs()
         app = RnnlabApp()
         async with app.run_test(size=size) as pilot:
@@ -169,11 +182,6 @@ async def runs_overlay(out: Path, size: tuple[int, int]) -> Path:
             await pilot.press("space", "down", "space", "s")
             await pilot.pause(0.3)
             return Path(app.save_screenshot("runs-overlay.svg", path=str(out)))
-    finally:
-        if home is None:
-            os.environ.pop("RNNLAB_HOME", None)
-        else:
-            os.environ["RNNLAB_HOME"] = home
 
 
 async def live(out: Path, size: tuple[int, int]) -> list[Path]:
@@ -183,10 +191,8 @@ async def live(out: Path, size: tuple[int, int]) -> list[Path]:
     import sys
     import time
 
-    home = os.environ.get("RNNLAB_HOME")
-    os.environ["RNNLAB_HOME"] = tempfile.mkdtemp(prefix="rnnlab-live-")
     cli = [sys.executable, "-m", "tui.cli", "train", "--model", "gru", "--num-hiddens", "64", "--threads", "1"]
-    try:
+    with own_home("rnnlab-live-"):
         subprocess.run([*cli, "--epochs", "8", "--lr", "2"], capture_output=True, check=True)
         proc = subprocess.Popen([*cli, "--epochs", "3000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         app = RnnlabApp()
@@ -209,11 +215,6 @@ async def live(out: Path, size: tuple[int, int]) -> list[Path]:
                 await pilot.pause(0.2)
         proc.wait(timeout=60)
         return shots
-    finally:
-        if home is None:
-            os.environ.pop("RNNLAB_HOME", None)
-        else:
-            os.environ["RNNLAB_HOME"] = home
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,15 +26,13 @@ from typing import Any
 
 from engine.errors import ConfigError
 from tui.cli.signals import StopOnSignal
-from tui.cli.train import _add_options, _flag, _given
+from tui.cli.train import _add_options, _flag, _given, add_corpus_options
 
 COLUMNS = ["best val ppl", "epoch", "train ppl", "last train ppl", "status", "run"]
 
 
 def register(subparsers: Any) -> None:
     from engine.config import ModelConfig, TrainConfig
-    from engine.corpus import PREPROCESS_MODES
-    from engine.tokenizers import TOKENIZER_KINDS
 
     p = subparsers.add_parser(
         "sweep", help="train a grid of runs and rank them by validation perplexity",
@@ -44,12 +42,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2",
                    help="an option and its values to try, comma-separated (repeatable), e.g. num_hiddens=64,128")
     p.add_argument("--json", action="store_true", help="print the ranked runs as JSON")
-    p.add_argument("--corpus", default="timemachine", help="built-in corpus name or a .txt path")
-    p.add_argument("--mode", choices=PREPROCESS_MODES, default="d2l", help="preprocessing (d2l: letters, lower case)")
-    p.add_argument("--tokenizer", choices=TOKENIZER_KINDS, default="char", help="tokenizer kind")
-    p.add_argument("--vocab-size", type=int, default=1000, help="target vocabulary size (subword tokenizers)")
-    p.add_argument("--min-freq", type=int, default=0, help="drop tokens rarer than this")
-    p.add_argument("--runs-dir", default=None, help="folder of runs (default: $RNNLAB_HOME/runs)")
+    add_corpus_options(p)
     model_fields = _add_options(p.add_argument_group("model", "the base every point starts from"), ModelConfig)
     train_fields = _add_options(p.add_argument_group("training", "the base every point starts from"), TrainConfig)
     p.set_defaults(func=run, _model_fields=model_fields, _train_fields=train_fields)

@@ -72,19 +72,25 @@ def _add_options(group: Any, cls: type) -> list[str]:
     return names
 
 
-def register(subparsers: Any) -> None:
-    from engine.config import ModelConfig, TrainConfig
+def add_corpus_options(p: Any) -> None:
+    """The corpus, its preprocessing and tokenizer, and the runs folder: shared by train and sweep."""
     from engine.corpus import PREPROCESS_MODES
     from engine.tokenizers import TOKENIZER_KINDS
 
-    p = subparsers.add_parser("train", help="train a model into a run folder",
-                              description="Train an RNN language model (D2L 8.5-8.6) and save it as a run.")
     p.add_argument("--corpus", default="timemachine", help="built-in corpus name or a .txt path")
     p.add_argument("--mode", choices=PREPROCESS_MODES, default="d2l", help="preprocessing (d2l: letters, lower case)")
     p.add_argument("--tokenizer", choices=TOKENIZER_KINDS, default="char", help="tokenizer kind")
     p.add_argument("--vocab-size", type=int, default=1000, help="target vocabulary size (subword tokenizers)")
     p.add_argument("--min-freq", type=int, default=0, help="drop tokens rarer than this")
     p.add_argument("--runs-dir", default=None, help="folder of runs (default: $RNNLAB_HOME/runs)")
+
+
+def register(subparsers: Any) -> None:
+    from engine.config import ModelConfig, TrainConfig
+
+    p = subparsers.add_parser("train", help="train a model into a run folder",
+                              description="Train an RNN language model (D2L 8.5-8.6) and save it as a run.")
+    add_corpus_options(p)
     p.add_argument("--resume", metavar="RUN", default=None, help="continue this run from its checkpoint")
     p.add_argument("--nproc", metavar="N", type=int, default=None,
                    help="train data-parallel with N processes on this machine (one GPU each on CUDA), started by "
@@ -232,8 +238,9 @@ def _launch(args: argparse.Namespace) -> int:
 
         TrainConfig(**_given(args, args._train_fields))
         ModelConfig(**_given(args, args._model_fields))
-    for name in ("torch.distributed.run", "torch.distributed.elastic", "torch.distributed.launcher"):
-        logging.getLogger(name).setLevel(logging.ERROR)  # its own notes; rank 0 reports the run
+    for name in list(logging.root.manager.loggerDict):  # torchrun's own notes (each logger has its level set)
+        if name.startswith("torch.distributed"):
+            logging.getLogger(name).setLevel(logging.ERROR)  # rank 0 reports the run
     launch = torchrun_args(["--standalone", f"--nproc-per-node={args.nproc}", "--module", "tui.cli"])
     launch.training_script_args = list(getattr(args, "argv", None) or sys.argv[1:])  # as given, not parsed by torchrun
     try:
