@@ -63,6 +63,12 @@ CARRIES_STATE = ("sequential",)  # samplers whose row i continues row i of the p
 PADDED = ("sentences",)  # samplers whose targets Y hold engine.sentences.IGNORE_INDEX at padding
 TRUNCATIONS = ("regular", "random", "none")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# Arithmetic of the forward pass and the loss (engine.precision): float32 (the book's numbers), or autocast to
+# bfloat16 (CPU and CUDA) or float16 (CUDA, with loss scaling); weights, gradients and optimizer state stay float32.
+PRECISIONS = ("fp32", "bf16", "fp16")
+FP16_OFF_CUDA = ("a CPU has no float16 arithmetic (torch emulates it, slower than fp32) and fp16 needs loss "
+                 "scaling; use --precision bf16 (same range as fp32, no scaling) or fp32")
+STATIC_SAMPLERS = ("random", "sequential", "fixed")  # every minibatch batch_size × num_steps: a CUDA graph replays
 
 
 def option(default: Any, help: str, choices: tuple[str, ...] | None = None, **more: Any) -> Any:
@@ -171,6 +177,12 @@ class TrainConfig:
     seed: int = option(0, "seeds weights, minibatch order and sampling: same seed + config → same curve")
     device: str = option("auto", "auto (cuda, then mps, then cpu) | cpu | cuda | mps", DEVICES)
     threads: int = option(0, "CPU threads for torch (0 = torch's default)")
+    precision: str = option("fp32", "forward pass and loss in fp32 (the book's numbers) | bf16 (autocast; CPU "
+                                    "and CUDA) | fp16 (autocast with loss scaling; CUDA only); weights stay fp32",
+                            PRECISIONS)
+    cuda_graphs: bool = option(False, "replay each training step (forward, backward, clipping, optimizer) and "
+                                      "each generated token from a captured CUDA graph: fewer kernel launches "
+                                      "(CUDA only; samplers random, sequential or fixed with truncation regular)")
     sample_every: int = option(10, "epochs between samples, and the last epoch samples too; 0 = no samples, "
                                    "not even at the last epoch")
     sample_prefix: str = option("time traveller", "prompt of the samples (D2L's)")
@@ -197,6 +209,7 @@ class TrainConfig:
         object.__setattr__(self, "sentence_end_ids", tuple(ends))  # a JSON list comes back a tuple
         _choice("truncation", self.truncation, TRUNCATIONS)
         _choice("device", self.device, DEVICES)
+        _choice("precision", self.precision, PRECISIONS)
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"lr must be a positive number (got {self.lr!r})")
         if isinstance(self.weight_decay, bool) or not (isinstance(self.weight_decay, (int, float))
@@ -229,6 +242,31 @@ class TrainConfig:
                 f"truncation={self.truncation!r} needs sampler='sequential': only it carries the state from one "
                 f"minibatch to the next ({self.sampler} sampling starts every minibatch from a fresh state)"
             )
+        self._check_fast_paths()
+
+    def _check_fast_paths(self) -> None:
+        """What ``precision`` and ``cuda_graphs`` allow, as far as the options alone tell (the device ``auto``
+        resolves to is checked when training starts: ``engine.precision.check_device``)."""
+        if self.precision == "fp16" and self.device in ("cpu", "mps"):
+            raise ConfigError(f"precision fp16 needs a CUDA GPU (device is {self.device}): {FP16_OFF_CUDA}")
+        if self.precision == "bf16" and self.device == "mps":
+            raise ConfigError("precision bf16 runs on the CPU or a CUDA GPU, not on mps; use --precision fp32")
+        if not isinstance(self.cuda_graphs, bool):
+            raise ConfigError(f"cuda_graphs must be true or false (got {self.cuda_graphs!r})")
+        if not self.cuda_graphs:
+            return
+        if self.device in ("cpu", "mps"):
+            raise ConfigError(f"cuda_graphs needs a CUDA GPU (device is {self.device}); leave out --cuda-graphs")
+        if self.precision == "fp16":
+            raise ConfigError("cuda_graphs cannot replay precision fp16: its loss scaler decides on the CPU whether "
+                              "to skip each step; use --precision bf16 or fp32 with --cuda-graphs")
+        if self.sampler not in STATIC_SAMPLERS or self.truncation != "regular":
+            raise ConfigError(f"cuda_graphs needs minibatches of one shape and one optimizer step each: sampler "
+                              f"{' | '.join(STATIC_SAMPLERS)} with truncation regular (got sampler {self.sampler}, "
+                              f"truncation {self.truncation}); leave out --cuda-graphs")
+        if self.world_size > 1:
+            raise ConfigError(f"cuda_graphs with several processes (world_size {self.world_size}) is not supported; "
+                              "leave out --cuda-graphs or --nproc")
 
     @property
     def carries_state(self) -> bool:

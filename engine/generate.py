@@ -20,6 +20,8 @@ prefix map to ``<unk>``; the warning is in ``.warnings``. A tokenizer whose
 size is not the model's vocab_size is refused (ConfigError); ``engine.runs``
 checks a run's tokenizer.json against its weights' fingerprint. Sampling is
 seedable and happens on the CPU, so a seed gives the same text on any device.
+With ``graphs=True`` (CUDA only) each token's step is replayed from a CUDA graph
+(``engine.graphs.GraphedStepper``): the same kernels, one launch per token.
 Left out: beam search and repetition penalties.
 """
 
@@ -153,11 +155,16 @@ class Generation(Iterator[str]):
     """``generate``'s result: iterate for decoded pieces; ``warnings`` is filled before the first one."""
 
     def __init__(self, model: RNNLM, tokenizer: Any, prefix: str, num_tokens: int, *, alpha: float = 1.0,
-                 top_k: int | None = None, top_p: float | None = None, seed: int | None = None) -> None:
+                 top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
+                 graphs: bool = False) -> None:
         check_sampling(alpha, top_k, top_p)
         check_vocab(model, tokenizer)
         if num_tokens < 0:
             raise ConfigError(f"num_tokens must be zero or more (got {num_tokens})")
+        if graphs and _device(model).type != "cuda":
+            raise ConfigError(f"cuda_graphs needs the model on a CUDA GPU (it is on {_device(model).type}); "
+                              "leave out --cuda-graphs")
+        self.graphs = graphs
         self.model, self.tokenizer, self.prefix = model, tokenizer, prefix
         self.alpha, self.top_k, self.top_p = alpha, top_k, top_p
         self.remaining = num_tokens
@@ -170,7 +177,7 @@ class Generation(Iterator[str]):
         self._device = _device(model)
         # Tokens never seen in training (a char corpus's <unk>) are never generated.
         self._unseen = _unseen(tokenizer, model.cfg.vocab_size).to(self._device)
-        self._stepper: Stepper | None = None
+        self._stepper: Any = None  # a Stepper, or a GraphedStepper with graphs
         self._state: list[Any] = []
         self._logits: torch.Tensor | None = None
         self._ids: list[int] = []
@@ -223,6 +230,10 @@ class Generation(Iterator[str]):
             if self._stepper is None:
                 self._ids, self._logits, state = _warm_up(self.model, self.tokenizer, self.prefix, self._unseen)
                 self._stepper = Stepper(self.model, never=self._unseen)
+                if self.graphs:
+                    from engine.graphs import GraphedStepper
+
+                    self._stepper = GraphedStepper(self._stepper, self._device)
                 self._state = self._stepper.load(state)
             step, logits, state, picked = self._stepper, self._logits, self._state, []
             for _ in range(n):
@@ -234,9 +245,12 @@ class Generation(Iterator[str]):
 
 
 def generate(model: RNNLM, tokenizer: Any, prefix: str, num_tokens: int, *, alpha: float = 1.0,
-             top_k: int | None = None, top_p: float | None = None, seed: int | None = None) -> Generation:
-    """Yield ``num_tokens`` decoded pieces continuing ``prefix`` (the prefix itself is not yielded)."""
-    return Generation(model, tokenizer, prefix, num_tokens, alpha=alpha, top_k=top_k, top_p=top_p, seed=seed)
+             top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
+             graphs: bool = False) -> Generation:
+    """Yield ``num_tokens`` decoded pieces continuing ``prefix`` (the prefix itself is not yielded); ``graphs``:
+    replay each token's step from a CUDA graph (the model on CUDA)."""
+    return Generation(model, tokenizer, prefix, num_tokens, alpha=alpha, top_k=top_k, top_p=top_p, seed=seed,
+                      graphs=graphs)
 
 
 class TokenDistribution(list):

@@ -31,6 +31,11 @@ training ids through ``DistributedDataParallel`` and ``engine.distributed.Lockst
 logs and divergence checks at the same steps; rank 0 alone is given the run, resumes it, validates and
 samples; its figures are every rank's (``Lockstep.totals``; tokens/s is all ranks' together).
 
+``precision`` bf16 or fp16 runs each minibatch's forward pass and loss, and the validation pass, under
+``engine.precision.autocast``; fp16 scales the loss (``torch.amp.GradScaler``), clips the unscaled gradients,
+and a step the scaler skips for an overflow counts with gradient norm 0 rather than as divergence.
+``cuda_graphs`` replays each minibatch's whole step from a CUDA graph (``engine.graphs.TrainStepGraph``).
+
 The parts: ``_Loop._epoch`` is one pass over the training tokens; it yields
 Progress events and returns an ``Outcome`` (ok, stopped, or diverged at a
 ``BadStep``). ``_Sums`` keeps an epoch's sums on the device and holds the one
@@ -62,7 +67,7 @@ from engine.errors import ConfigError, RunError
 from engine.events import Checkpoint, Diverged, Event, Finished, Progress, Sample
 from engine.live import Lease
 from engine.models import RNNLM, build_model, detach_state
-from engine.precision import float32_cudnn
+from engine.precision import autocast, float32_cudnn, grad_scaler
 from engine.spikes import SpikeDetector
 from engine.throughput import Throughput
 from engine.train_state import TrainState
@@ -224,6 +229,7 @@ class _Loop:
         self.model.train()
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(self.model, cfg)
+        self.scaler = grad_scaler(cfg.precision, self.device)  # fp16's loss scaling (engine.precision); else None
         self.state = TrainState()
         self.spikes = SpikeDetector(cfg.spike_factor)
         if run is not None and run.has_checkpoint():
@@ -235,6 +241,11 @@ class _Loop:
         self.net: torch.nn.Module = self.model  # what the minibatches go through: DDP's wrapper with several ranks
         if self.lockstep is not None:
             self.net, self.state = self.lockstep.start(self.model, self.optimizer, self.state, self.device)
+        self.graph = None  # cuda_graphs: the whole step, captured at the first minibatch and replayed after
+        if cfg.cuda_graphs:
+            from engine.graphs import TrainStepGraph
+
+            self.graph = TrainStepGraph(self.model, self.optimizer, self.params, cfg, self.device)
         self.elapsed_before, self.t0 = self.state.elapsed_s, _clock()  # earlier sessions' time; this one's start
         self.snapshot = self._take_snapshot()
         self.last_ckpt = self.t0
@@ -300,9 +311,19 @@ class _Loop:
     def _step(self, loss: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step on ``loss``: (gradient norm before clipping, whether clipping changed it)."""
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        norm, clipped = clip_gradients(self.params, self.cfg.clip, self.cfg.clip_theta)
-        self.optimizer.step()
+        if self.scaler is None:
+            loss.backward()
+            norm, clipped = clip_gradients(self.params, self.cfg.clip, self.cfg.clip_theta)
+            self.optimizer.step()
+        else:  # fp16: backward on the scaled loss, clipping on the unscaled gradients, a step the scaler may skip
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            norm, clipped = clip_gradients(self.params, self.cfg.clip, self.cfg.clip_theta)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            # A gradient that overflowed float16 makes the scaler skip the step and halve its scale: no
+            # divergence, so it counts with norm 0 (a loss past the limit still ends the run).
+            norm = torch.where(torch.isfinite(norm), norm, torch.zeros_like(norm))
         self.state.step += 1
         return norm, clipped
 
@@ -343,7 +364,7 @@ class _Loop:
             self.state.train_ppl = perplexity(totals.loss / totals.batches)  # running, as for a whole epoch
             if len(self.val_ids):
                 self.state.val_ppl = evaluate(self.model, self.val_ids, self.cfg.batch_size, self.cfg.num_steps,
-                                              self.device)
+                                              self.device, self.cfg.precision)
         return Outcome(stopped=True)
 
     def _epoch(self) -> Generator[Event, None, Outcome]:
@@ -374,24 +395,32 @@ class _Loop:
                 state = detach_state(state)  # the graph was cut after the previous minibatch (truncated BPTT)
             else:
                 state = cuts.carry(state)  # the graph goes on across this boundary
-            logits, state = self.net(X, state)
-            loss = sequence_loss(logits, Y)
-            n_batches += 1
-            real = int((Y >= 0).sum()) if cfg.pads else Y.numel()  # padding targets are -100
-            win.tokens += real
-            # Perplexity is over real targets: a padded minibatch's mean loss counts for its real targets, in
-            # units of a full minibatch's (a constant, so minibatches of fewer rows weigh right too).
-            full = cfg.batch_size * cfg.num_steps
-            weighted, weight = (loss * (real / full), real / full) if cfg.pads else (loss, 1)
-            if segment is None:
-                segment, reported, seg_batches, seg_weight = loss, weighted, 1, weight
+            if self.graph is not None:  # the step replayed (engine.graphs): full minibatches, cut at each
+                loss, norm, clipped, state = self.graph(X, Y, state)
+                self.state.step += 1
+                sums.add(loss, norm, clipped, batches=1, mean=loss)
+                n_batches += 1
+                win.tokens += Y.numel()
             else:
-                segment, reported = segment + loss, reported + weighted
-                seg_batches, seg_weight = seg_batches + 1, seg_weight + weight
-            if not cuts.cut():
-                continue
-            self._step_segment(sums, segment, seg_batches, reported, seg_weight)
-            segment = None
+                with autocast(device, cfg.precision):  # fp32: nothing; bf16/fp16: engine.precision
+                    logits, state = self.net(X, state)
+                    loss = sequence_loss(logits, Y)
+                n_batches += 1
+                real = int((Y >= 0).sum()) if cfg.pads else Y.numel()  # padding targets are -100
+                win.tokens += real
+                # Perplexity is over real targets: a padded minibatch's mean loss counts for its real targets, in
+                # units of a full minibatch's (a constant, so minibatches of fewer rows weigh right too).
+                full = cfg.batch_size * cfg.num_steps
+                weighted, weight = (loss * (real / full), real / full) if cfg.pads else (loss, 1)
+                if segment is None:
+                    segment, reported, seg_batches, seg_weight = loss, weighted, 1, weight
+                else:
+                    segment, reported = segment + loss, reported + weighted
+                    seg_batches, seg_weight = seg_batches + 1, seg_weight + weight
+                if not cuts.cut():
+                    continue
+                self._step_segment(sums, segment, seg_batches, reported, seg_weight)
+                segment = None
             now = _clock()
             every = cfg.log_every_steps
             due = self.lockstep.due if self.lockstep is not None else now - win.t >= cfg.log_interval_s
@@ -419,7 +448,8 @@ class _Loop:
         rate = self.meter.end_epoch()
         self.state.train_ppl = perplexity(totals.loss / totals.batches)
         if len(self.val_ids):
-            self.state.val_ppl = evaluate(self.model, self.val_ids, cfg.batch_size, cfg.num_steps, device)
+            self.state.val_ppl = evaluate(self.model, self.val_ids, cfg.batch_size, cfg.num_steps, device,
+                                          cfg.precision)
         if self.state.step > win.step:
             self.last_rate = (rate, (totals.norm - win.norm) / (self.state.step - win.step), self.last_rate[2])
         steps = self.state.step - step0  # the epoch's optimizer steps (fewer than minibatches but for regular)

@@ -36,6 +36,7 @@ from engine.config import DEVICES, ModelConfig, TrainConfig, _choice
 from engine.data import min_tokens
 from engine.errors import ConfigError
 from engine.models import RNNLM, build_model, cell_class
+from engine.precision import autocast, check_device
 from engine.truncation import graph_positions
 
 __all__ = ["resolve_device", "split_ids", "prepare_ids", "bptt_bytes", "MemoryEstimate", "memory_estimate",
@@ -103,7 +104,9 @@ def prepare_ids(data: Any, model_cfg: ModelConfig, cfg: TrainConfig) -> tuple[np
                 "use --truncation regular" + (" or a larger truncation_p" if cfg.truncation == "random" else "")
                 + ", or raise the limit"
             )
-    check_memory(model_cfg, cfg, len(train_ids), resolve_device(cfg.device))
+    device = resolve_device(cfg.device)
+    check_device(cfg, device)  # precision and cuda_graphs against the device auto resolved to
+    check_memory(model_cfg, cfg, len(train_ids), device)
     return train_ids, val_ids
 
 
@@ -243,9 +246,11 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     wd = weight_decay_of(cfg)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, weight_decay=wd)  # D2L's sgd: p -= lr * (grad + λ p)
+    # Adam's step count lives on the device when its step is replayed from a CUDA graph (engine.graphs)
+    capturable = cfg.cuda_graphs and bool(params) and params[0].is_cuda
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=wd)
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=wd)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=wd, capturable=capturable)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=wd, capturable=capturable)
 
 
 def _total_norm(grads: list[torch.Tensor], norm_type: float = 2.0) -> torch.Tensor:
@@ -287,21 +292,28 @@ def perplexity(mean_loss: float) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: RNNLM, ids: np.ndarray, batch_size: int, num_steps: int, device: torch.device) -> float:
+def evaluate(model: RNNLM, ids: np.ndarray, batch_size: int, num_steps: int, device: torch.device,
+             precision: str = "fp32") -> float:
     """Perplexity on ``ids``, read once in order: split into at most batch_size
-    contiguous rows, walked num_steps at a time with the state carried along."""
+    contiguous rows, walked num_steps at a time with the state carried along (under
+    ``precision``'s autocast, as training's forward pass). The rows are views of ``ids``
+    (a memory-mapped array stays on disk): only each step's columns are widened to int64."""
     n = len(ids) - 1
     rows = max(1, min(batch_size, n // max(1, num_steps)))
     length = n // rows
-    data = torch.from_numpy(np.asarray(ids[: rows * length + 1]).astype(np.int64))  # ids may be uint8/uint16
-    X = data[:-1].reshape(rows, length).to(device)
-    Y = data[1:].reshape(rows, length).to(device)
+    data = np.asarray(ids[: rows * length + 1])  # ids may be uint8/uint16/uint32, or a memmap
+    X = data[:-1].reshape(rows, length)
+    Y = data[1:].reshape(rows, length)
     was_training = model.training
     model.eval()
     state = model.begin_state(rows, device)
     total = torch.zeros((), device=device)
     for start in range(0, length, num_steps):
-        logits, state = model(X[:, start : start + num_steps], state)
-        total += sequence_loss(logits, Y[:, start : start + num_steps], reduction="sum")
+        cols = slice(start, start + num_steps)
+        X_t = torch.from_numpy(X[:, cols].astype(np.int64)).to(device)
+        Y_t = torch.from_numpy(Y[:, cols].astype(np.int64)).to(device)
+        with autocast(device, precision):
+            logits, state = model(X_t, state)
+            total += sequence_loss(logits, Y_t, reduction="sum")
     model.train(was_training)
     return perplexity(float(total) / (rows * length))

@@ -30,7 +30,7 @@ SECTIONS = (
                                              "truncation", "truncation_p", "bptt_limit_mb")]),
     ("data", [("train", n) for n in ("batch_size", "num_steps", "sampler", "stride", "val_fraction", "max_tokens",
                                      "seed")]),
-    ("device", [("train", n) for n in ("device", "threads")]),
+    ("device", [("train", n) for n in ("device", "threads", "precision", "cuda_graphs")]),
     ("sampling & logging", [("train", n) for n in ("sample_every", "sample_prefix", "sample_len",
                                                    "sample_alpha", "log_interval_s", "log_every_steps",
                                                    "checkpoint_interval_s", "spike_factor")]),

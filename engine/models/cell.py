@@ -96,6 +96,9 @@ class Cell:
         Dropout acts on every layer's outputs but the last, in training only (as ``torch.nn``)."""
         states, finals = self.layer_states(state), []
         A, Hs = A0, A0
+        # Under autocast (engine.precision: bf16/fp16) the input terms leave their matmuls in 16 bits; the
+        # hand-written recurrences run in the weights' own dtype (float32), as autocast leaves unlisted ops.
+        dtype = next(holder.parameters()).dtype
         for layer in range(self.num_layers):
             if layer:
                 if training and self.dropout > 0:
@@ -103,7 +106,7 @@ class Cell:
                 W, b = self.input_weights(holder, layer)
                 T, B, h = Hs.shape
                 A = torch.addmm(b, Hs.reshape(T * B, h), W).view(T, B, -1)
-            Hs, final = self.run_layer(holder, layer, A, states[layer])
+            Hs, final = self.run_layer(holder, layer, A.to(dtype), states[layer])
             finals.append(final)
         return Hs, self.join_states(finals)
 

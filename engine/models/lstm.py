@@ -111,9 +111,12 @@ def lstm_recurrence(A_in: torch.Tensor, H0: torch.Tensor, C0: torch.Tensor,
 
 
 def onednn_lstm(weight: torch.Tensor) -> bool:
-    """Whether ``nn.LSTM`` on this weight runs oneDNN's fused kernel (float32 on the CPU, oneDNN enabled)."""
+    """Whether ``nn.LSTM`` on this weight runs oneDNN's fused kernel (float32 on the CPU, oneDNN enabled). Not
+    under CPU autocast (``--precision bf16``): autocast hands the kernel bf16, which oneDNN refuses on CPUs
+    without bf16 instructions ("could not create a primitive descriptor"); the hand-written recurrence runs."""
     mkldnn = torch.backends.mkldnn
-    return weight.device.type == "cpu" and weight.dtype == torch.float32 and mkldnn.is_available() and mkldnn.enabled
+    return (weight.device.type == "cpu" and weight.dtype == torch.float32 and mkldnn.is_available() and mkldnn.enabled
+            and not torch.is_autocast_enabled("cpu"))
 
 
 class LSTM(NNCell):

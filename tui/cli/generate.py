@@ -30,6 +30,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass in (0, 1]")
     p.add_argument("--seed", type=int, default=None, help="seed for reproducible sampling")
     p.add_argument("--device", default="cpu", choices=DEVICES, help="device to run on")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="replay each token's step from a captured CUDA graph (fewer kernel launches; CUDA only)")
     p.add_argument("--runs-dir", default=None, help="folder of runs (default: $RNNLAB_HOME/runs)")
     p.set_defaults(func=run)
 
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     model = run_.load_model(resolve_device(args.device))
     prefix = prompt_text(args.prefix, run_.config.get("mode", "d2l"))  # as the training text was cleaned
     gen = generate(model, run_.tokenizer, prefix, args.num_tokens, alpha=args.alpha, top_k=args.top_k,
-                   top_p=args.top_p, seed=args.seed)
+                   top_p=args.top_p, seed=args.seed, graphs=args.cuda_graphs)
     print(f"alpha {args.alpha:g}, temperature {temperature(args.alpha)}", file=sys.stderr)
     for w in gen.warnings:
         print(f"warning: {w}", file=sys.stderr)
