@@ -139,11 +139,10 @@ def load_corpus(
             )
         return Corpus(name=path.stem, path=path, text=read_text(path))
     entry = entries[name_or_path]
-    for folder in (corpus_dir_override(), shipped_dir(), corpus_cache_dir()):
-        if folder is not None and (folder / entry.filename).is_file():
-            local = folder / entry.filename
-            warnings = _verify(entry, local, sha256_file(local), where=str(local))
-            return Corpus(entry.name, local, read_text(local), warnings)
+    local = _local_copy(entry)
+    if local is not None:
+        warnings = _verify(entry, local, sha256_file(local), where=str(local))
+        return Corpus(entry.name, local, read_text(local), warnings)
     if not allow_download:
         raise CorpusError(
             f"corpus {entry.name!r} is not on this machine and downloading is off; "
@@ -151,6 +150,24 @@ def load_corpus(
         )
     local, warnings = download(entry, corpus_cache_dir(), progress=progress)
     return Corpus(entry.name, local, read_text(local), warnings)
+
+
+def _local_copy(entry: CatalogEntry) -> Path | None:
+    """The first copy of a catalog entry on this machine: $RNNLAB_CORPUS_DIR, shipped, cached."""
+    for folder in (corpus_dir_override(), shipped_dir(), corpus_cache_dir()):
+        if folder is not None and (folder / entry.filename).is_file():
+            return folder / entry.filename
+    return None
+
+
+def corpus_file(name_or_path: str) -> Path | None:
+    """The file ``load_corpus(name_or_path)`` would read, found without reading it (``engine.token_cache``
+    looks a resumed run's ids up by it); None when it is not on this machine."""
+    path = Path(name_or_path).expanduser()
+    entries = catalog()
+    if path.exists() or name_or_path not in entries:
+        return path if path.is_file() else None
+    return _local_copy(entries[name_or_path])
 
 
 def _looks_like_path(s: str) -> bool:

@@ -10,7 +10,9 @@ trainer's memory grows with the distinct words it sees, so ``bpe``/
 ``wordpiece``/``unigram`` train on the lines of the first ``SUBWORD_FIT_CHARS``
 characters (the pipeline's warnings say so) and then encode all of the text.
 Each pass reports to an optional ``progress(step, done, total)`` callback, in
-characters of text.
+characters of text. A corpus file of ``engine.token_cache.CACHE_MIN_CHARS`` or more
+is encoded into the token cache and its ``ids`` are a read-only memory map of it
+(a second pipeline of the same file and tokenizer skips the encoding pass).
 
 Left out: reading corpora (``engine.corpus``), the tokenizers themselves
 (``engine.tokenizers``) and statistics (``engine.stats``).
@@ -41,7 +43,8 @@ class TextPipeline:
     corpus: Any  # engine.corpus.Corpus (anything with .text)
     mode: str  # preprocessing mode: "d2l" or "raw"
     tokenizer: Tokenizer  # fitted on the corpus's preprocessed lines
-    ids: np.ndarray  # token indices of the whole corpus (encode_corpus), dtype vocab.id_dtype
+    ids: np.ndarray  # token indices of the whole corpus (encode_corpus), dtype vocab.id_dtype; a big corpus's
+    # are a read-only np.memmap of engine.token_cache's file, dtype uint8/uint16/uint32
     num_lines: int  # number of preprocessed lines
     warnings: tuple[str, ...] = ()  # the corpus's own, and one when the mode drops most of its letters
 
@@ -183,10 +186,23 @@ def build_pipeline(
             num_lines += len(lines)
             yield lines
 
-    ids = tok.fit_encode(chunks, size_hint=_token_bound(text, tokenizer))
+    cache_notes: list[str] = []
+
+    def encode(chunks: Callable[[], Iterator[list[str]]]) -> np.ndarray:
+        # Once fitted: a big corpus file's ids go to (or come from) the token cache, memory-mapped
+        from engine import token_cache
+
+        cache = token_cache.for_file(getattr(corpus, "path", None), len(text), mode, tok)
+        if cache is None:
+            return tok.encode_chunks(chunks(), size_hint=_token_bound(text, tokenizer))
+        ids, note = cache.encode(chunks)
+        cache_notes.extend([note] if note else [])
+        return ids
+
+    ids = tok.fit_encode(chunks, encode=encode)
     from engine.corpus import mode_warnings
 
-    warnings = tuple(getattr(corpus, "warnings", ())) + mode_warnings(corpus.text, mode)
+    warnings = tuple(getattr(corpus, "warnings", ())) + mode_warnings(corpus.text, mode) + tuple(cache_notes)
     if fit_end < len(text):
         warnings += (f"{tokenizer} was trained on the first {fit_end:,} of {len(text):,} characters "
                      "(a subword trainer's memory grows with the text); all of the text is encoded",)

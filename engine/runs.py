@@ -51,7 +51,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -313,18 +313,30 @@ class Run:
 
     # --- data --------------------------------------------------------------
     def corpus_ids(self) -> np.ndarray:
-        """Re-read the corpus and encode it with the saved tokenizer (to resume training)."""
-        from engine.corpus import load_corpus
+        """The corpus's ids under the saved tokenizer (to resume training): a big corpus's straight from the
+        token cache (``engine.token_cache``: a memory map, the text not even read), else the corpus re-read
+        and encoded (into the cache when it is big)."""
+        from engine import token_cache
+        from engine.corpus import corpus_file, load_corpus
         from engine.pipeline import corpus_chunks
 
         corpus = self.config.get("corpus", {})
         where = corpus.get("path") if corpus.get("path") and Path(corpus["path"]).is_file() else corpus.get("name")
         if not where:
             raise RunError(f"{self.path / CONFIG_FILE} names no corpus; cannot resume")
-        text = load_corpus(where).text
-        # Streamed a chunk of lines at a time, as build_pipeline did: a big corpus's lines never all exist.
-        chunks = corpus_chunks(text, self.config.get("mode", "d2l"), self.tokenizer.kind)
-        return self.tokenizer.encode_chunks(chunks, size_hint=len(text))
+        mode, tok = self.config.get("mode", "d2l"), self.tokenizer
+        cached = token_cache.lookup(corpus_file(where), mode, tok)
+        if cached is not None:
+            return cached
+        loaded = load_corpus(where)
+        text = loaded.text
+
+        def chunks() -> Iterator[list[str]]:
+            # A chunk of lines at a time, as build_pipeline did: a big corpus's lines never all exist.
+            return corpus_chunks(text, mode, tok.kind)
+
+        cache = token_cache.for_file(loaded.path, len(text), mode, tok)
+        return cache.encode(chunks)[0] if cache is not None else tok.encode_chunks(chunks(), size_hint=len(text))
 
     def live(self) -> Live | None:
         """Who trains the run now (``engine.live``): None when nobody does or it ended cleanly."""

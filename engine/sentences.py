@@ -65,17 +65,26 @@ def with_sentence_ends(cfg: Any, tokenizer: Any) -> Any:
     return replace(cfg, sentence_end_ids=ids)
 
 
+SCAN_CHUNK = 1 << 20  # ids scanned for sentence ends at a time (three masks of this many bytes)
+
+
 def sentence_bounds(ids: np.ndarray, end_ids: tuple[int, ...] | list[int]) -> np.ndarray:
     """Where sentences begin and end: ``[0, e1, e2, …, n]``, each ``e`` just past a run of end tokens.
     ``"Hi. Go!"`` as characters → ``[0, 3, 7]``; a text that does not end a sentence ends one at n."""
     if len(end_ids) == 0:
         raise ConfigError("sampler sentences needs sentence_end_ids (the ids of the tokens that end a "
                           "sentence); set them with engine.sentences.with_sentence_ends(cfg, tokenizer)")
-    ids = np.asarray(ids)
-    is_end = np.isin(ids, np.asarray(end_ids))
-    last_of_run = is_end & ~np.append(is_end[1:], False)
-    cuts = np.flatnonzero(last_of_run) + 1
-    if len(cuts) == 0 or cuts[-1] != len(ids):
+    ids, ends, n = np.asarray(ids), np.asarray(end_ids), len(ids)
+    # A chunk at a time (a memory-mapped corpus is never scanned whole into a mask): position i ends a run
+    # when it is an end token and i + 1 is not, so each chunk looks one token past its end.
+    parts = [np.zeros(0, dtype=np.int64)]
+    for lo in range(0, n, SCAN_CHUNK):
+        hi = min(n, lo + SCAN_CHUNK)
+        is_end = np.isin(ids[lo : hi + 1], ends)
+        after = is_end[1:] if hi < n else np.append(is_end[1:], False)
+        parts.append(np.flatnonzero(is_end[: hi - lo] & ~after) + lo + 1)
+    cuts = np.concatenate(parts)
+    if len(cuts) == 0 or cuts[-1] != n:
         cuts = np.append(cuts, len(ids))
     return np.concatenate([[0], cuts]).astype(np.int64)
 

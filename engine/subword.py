@@ -32,7 +32,7 @@ byte fallback and added tokens other than ``<unk>``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -90,10 +90,11 @@ class SubwordTokenizer(Tokenizer):
         self._train(chunks())
         self._count(self.encode_chunks(chunks()))
 
-    def fit_encode(self, chunks: Chunks, *, size_hint: int = 0) -> np.ndarray:
+    def fit_encode(self, chunks: Chunks, *, size_hint: int = 0,
+                   encode: Callable[[Chunks], np.ndarray] | None = None) -> np.ndarray:
         # One encoding pass gives both the ids and the piece counts.
         self._train(chunks())
-        ids = self.encode_chunks(chunks(), size_hint=size_hint)
+        ids = encode(chunks) if encode is not None else self.encode_chunks(chunks(), size_hint=size_hint)
         self._count(ids)
         return ids
 

@@ -86,14 +86,17 @@ class Tokenizer:
         """Learn the vocabulary from one or more passes over ``chunks()``."""
         raise NotImplementedError
 
-    def fit_encode(self, chunks: Chunks, *, size_hint: int = 0) -> np.ndarray:
+    def fit_encode(self, chunks: Chunks, *, size_hint: int = 0,
+                   encode: Callable[[Chunks], np.ndarray] | None = None) -> np.ndarray:
         """Fit on a corpus given as chunks of lines, then encode it (``encode_corpus``).
 
         ``chunks()`` starts a fresh pass each call: the first pass fits, the
         last one encodes. ``size_hint``: an upper bound on the number of tokens.
+        ``encode(chunks)``: does the encoding instead, once the tokenizer is fitted
+        (``engine.token_cache`` writes a big corpus's ids to a file, or finds them there).
         """
         self._fit(chunks)
-        return self.encode_chunks(chunks(), size_hint=size_hint)
+        return encode(chunks) if encode is not None else self.encode_chunks(chunks(), size_hint=size_hint)
 
     def tokenize(self, lines: list[str]) -> list[list[str]]:
         """Token strings per line."""

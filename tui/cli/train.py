@@ -269,20 +269,22 @@ def _train(args: argparse.Namespace, out: Any, err: Any, signals: StopOnSignal) 
 def _prepare_ranks(args: argparse.Namespace, world: Any) -> tuple[Any, Any, Any, Any, Any] | None:
     """Rank 0 prepares as one process would and sends the token ids and configs to the others: one
     tokenization (a subword tokenizer's training need not be repeatable), one run folder. On the others:
-    (ids, configs, None, None), or None when rank 0 could not start (it says why)."""
-    import numpy as np
-
-    from engine import distributed
+    (ids, configs, None, None), or None when rank 0 could not start (it says why). A big corpus's ids
+    travel as the name of their token-cache file, which each rank maps (``engine.token_cache.share``)."""
+    from engine import distributed, token_cache
 
     if not world.is_main:
         got = distributed.broadcast(None, world)
-        return None if got is None else (*got, None, None)
+        return None if got is None else (token_cache.settle(got[0], world), *got[1:], None, None)
     try:
         data, model_cfg, train_cfg, tokenizer, run_ = _prepare(args)
     except BaseException:
         distributed.broadcast(None, world)
         raise
-    distributed.broadcast((np.asarray(getattr(data, "ids", data)), model_cfg, train_cfg), world)
+    ids = getattr(data, "ids", data)
+    shared = token_cache.share(ids)
+    distributed.broadcast((shared, model_cfg, train_cfg), world)
+    token_cache.settle(shared, world, ids)
     return data, model_cfg, train_cfg, tokenizer, run_
 
 
