@@ -318,6 +318,7 @@ def _train_as(args: argparse.Namespace, out: Any, err: Any, signals: StopOnSigna
         if prepared is None:
             return 0
         data, model_cfg, train_cfg, tokenizer, run_ = prepared
+        del prepared  # holds the pipeline (and its text) otherwise
         if not world.is_main:
             return _train_rank(data, model_cfg, train_cfg, signals, world)
     finished: Finished | None = None
@@ -330,6 +331,7 @@ def _train_as(args: argparse.Namespace, out: Any, err: Any, signals: StopOnSigna
         err.print(f"run {run_.name}: {model_cfg.kind} {model_cfg.num_hiddens}x{model_cfg.num_layers}, "
                   f"{train_cfg.optimizer} lr {train_cfg.lr:g}, {train_cfg.epochs} epochs{ranks}  ({run_.path})",
                   markup=False, highlight=False)
+        data = getattr(data, "ids", data)  # the pipeline's text goes: a big corpus's would sit in memory all run
         with EventPrinter(err, train_cfg) as printer:
             signals.training = True
             events = train(data, model_cfg, train_cfg, tokenizer=tokenizer, run=run_, stop=signals.stop, world=world)
