@@ -80,6 +80,19 @@ def capture_cuda(step: Step, restore: Callable[[], None]) -> Callable[[], Any]:
     return replay
 
 
+def _captured(capture: Capture, step: Step, restore: Callable[[], None], what: str) -> Callable[[], Any]:
+    """``capture(step, restore)``; a failure to capture (an op that syncs with the CPU, a kernel a graph cannot
+    hold) is a RunError naming the option. Running out of memory stays what it is (the trainer reports it)."""
+    try:
+        return capture(step, restore)
+    except torch.OutOfMemoryError:
+        raise
+    except RuntimeError as exc:
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise RunError(f"cuda_graphs: {what} could not be captured as a CUDA graph ({detail}); "
+                       "leave out --cuda-graphs") from exc
+
+
 def _tensors(state: Any) -> list[torch.Tensor]:
     """The tensors of a state: a tensor, a tuple of them (LSTM) or a per-layer list of either."""
     if isinstance(state, torch.Tensor):
@@ -159,7 +172,8 @@ class TrainStepGraph:
                  state: State) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, State]:
         if self._replay is None:
             self.X, self.Y, self.state = X.clone(), Y.clone(), _clone(state)
-            self._replay = self.capture(self._step, _Undo(self.model, self.optimizer, self.device))
+            self._replay = _captured(self.capture, self._step, _Undo(self.model, self.optimizer, self.device),
+                                     "the training step")
         elif X.shape != self.X.shape or Y.shape != self.Y.shape:
             raise RunError(f"cuda_graphs: a minibatch of shape {tuple(X.shape)} after the captured "
                            f"{tuple(self.X.shape)}; train without --cuda-graphs")
@@ -187,7 +201,8 @@ class GraphedStepper:
     def __call__(self, x: torch.Tensor, state: list[Any]) -> tuple[torch.Tensor, list[Any]]:
         if self._replay is None:
             self.x, self.state = x.clone(), _clone(state)
-            self._replay = self.capture(self._step, lambda: None)  # a step changes nothing but its outputs
+            # a step changes nothing but its outputs: nothing to undo after the warm-up
+            self._replay = _captured(self.capture, self._step, lambda: None, "the per-token step")
         self.x.copy_(x)
         _copy_into(self.state, state)
         return self._replay()  # type: ignore[no-any-return]

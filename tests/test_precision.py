@@ -347,3 +347,18 @@ def test_the_replayed_token_step_gives_the_steppers_tokens(kind, layers):
     assert got == want and len({v for _, v in want}) > 20  # the state moves on every step
     for a, b in zip(*(s if isinstance(s, tuple) else (s,) for s in (got_state, want_state))):
         assert torch.equal(a, b)
+
+
+def test_a_step_that_cannot_be_captured_is_a_run_error_naming_the_option(pipeline, graphs_on_the_cpu, monkeypatch):
+    from engine.errors import RunError
+
+    def cannot(step, restore):
+        raise RuntimeError("operation not permitted when stream is capturing\nCUDA kernel errors might be ...")
+
+    monkeypatch.setattr(engine.graphs, "capture_cuda", cannot)
+    cfg = TrainConfig(epochs=1, max_tokens=2000, batch_size=4, num_steps=5, device="cpu", sample_every=0)
+    object.__setattr__(cfg, "cuda_graphs", True)
+    model_cfg = ModelConfig(vocab_size=len(pipeline.vocab), num_hiddens=8)
+    with pytest.raises(RunError, match=r"^cuda_graphs: the training step could not be captured as a CUDA graph "
+                                       r"\(operation not permitted when stream is capturing\); leave out --cuda-graphs$"):
+        list(engine.trainer.train(pipeline, model_cfg, cfg))
