@@ -310,14 +310,35 @@ def test_8_5_3_argmax_repeats_and_uniform_sampling_is_noise() -> None:
 
 def test_8_5_4_clipping_never_fires_below_theta_and_fires_at_a_large_lr() -> None:
     ex = registry.get("8.5.4")
-    r = ex.run(ex.settings(num_hiddens=8, steps=16, lrs=(1.0, 200.0)))
+    r = ex.run(ex.settings(num_hiddens=8, epochs=2, lrs=(1.0, 10.0)))
     f = r.figures
     assert f["clipped_share_lr1"] == 0.0 and f["max_norm_clip_lr1"] < 1.0
     # never clipped: the two runs take the same steps, so they end with the same weights
     assert f["val_ppl_clip_lr1"] == f["val_ppl_noclip_lr1"] and f["train_ppl_clip_lr1"] == f["train_ppl_noclip_lr1"]
-    assert f["clipped_share_lr200"] > 0.5
-    assert [(row[0], row[1]) for row in r.rows] == [(1.0, "on"), (1.0, "off"), (200.0, "on"), (200.0, "off")]
-    assert [row[4] for row in r.rows] == [0.0, None, f["clipped_share_lr200"], None]  # "steps clipped": on only
+    assert f["clipped_share_lr10"] > 0.5
+    assert [(row[0], row[1]) for row in r.rows] == [(1.0, "on"), (1.0, "off"), (10.0, "on"), (10.0, "off")]
+    assert [row[4] for row in r.rows] == [0.0, None, f["clipped_share_lr10"], None]  # "steps clipped": on only
+    _assert_tagged_runs(r.runs, "8.5.4", ["lr 1, clip on", "lr 1, clip off", "lr 10, clip on", "lr 10, clip off"],
+                        epochs=2)
+
+
+def _assert_tagged_runs(names: list[str], exercise: str, points: list[str], epochs: int | None = None) -> None:
+    """Each run the exercise trained is a folder in the runs dir, tagged with the exercise and its point, and
+    (with ``epochs``) its metrics hold one line per optimizer step besides the epoch ends."""
+    import json
+
+    from engine.runs import open_run
+
+    assert len(names) == len(points) == len(set(names))
+    for name, point in zip(names, points):
+        run = open_run(name)
+        assert run.tags == {"exercise": exercise, "point": point}
+        if epochs is not None:
+            lines = [json.loads(x) for x in (run.path / "metrics.jsonl").read_text().splitlines()]
+            ends = [x for x in lines if x["epoch_end"]]
+            assert [x["epoch"] for x in ends] == list(range(1, len(ends) + 1)) and len(ends) <= epochs
+            steps = [x["step"] for x in lines if not x["epoch_end"]]
+            assert steps == list(range(1, len(steps) + 1))  # every step logged, once
 
 
 # -- 8.4.3 ----------------------------------------------------------------------------------------------
@@ -350,10 +371,12 @@ def test_8_6_3_the_linear_row_matches_least_squares_done_here() -> None:
 # -- 8.5.6 ----------------------------------------------------------------------------------------------
 def test_8_5_6_relu_runs_per_seed_with_and_without_clipping() -> None:
     ex = registry.get("8.5.6")
-    r = ex.run(ex.settings(num_hiddens=8, steps=12, seeds=(0, 1), lr=300.0))
+    r = ex.run(ex.settings(num_hiddens=32, epochs=2, seeds=(0, 1), lr=20.0))
     assert [(row[0], row[1]) for row in r.rows] == [(0, "on"), (0, "off"), (1, "on"), (1, "off")]
+    _assert_tagged_runs(r.runs, "8.5.6", [f"relu, lr 20, clip {c}, seed {seed}" for seed in (0, 1) for c in ("on", "off")])
     f = r.figures
-    assert f["clipped_share_seed0"] > 0.5  # at lr 300 the ReLU RNN's steps are clipped
+    # at lr 20 (seed 1) clipping fires and the clipped run trains where the unclipped one blows up
+    assert f["clipped_share_seed1"] > 0 and not r.rows[2][6] and r.rows[3][6] and f["failed_noclip"] == 2
     assert f["failed_noclip"] == sum(row[6] for row in r.rows if row[1] == "off")
     for row in r.rows:  # failed means worse than uniform guessing over the 28 characters
         assert row[6] == (not np.isfinite(row[3]) or row[3] > 56)
@@ -459,5 +482,6 @@ def test_8_1_3_both_directions_hold_out_the_same_characters() -> None:
     ex = registry.get("8.1.3")
     r = ex.run(ex.settings(num_hiddens=8, epochs=1, max_tokens=3000))
     assert [row[0] for row in r.rows] == ["forwards", "reversed"]
+    _assert_tagged_runs(r.runs, "8.1.3", ["forwards", "reversed"])
     assert r.figures["reversed_over_forwards"] == pytest.approx(
         r.figures["best_val_ppl_reversed"] / r.figures["best_val_ppl_forwards"])

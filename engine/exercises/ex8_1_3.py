@@ -6,6 +6,12 @@ tail), each in its own direction: the training part and the held-out part are re
 one direction is easier to predict: the text is not symmetric in time. Both runs use the trainer with
 the same minibatch order; only the order of the characters within the text differs.
 
+Both are ordinary run folders tagged ``{"exercise": "8.1.3", "point": "forwards" | "reversed"}``. A run
+folder names a corpus file, so the reversed characters are written as one (``reversed_corpus``: under the
+corpus cache's ``derived/``, named by a hash of its text, read in ``raw`` mode so every character stays
+as written). After the ``max_tokens`` characters the exercise reads, that file holds the rest of the book in
+reading order: the character counts are the book's, so the vocabulary (ordered by count) is too.
+
 Left out: word-level models, and deciding whether a difference means causation (the book's question is
 whether text depends on time's direction; equal perplexity would say it carries the same information
 either way, which an entropy argument says it must in the limit: H(forward) = H(backward) for the joint).
@@ -13,8 +19,10 @@ either way, which an entropy argument says it must in the limit: H(forward) = H(
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -46,6 +54,35 @@ def reversed_split(ids: np.ndarray, train_cfg: object) -> np.ndarray:
     return np.concatenate([train_part[::-1], val_part[::-1]])
 
 
+def reversed_corpus(p: Any, n: int, train_cfg: Any) -> Any:
+    """A pipeline whose first ``n`` ids (0: all) are ``reversed_split`` of ``p``'s first ``n`` (a char-level
+    pipeline), and whose corpus is a file the run folder can name: the characters written out (the rest of the
+    book after them, in reading order) and read back in raw mode. ConfigError if they do not read back the same
+    (a tokenizer other than characters)."""
+    import hashlib
+
+    from engine import paths
+    from engine.checkpoint import atomic_write_bytes
+    from engine.corpus import load_corpus
+    from engine.pipeline import build_pipeline
+
+    need(p.tokenizer.kind == "char", f"the reversed text is written character by character (got {p.tokenizer.kind})")
+    ids = np.asarray(p.ids if n == 0 else p.ids[:n])
+    stream = np.concatenate([reversed_split(ids, train_cfg), np.asarray(p.ids[len(ids):])])
+    tokens = p.vocab.idx_to_token
+    data = "".join(tokens[i] for i in stream.tolist()).encode("utf-8")
+    digest = hashlib.sha256(data).hexdigest()[:12]
+    path = paths.corpus_cache_dir() / "derived" / f"{p.corpus.name}-reversed-{n or 'all'}-{digest}.txt"
+    if not path.is_file() or path.stat().st_size != len(data):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, data)
+    back = build_pipeline(load_corpus(str(path)), mode="raw", tokenizer="char")
+    same = [back.vocab.idx_to_token[i] for i in np.asarray(back.ids[: len(stream)]).tolist()] == \
+        [tokens[i] for i in stream.tolist()]
+    need(same, f"{path} does not read back as the reversed characters; delete it and run again")
+    return back
+
+
 class ReversedText(Exercise):
     id = "8.1.3"
     question = ("Does causality apply to text? To what extent? Train the same model on the text forwards and "
@@ -63,15 +100,19 @@ class ReversedText(Exercise):
         from engine.config import ModelConfig, TrainConfig
 
         p = pipeline(s.corpus)
-        ids = np.asarray(p.ids if s.max_tokens == 0 else p.ids[: s.max_tokens])
-        model_cfg = ModelConfig(kind=s.kind, vocab_size=len(p.vocab), num_hiddens=s.num_hiddens)
-        train_cfg = TrainConfig(epochs=s.epochs, optimizer="adam", lr=s.lr, max_tokens=0, sample_every=0,
+        n = len(p.ids) if s.max_tokens == 0 else min(s.max_tokens, len(p.ids))
+        train_cfg = TrainConfig(epochs=s.epochs, optimizer="adam", lr=s.lr, max_tokens=s.max_tokens, sample_every=0,
                                 seed=s.seed, device="cpu")
-        backwards = reversed_split(ids, train_cfg)
-        histories = {}
-        for i, (name, data) in enumerate((("forwards", ids), ("reversed", backwards))):
-            histories[name] = train_lm(data, model_cfg, train_cfg, progress, stop, tokenizer=p.tokenizer,
-                                       done=i * s.epochs, total=2 * s.epochs, label=name).history
+        split_cfg = dataclasses.replace(train_cfg, max_tokens=0)  # the split of the first n characters
+        backwards = reversed_corpus(p, s.max_tokens, split_cfg)
+        histories, runs = {}, []
+        for i, (name, data) in enumerate((("forwards", p), ("reversed", backwards))):
+            model_cfg = ModelConfig(kind=s.kind, vocab_size=len(data.vocab), num_hiddens=s.num_hiddens)
+            t = train_lm(data, model_cfg, train_cfg, progress, stop, done=i * s.epochs, total=2 * s.epochs,
+                         label=name, tags={"exercise": self.id, "point": name})
+            histories[name] = t.history
+            runs.append(t.run)
+        ids = np.asarray(p.ids[:n])
         rows, figures, series = [], {}, []
         for name, h in histories.items():
             best = min(e.val_ppl for e in h if e.val_ppl is not None)
@@ -94,7 +135,7 @@ class ReversedText(Exercise):
             + "Text is causal in how it is produced, not in the statistics a model can use: a reversed text is "
             "still predictable, and bidirectional models (D2L 10.4) read both ways at once.")
         return Result(["direction", "train ppl", "val ppl", "best val ppl"], rows, explanation, figures,
-                      [Plot("validation perplexity per epoch", "epoch", "perplexity", series)])
+                      [Plot("validation perplexity per epoch", "epoch", "perplexity", series)], runs=runs)
 
 
 EXERCISE = ReversedText()

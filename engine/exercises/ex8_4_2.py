@@ -90,7 +90,7 @@ class AllPreviousTokens(Exercise):
         train_cfg = TrainConfig(epochs=s.epochs, optimizer="adam", lr=s.lr, max_tokens=s.max_tokens, sample_every=0,
                                 seed=s.seed, device="cpu")
         total = s.epochs + 1
-        model, _, run = train_lm(p, model_cfg, train_cfg, progress, stop, total=total, tags={"exercise": self.id})
+        model, _, run, *_ = train_lm(p, model_cfg, train_cfg, progress, stop, total=total, tags={"exercise": self.id})
         check_stop(stop)
         progress(s.epochs, total, "probing")
         rng = np.random.default_rng([s.seed, 7])

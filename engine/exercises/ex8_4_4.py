@@ -87,7 +87,7 @@ class UsedContext(Exercise):
         train_cfg = TrainConfig(epochs=s.epochs, optimizer="adam", lr=s.lr, max_tokens=s.max_tokens, sample_every=0,
                                 seed=s.seed, device="cpu")
         total = s.epochs + 1
-        model, history, run = train_lm(p, model_cfg, train_cfg, progress, stop, total=total,
+        model, history, run, *_ = train_lm(p, model_cfg, train_cfg, progress, stop, total=total,
                                        tags={"exercise": self.id})
         check_stop(stop)
         progress(s.epochs, total, "scoring with resets")

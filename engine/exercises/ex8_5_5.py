@@ -13,7 +13,8 @@ minibatch's graph. Not detaching can mean two things, and both are run here with
   ``none`` (one graph over the whole epoch, one step per epoch: the exact gradient of the epoch's
   loss) and ``random`` (cuts with probability p, reweighted). Reported per strategy: optimizer steps
   per epoch, the largest graph kept (token positions), seconds per epoch (wall time: it varies from
-  run to run, so no reference), and validation perplexity.
+  run to run, so no reference), and validation perplexity. Each strategy's run is a run folder tagged
+  ``{"exercise": "8.5.5", "point": <strategy>}``.
 
 The default budget (20 epochs of an rnn of 128 units, D2L's 10,000 characters) is indicative; ``--long``
 trains D2L's 500 epochs. Left out: memory measured on the device (the graph's size is counted in
@@ -97,7 +98,7 @@ class NoDetaching(Exercise):
 
         p = pipeline(s.corpus)
         total = len(s.strategies) * s.epochs
-        gen = compare(p.ids, len(p.vocab), s.lab(), stop=stop)
+        gen = compare(p, len(p.vocab), s.lab(), stop=stop, tags={"exercise": self.id})
         done = 0
         while True:
             try:
@@ -131,7 +132,8 @@ class NoDetaching(Exercise):
         return Result(["truncation", "steps / epoch", "minibatches / epoch", "largest graph (positions)",
                        "s / epoch", "s in all", "best val ppl", "at epoch", "final train ppl"], rows,
                       explain(s, c, refused), figures,
-                      [Plot("validation perplexity per epoch", "epoch", "perplexity", curves)])
+                      [Plot("validation perplexity per epoch", "epoch", "perplexity", curves)],
+                      runs=[r.run for r in c.results if r.run is not None])
 
 
 def explain(s: Settings, c: Any, refused: list[Any]) -> str:

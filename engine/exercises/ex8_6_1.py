@@ -71,7 +71,7 @@ class Overfitting(Exercise):
         train_cfg = TrainConfig(epochs=s.epochs, optimizer="adam", lr=s.lr, max_tokens=s.max_tokens,
                                 val_fraction=s.val_fraction, batch_size=s.batch_size, sample_every=0, seed=s.seed,
                                 device="cpu")
-        _, history, run = train_lm(p, model_cfg, train_cfg, progress, stop, tags={"exercise": self.id})
+        _, history, run, *_ = train_lm(p, model_cfg, train_cfg, progress, stop, tags={"exercise": self.id})
         rows = [[h.epoch, h.train_ppl, h.val_ppl] for h in history]
         vals = [(h.val_ppl if h.val_ppl is not None else math.inf, h.epoch) for h in history]
         best_val, best_epoch = min(vals)

@@ -10,15 +10,16 @@ perplexity of guessing uniformly). Then, from the same seed and minibatch order,
 * ``weight_decay``: SGD's L2 penalty λ = ``weight_decay`` (``TrainConfig.weight_decay``), no clipping;
 * ``irnn``: ReLU with W_hh = I and zero biases (``ModelConfig.init`` identity; Le, Jaitly & Hinton 2015).
 
-Each run is the trainer's own steps (``engine.labs.bptt_grads.step_norms``: its seed, minibatches,
-optimizer and clipping) with the gradient norm of every step before clipping; the validation tail is
-scored every ``eval_every`` steps (``engine.training.evaluate``). A run's status: ``diverged`` when a loss
-is not finite, ``worse than uniform`` when validation ends above V, ``no better than frequencies`` when it ends no
-better than the unigram model of the training characters (what a model that ignores its input can do:
+Each run is the trainer's (``training_runs.train_lm`` with ``per_step``: its seed, minibatches,
+optimizer and clipping, in a run folder tagged ``{"exercise": "8.7.2", "point": remedy}``), with the
+gradient norm of every step before clipping and the validation perplexity after every epoch. A run's
+status: ``diverged`` when the trainer stopped it (a loss or gradient norm not finite, or a loss past what
+a float's perplexity holds), ``worse than uniform`` when validation ends above V, ``no better than
+frequencies`` when it ends no better than the unigram model of the training characters (what a model that ignores its input can do:
 a recurrent layer whose units all died gives that), ``ok`` otherwise.
 
-The default budget (400 steps = 50 of D2L's epochs, 64 hidden units) is indicative; ``--long`` trains
-4,000 steps. Left out: combinations of remedies (``--set remedies=…`` runs each alone), other
+The default budget (50 of D2L's epochs = 400 steps, 64 hidden units) is indicative; ``--long`` trains
+D2L's 500 epochs. Left out: combinations of remedies (``--set remedies=…`` runs each alone), other
 optimizers (Adam rescales each step itself), and clipping by value.
 """
 
@@ -53,12 +54,11 @@ class Settings:
     corpus: str = option("timemachine", CORPUS_HELP)
     num_hiddens: int = option(64, "hidden units of every model")
     lr: float = option(3.0, "SGD learning rate at which the plain tanh RNN fails without clipping (D2L: 1)")
-    steps: int = option(400, "optimizer steps per run (8 per D2L epoch of 10,000 tokens)")
+    epochs: int = option(50, "passes over D2L's 10,000 characters per run, 8 optimizer steps each (D2L: 500)")
     remedies: tuple[str, ...] = option(REMEDIES, "remedies tried, each alone: " + ", ".join(REMEDIES))
     clip_theta: float = option(1.0, "clip: θ of clipping by global norm")
     small_lr: float = option(1.0, "small_lr: the learning rate tried instead of lr")
     weight_decay: float = option(0.01, "weight_decay: SGD's L2 penalty λ")
-    eval_every: int = option(8, "steps between validation passes (8 ≈ one D2L epoch)")
     seed: int = option(0, "seeds the weights and the minibatch order")
     threads: int = option(1, "CPU threads for torch, set for the whole process as the trainer does (0 = leave "
                              "as is): models this small run slower on more, and far slower on a busy machine")
@@ -68,7 +68,7 @@ class Settings:
         integer("num_hiddens", self.num_hiddens, 1, 4096)
         _rate("lr", self.lr)
         _rate("small_lr", self.small_lr)
-        integer("steps", self.steps, 10, 1_000_000)
+        integer("epochs", self.epochs, 1, 100_000)
         need(isinstance(self.remedies, tuple) and all(r in REMEDIES for r in self.remedies)
              and len(set(self.remedies)) == len(self.remedies),
              f"remedies must be some of {', '.join(REMEDIES)}, each once (got {self.remedies!r})")
@@ -76,7 +76,6 @@ class Settings:
              f"clip_theta must be a positive number (got {self.clip_theta!r})")
         need(isinstance(self.weight_decay, (int, float)) and 0 < self.weight_decay < math.inf,
              f"weight_decay must be a positive number (got {self.weight_decay!r})")
-        integer("eval_every", self.eval_every, 1, 1_000_000)
         integer("seed", self.seed, 0, 2**31 - 1)
         integer("threads", self.threads, 0, 1024)
 
@@ -86,7 +85,7 @@ def configs(s: Settings, remedy: str, vocab_size: int) -> tuple[Any, Any, str]:
     from engine.config import ModelConfig, TrainConfig
 
     model = dict(kind="rnn", vocab_size=vocab_size, num_hiddens=s.num_hiddens)
-    train = dict(lr=s.lr, clip="off", clip_theta=s.clip_theta, seed=s.seed, device="cpu")
+    train = dict(lr=s.lr, epochs=s.epochs, clip="off", clip_theta=s.clip_theta, seed=s.seed, device="cpu")
     what = f"tanh RNN, lr {s.lr:g}, no clipping"
     if remedy == "clip":
         train["clip"], what = "norm", f"clipping by norm, θ = {s.clip_theta:g}"
@@ -131,32 +130,22 @@ def trained(status: str) -> bool:
     return status.startswith("ok")
 
 
-def train_run(p: Any, model_cfg: Any, train_cfg: Any, steps: int, eval_every: int,
-              stop: threading.Event | None) -> dict[str, Any]:
-    """One run's per-step gradient norms and its validation perplexity every ``eval_every`` steps (and at the
-    end); it ends at the first loss that is not finite."""
-    import torch
+def train_run(p: Any, model_cfg: Any, train_cfg: Any, point: str, stop: threading.Event | None,
+              progress: Progress, done: int, total: int) -> dict[str, Any]:
+    """One run in a folder tagged ``point``: its per-step gradient norms and its validation perplexity after
+    every epoch; it ends where the trainer stops a run that blew up (the weights are then the last good
+    epoch's, which ``dead_units`` reads)."""
+    from engine.exercises.training_runs import train_lm
+    from engine.training import perplexity, prepare_ids
 
-    from engine.labs.bptt_grads import step_norms
-    from engine.models.lm import build_model
-    from engine.training import evaluate, perplexity, prepare_ids
-
-    torch.manual_seed(train_cfg.seed)
-    model = build_model(model_cfg)
     _, val_ids = prepare_ids(p.ids, model_cfg, train_cfg)
-    cpu = torch.device("cpu")
-    norms: list[float] = []
-    losses: list[float] = []
-    vals: list[tuple[int, float]] = []
-    finite = True
-    for r in step_norms(p.ids, model_cfg, train_cfg, steps, model=model, stop=stop):
-        norms.append(r.grad_norm)
-        losses.append(r.loss)
-        if not math.isfinite(r.loss):
-            finite = False
-            break
-        if r.step % eval_every == 0 or r.step == steps:
-            vals.append((r.step, evaluate(model, val_ids, train_cfg.batch_size, train_cfg.num_steps, cpu)))
+    t = train_lm(p, model_cfg, train_cfg, progress, stop, done=done, total=total, label=point,
+                 tags={"exercise": "8.7.2", "point": point}, per_step=True)
+    last_step = {r.epoch: r.step for r in t.steps}  # the last step of each epoch
+    vals = [(last_step.get(e.epoch, 0), e.val_ppl) for e in t.history if e.val_ppl is not None]
+    finite = t.diverged is None
+    norms = [r.grad_norm for r in t.steps]
+    losses = [r.loss for r in t.steps]
     a = np.array(norms)
     final = vals[-1][1] if finite and vals else math.inf
     good = [v for _, v in vals if math.isfinite(v)]
@@ -164,10 +153,14 @@ def train_run(p: Any, model_cfg: Any, train_cfg: Any, steps: int, eval_every: in
     return {"vals": vals, "norms": norms, "finite": finite, "final_val": final,
             "train_ppl": perplexity(float(np.mean(tail))) if finite else math.inf,
             "best_val": min(good) if good else math.inf,
-            "max_norm": float(a.max()) if np.isfinite(a).all() else math.inf,  # a nan norm counts as unbounded
-            "max_step": int(np.argmax(np.nan_to_num(a, nan=np.inf))) + 1,
+            # the largest norm before a blow-up (the step the trainer stopped at has none: nan)
+            "max_norm": float(np.nanmax(a)) if np.isfinite(a).any() else math.inf,
+            "max_step": int(np.nanargmax(a)) + 1 if np.isfinite(a).any() else 1,
+            "diverged_step": t.diverged.step if t.diverged is not None else None,
             "over_theta": float(np.mean(~(a <= train_cfg.clip_theta))),  # nan is over too
-            "dead_units": dead_units(model, val_ids) if model_cfg.activation == "relu" else None}
+            # of the weights kept at the end (a diverged run's: its last good epoch's)
+            "dead_units": dead_units(t.model, val_ids) if model_cfg.activation == "relu" and finite else None,
+            "run": t.run}
 
 
 def dead_units(model: Any, val_ids: np.ndarray) -> int:
@@ -188,20 +181,22 @@ class ExplodingRemedies(Exercise):
                 "Compare the remedies at one learning rate where a plain RNN blows up.")
     Settings = Settings
     default = Settings()
-    long = Settings(steps=4000, eval_every=40)
+    long = Settings(epochs=500)
     references = (  # seed 0; the tolerances span seeds 0-1
-        Reference("ok_none", 0, 0, "default", "the plain run ended worse than uniform at seeds 0-1"),
+        Reference("ok_none", 0, 0, "default", "the plain run diverged in its first epoch at seeds 0-1 (steps 8, 7)"),
         Reference("remedies_ok", 3, 0, "default", "seeds 0-1: gru, lstm and small_lr trained; clip, weight_decay and "
                                                   "irnn did not"),
         Reference("best_val_gru", 8.71, 0.01, "default", "seeds 0-1 gave 8.709-8.713"),
-        Reference("best_val_lstm", 9.15, 0.01, "default", "seeds 0-1 gave 9.146-9.151"),
+        Reference("best_val_lstm", 9.15, 0.01, "default", "seeds 0-1 gave 9.145-9.150"),
         Reference("best_val_small_lr", 9.71, 0.16, "default", "seeds 0-1 gave 9.56-9.71"),
-        Reference("best_val_clip", 19.38, 3.4, "default", "seeds 0-1 gave 19.4-22.8"),
-        Reference("dead_units_irnn", 64, 0, "default", "every unit dead after step 2 at seeds 0-1"),
+        Reference("best_val_clip", 18.70, 5.7, "default", "seeds 0-1 gave 18.7-24.4"),
+        Reference("diverged_step_irnn", 2, 0, "default", "the IRNN diverged at step 2 at seeds 0-1"),
         Reference("unigram_ppl", 17.42, 0.005, "default", "the training characters' frequencies: exact"),
-        Reference("remedies_ok", 3, 0, "long", "seeds 0-1: gru, lstm, small_lr (the first two then overfit)"),
-        Reference("best_val_gru", 8.71, 0.02, "long", "seeds 0-1 gave 8.709-8.726"),
-        Reference("best_val_small_lr", 9.65, 0.07, "long", "seeds 0-1 gave 9.645-9.706"),
+        Reference("remedies_ok", 3, 0, "long", "seeds 0-1: gru, lstm, small_lr (the gated cells then overfit)"),
+        Reference("best_val_gru", 8.58, 0.14, "long", "seeds 0-1 gave 8.58-8.71"),
+        Reference("best_val_lstm", 8.82, 0.015, "long", "seeds 0-1 gave 8.819-8.832"),
+        Reference("best_val_small_lr", 9.64, 0.08, "long", "seeds 0-1 gave 9.56-9.64"),
+        Reference("diverged_step_irnn", 2, 0, "long", "seeds 0-1"),
     )
 
     def compute(self, s: Settings, progress: Progress, stop: threading.Event | None) -> Result:
@@ -216,24 +211,25 @@ class ExplodingRemedies(Exercise):
         names = ("none", *s.remedies)
         out: dict[str, dict[str, Any]] = {}
         rows, figures = [], {}
+        total = len(names) * s.epochs
         for i, name in enumerate(names):
             check_stop(stop)
             model_cfg, train_cfg, what = configs(s, name, V)
-            progress(i, len(names), f"{name}: {what}")
             if name == "none":
                 train_ids, val_ids = prepare_ids(p.ids, model_cfg, train_cfg)
                 unigram = unigram_perplexity(train_ids, val_ids, V)
-            r = train_run(p, model_cfg, train_cfg, s.steps, s.eval_every, stop)
-            check_stop(stop)
+            r = train_run(p, model_cfg, train_cfg, name, stop, progress, i * s.epochs, total)
             r["status"], r["what"] = status_of(r, V, unigram), what
             out[name] = r
             rows.append([name, what, r["best_val"], r["final_val"], r["train_ppl"], r["status"], r["max_norm"],
                          r["over_theta"]])
             figures[f"best_val_{name}"], figures[f"final_val_{name}"] = r["best_val"], r["final_val"]
             figures[f"max_norm_{name}"], figures[f"ok_{name}"] = r["max_norm"], float(trained(r["status"]))
+            if r["diverged_step"] is not None:
+                figures[f"diverged_step_{name}"] = float(r["diverged_step"])
             if r["dead_units"] is not None:
                 figures[f"dead_units_{name}"] = float(r["dead_units"])
-        progress(len(names), len(names), "done")
+        progress(total, total, "done")
         figures["unigram_ppl"] = unigram
         figures["remedies_ok"] = float(sum(trained(out[n]["status"]) for n in s.remedies))
         plots = [
@@ -247,24 +243,35 @@ class ExplodingRemedies(Exercise):
                   for n in names]),
         ]
         return Result(["remedy", "what changed", "best val ppl", "final val ppl", "train ppl", "status", "max ‖g‖",
-                       f"steps ‖g‖ > {s.clip_theta:g}"], rows, explain(s, out, V, unigram), figures, plots)
+                       f"steps ‖g‖ > {s.clip_theta:g}"], rows, explain(s, out, V, unigram), figures, plots,
+                      runs=[out[n]["run"] for n in names])
 
 
 def explain(s: Settings, out: dict[str, dict[str, Any]], V: int, unigram: float) -> str:
     """What the table says, read from its own numbers."""
+    from engine.trainer import DIVERGED_EXCESS, loss_limit
+
     base = out["none"]
     f = lambda x: f"{x:.3g}" if math.isfinite(x) else "∞"  # noqa: E731
-    parts = [f"Without any remedy the tanh RNN at lr {s.lr:g} is {base['status']}: its best validation perplexity "
-             f"was {f(base['best_val'])} and it ends at {f(base['final_val'])}, with gradient norms up to "
-             f"{f(base['max_norm'])}. For scale: guessing uniformly gives {V}, the character frequencies alone "
-             f"{unigram:.2f}."]
+    if base["diverged_step"] is not None:
+        first = (f"Without any remedy the tanh RNN at lr {s.lr:g} diverged at step {base['diverged_step']}, after "
+                 f"gradient norms up to {f(base['max_norm'])} (the trainer stops a run whose loss stops being finite "
+                 f"or passes ln V + {DIVERGED_EXCESS:g} nats, perplexity {math.exp(loss_limit(V)):.2g}, and keeps its "
+                 "last good epoch).")
+    else:
+        first = (f"Without any remedy the tanh RNN at lr {s.lr:g} is {base['status']}: its best validation "
+                 f"perplexity was {f(base['best_val'])} and it ends at {f(base['final_val'])}, with gradient norms "
+                 f"up to {f(base['max_norm'])}.")
+    parts = [first + f" For scale: guessing uniformly gives {V}, the character frequencies alone {unigram:.2f}."]
     ok = {n: trained(out[n]["status"]) for n in s.remedies}
     if any(ok.values()):
         parts.append("Trained (best validation perplexity): " + "; ".join(
             f"{n} {f(out[n]['best_val'])}" for n in s.remedies if ok[n]) + ".")
     if not all(ok.values()):
         parts.append("Did not: " + "; ".join(
-            f"{n} ({out[n]['status']}, best {f(out[n]['best_val'])})" for n in s.remedies if not ok[n]) + ".")
+            f"{n} ({out[n]['status']}" + (f" at step {out[n]['diverged_step']}" if out[n]["diverged_step"] else "")
+            + (f", best {f(out[n]['best_val'])}" if math.isfinite(out[n]["best_val"]) else ", no epoch finished")
+            + ")" for n in s.remedies if not ok[n]) + ".")
     first_gated = next((g for g in s.remedies if g in ("gru", "lstm")), None)
     for n in s.remedies:
         r = out[n]
@@ -287,8 +294,11 @@ def explain(s: Settings, out: dict[str, dict[str, Any]], V: int, unigram: float)
                          + (f" (largest ‖g‖ {f(r['max_norm'])})." if ok[n] else ", yet not enough here."))
         elif n == "weight_decay":
             parts.append(f"Weight decay λ = {s.weight_decay:g} pulls the weights towards 0 a little each step"
-                         + (f": no match for a minibatch whose gradient reaches {f(r['max_norm'])}, which throws the "
-                            "weights off in one step." if not ok[n] else ", and here that kept W_hh small enough."))
+                         + (", and here that kept W_hh small enough." if ok[n] else
+                            f": no match for the steps that throw the weights off (it diverged at step "
+                            f"{r['diverged_step']})." if r["diverged_step"] else
+                            f": no match for a minibatch whose gradient reaches {f(r['max_norm'])}, which throws the "
+                            "weights off in one step."))
         elif n == "irnn":
             dead = r["dead_units"]
             parts.append("The identity start copies the state forward, so at first the gradient neither vanishes "
@@ -296,14 +306,17 @@ def explain(s: Settings, out: dict[str, dict[str, Any]], V: int, unigram: float)
                              f"; but ReLU never saturates, and at lr {s.lr:g} step {r['max_step']} had ‖g‖ = "
                              f"{f(r['max_norm'])}: after it {dead} of {s.num_hiddens} units stayed at 0 on the whole "
                              "validation text, so the output layer could only learn the frequencies (Le et al. train "
-                             "it with clipping and far smaller rates)." if not ok[n] and dead else "."))
+                             "it with clipping and far smaller rates)." if not ok[n] and dead else
+                             f"; but ReLU never saturates, so nothing bounds an activation once it grows, and at lr "
+                             f"{s.lr:g} without clipping the run diverged at step {r['diverged_step']} (Le et al. train "
+                             "it with clipping and far smaller rates)." if r["diverged_step"] else "."))
     late = [n for n in s.remedies if out[n]["status"] == "ok, then overfits"]
     if late:
         parts.append(", ".join(late) + " trained, then overfitted: validation ended at " + ", ".join(
             f(out[n]["final_val"]) for n in late) + " while training perplexity fell to " + ", ".join(
-            f(out[n]["train_ppl"]) for n in late) + f" — {s.steps} steps on this text is more than it holds (8.6.1).")
-    if s.steps < Settings.__dataclass_fields__["steps"].default * 10:
-        parts.append(f"{s.steps} steps is indicative; --long trains D2L's 500 epochs (4,000 steps).")
+            f(out[n]["train_ppl"]) for n in late) + f" — {s.epochs} epochs on this text is more than it holds (8.6.1).")
+    if s.epochs < 500:
+        parts.append(f"{s.epochs} epochs is indicative; --long trains D2L's 500.")
     return " ".join(parts)
 
 

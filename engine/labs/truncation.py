@@ -20,6 +20,10 @@ The peak graph is measured by replaying the trainer's own cut decisions
 (``engine.truncation.Cuts`` draws them from (seed, epoch)), next to the bound
 ``graph_positions`` that the trainer's memory check uses.
 
+Given a pipeline and ``tags`` (say ``{"exercise": "8.5.5"}``), each strategy's run is an ordinary run
+folder (``engine.runs.create_run``) tagged with them and ``"point": <strategy>``, so Runs can overlay
+the strategies; every strategy's configuration is checked before the first folder is made.
+
 ``refusals`` shows why the optimizer cannot step between two minibatches
 that share a graph: it carries the state without detaching, steps after the
 first minibatch and runs the second's backward, plainly and with
@@ -110,6 +114,7 @@ class StrategyResult:
     bound_positions: int  # engine.truncation.graph_positions: what the trainer's memory check allows for
     status: str  # the trainer's Finished reason: completed | stopped | diverged
     message: str = ""  # the trainer's Diverged message, if any
+    run: str | None = None  # its run folder's name (None: trained without one)
 
     @property
     def seconds(self) -> float:
@@ -149,19 +154,24 @@ class StrategyEvent:
     figures: EpochFigures | None = None  # at an epoch's end: the epoch's figures, as the Comparison keeps them
 
 
-def compare(ids: Any, vocab_size: int, cfg: TruncationConfig = TruncationConfig(), *,
-            stop: threading.Event | None = None) -> Generator[StrategyEvent, None, Comparison]:
-    """Train once per strategy; yield each run's events, return the figures (see the module docstring)."""
+def compare(data: Any, vocab_size: int, cfg: TruncationConfig = TruncationConfig(), *,
+            stop: threading.Event | None = None,
+            tags: dict[str, str] | None = None) -> Generator[StrategyEvent, None, Comparison]:
+    """Train once per strategy on ``data`` (ids or a pipeline; with a pipeline and ``tags``, each in a run
+    folder); yield each run's events, return the figures (see the module docstring)."""
+    from engine.runs import create_run
     from engine.training import prepare_ids
 
-    ids = np.asarray(ids.ids if hasattr(ids, "ids") else ids)
+    ids = np.asarray(data.ids if hasattr(data, "ids") else data)
     model_cfg = cfg.model_config(vocab_size)
     checked = {s: prepare_ids(ids, model_cfg, cfg.train_config(s)) for s in cfg.strategies}  # refuse before any run
     _warm_up(ids, model_cfg, cfg.train_config(cfg.strategies[0]))
     results: list[StrategyResult] = []
     for strategy in cfg.strategies:
         train_cfg = cfg.train_config(strategy)
-        result = yield from _one(ids, model_cfg, train_cfg, len(checked[strategy][0]), stop)
+        run = create_run(None, model_cfg, train_cfg, data, tags={**tags, "point": strategy}) \
+            if tags and hasattr(data, "corpus") else None
+        result = yield from _one(ids, model_cfg, train_cfg, len(checked[strategy][0]), stop, run)
         results.append(result)
         if result.status == "stopped":
             break
@@ -180,13 +190,13 @@ def compare_all(ids: Any, vocab_size: int, cfg: TruncationConfig = TruncationCon
 
 
 def _one(ids: np.ndarray, model_cfg: ModelConfig, train_cfg: TrainConfig, n_train: int,
-         stop: threading.Event | None) -> Generator[StrategyEvent, None, StrategyResult]:
+         stop: threading.Event | None, run: Any = None) -> Generator[StrategyEvent, None, StrategyResult]:
     from engine.trainer import train
     from engine.truncation import graph_positions
 
     epochs: list[EpochFigures] = []
     elapsed, step, status, message = 0.0, 0, "completed", ""
-    for event in train(ids, model_cfg, train_cfg, stop=stop):
+    for event in train(ids, model_cfg, train_cfg, stop=stop, run=run):
         figures = None
         if isinstance(event, Progress) and event.epoch_end:
             figures = EpochFigures(event.epoch, event.train_ppl, event.val_ppl, event.elapsed_s - elapsed,
@@ -201,7 +211,7 @@ def _one(ids: np.ndarray, model_cfg: ModelConfig, train_cfg: TrainConfig, n_trai
     replay = replay_cuts(ids, model_cfg, train_cfg, len(epochs))
     one = train_cfg.batch_size * train_cfg.num_steps
     return StrategyResult(train_cfg.truncation, epochs, replay.minibatches, replay.longest * one,
-                          graph_positions(train_cfg, n_train), status, message)
+                          graph_positions(train_cfg, n_train), status, message, run.name if run is not None else None)
 
 
 @dataclass(frozen=True)
