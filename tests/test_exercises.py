@@ -368,6 +368,19 @@ def test_8_6_3_the_linear_row_matches_least_squares_done_here() -> None:
     assert rows["linear"][3] == pytest.approx(one_step, rel=1e-6) and r.figures["linear_1"] == rows["linear"][3]
 
 
+def test_8_6_3_runs_with_another_cell_and_names_it() -> None:
+    # --long uses a GRU: its models are "gru window" and "gru history", which the explanation once looked up
+    # as "rnn history" (a KeyError at the long budget only)
+    from engine.exercises.sequence_runs import NAMES
+
+    ex = registry.get("8.6.3")
+    assert ex.long.kind == "gru"
+    r = ex.run(ex.settings(kind="gru", epochs=1, history_epochs=2, num_hiddens=4))
+    assert [row[0] for row in r.rows] == ["linear", "mlp", "gru window", "gru history"]
+    assert f"{r.figures['gru_history_1']:.4f}" in r.explanation
+    assert NAMES["gru history"] == "recurrent model (gru) over the history" and NAMES["mlp"] == "MLP"
+
+
 # -- 8.5.6 ----------------------------------------------------------------------------------------------
 def test_8_5_6_relu_runs_per_seed_with_and_without_clipping() -> None:
     ex = registry.get("8.5.6")

@@ -43,7 +43,7 @@ class RNNForSequence(Exercise):
                 figures[f"{r['model'].replace(' ', '_')}_{k}"] = v
         by = {r["model"]: r["mse"] for r in table}
         best = {k: min(by, key=lambda m: by[m][k]) for k in ("1", "16", "64", "multi")}
-        h, m = by["rnn history"], by["mlp"]
+        h, m = by[f"{s.kind} history"], by["mlp"]
         explanation = (
             f"One step ahead the recurrent model over the history has test MSE {h['1']:.4f}, the MLP "
             f"{m['1']:.4f} and the linear model {by['linear']['1']:.4f}; all sit near the noise floor 0.04. Further "

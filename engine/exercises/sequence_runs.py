@@ -19,8 +19,17 @@ from engine.exercises.base import Progress, Stopped, need
 from engine.exercises.common import integer
 
 
-NAMES = {"linear": "linear model", "mlp": "MLP", "rnn window": "recurrent model on the window",
-         "rnn history": "recurrent model over the history"}  # the lab's model names in a sentence
+class _Names(dict):
+    """The lab's model names in a sentence; a recurrent model of another cell than rnn names it:
+    ``NAMES["gru history"]`` → ``"recurrent model (gru) over the history"``."""
+
+    def __missing__(self, model: str) -> str:
+        kind, _, what = model.rpartition(" ")
+        return f"recurrent model ({kind}) " + ("on the window" if what == "window" else "over the history")
+
+
+NAMES = _Names({"linear": "linear model", "mlp": "MLP", "rnn window": "recurrent model on the window",
+                "rnn history": "recurrent model over the history"})
 
 
 @dataclass(frozen=True)
