@@ -18,7 +18,9 @@ these pieces, keeping the chapter's semantics per rank:
   ``batch_size × world_size`` rows, the effective batch, as one process would compute it on the
   ranks' minibatches stacked (``tests/test_distributed.py`` checks it against such a loop). DDP
   broadcasts rank 0's weights when it wraps the model; ``Lockstep.start`` sends the rest of rank
-  0's state (optimizer moments, counters, RNG: a resumed checkpoint's) to the others.
+  0's state (optimizer moments, counters, RNG: a resumed checkpoint's) to the others. Then each rank
+  but 0 reseeds its torch stream from ``(seed, step, rank)`` (``World.own_stream``), so dropout
+  draws different masks on each rank's minibatches rather than the same units everywhere.
 * **One decision for all** (``Lockstep``): before every minibatch one all-reduce (MAX) of three
   flags, on the CPU: some rank was asked to stop, some rank's epoch has no minibatch left (the
   shards' random offsets can leave one a minibatch short), some rank's progress window is due.
@@ -33,8 +35,8 @@ Checkpoints hold the unwrapped model's weights, so a run resumes on any number o
 on a CPU-only machine.
 
 Left out: model parallelism, gradient accumulation, elastic membership (a failed rank ends the run;
-torchrun's agent stops the others), and per-rank dropout masks (every rank draws from rank 0's
-torch RNG stream, so the masks repeat across ranks).
+torchrun's agent stops the others), and saving the streams of ranks other than 0 (a resume reseeds
+them from its step instead).
 """
 
 from __future__ import annotations
@@ -107,6 +109,15 @@ class World:
         """The seed of a random stream: ``words`` in one process; with several, the rank appended, so each
         rank draws its own minibatch order from its shard. ``[0, 3]`` → ``[0, 3, 1]`` on rank 1."""
         return list(words) if self.size == 1 else [*words, self.rank]
+
+    def own_stream(self, seed: int, step: int) -> None:
+        """Give this rank's torch random stream (dropout's masks) a seed of its own: every rank starts from the
+        same seed for the same initial weights, so without this all ranks would drop the same units on their
+        different minibatches. Rank 0 keeps the run's stream (the one its checkpoints save); rank r > 0 draws
+        from (seed, step, r), so a resumed run gives it new masks, the same ones on every resume from a step."""
+        if self.size == 1 or self.is_main:
+            return
+        torch.manual_seed(int(np.random.SeedSequence(self.rng_key(seed, step)).generate_state(1)[0]))
 
     def place(self, device: torch.device) -> torch.device:
         """This rank's device: a CUDA device becomes ``cuda:LOCAL_RANK`` (one GPU per process)."""

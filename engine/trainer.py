@@ -200,6 +200,7 @@ class _Snapshot:
     optimizer: dict[str, Any]
     state: TrainState
     rng: torch.Tensor
+    scaler: dict[str, Any] | None = None  # fp16's loss scaler (its scale and growth count); None without one
 
 
 class _Loop:
@@ -241,6 +242,7 @@ class _Loop:
         self.net: torch.nn.Module = self.model  # what the minibatches go through: DDP's wrapper with several ranks
         if self.lockstep is not None:
             self.net, self.state = self.lockstep.start(self.model, self.optimizer, self.state, self.device)
+            world.own_stream(cfg.seed, self.state.step)  # dropout: each rank its own masks
         self.graph = None  # cuda_graphs: the whole step, captured at the first minibatch and replayed after
         if cfg.cuda_graphs:
             from engine.graphs import TrainStepGraph
@@ -263,7 +265,8 @@ class _Loop:
     def _take_snapshot(self) -> _Snapshot:
         return _Snapshot(model={k: v.detach().clone() for k, v in self.model.state_dict().items()},
                          optimizer=copy.deepcopy(self.optimizer.state_dict()),
-                         state=replace(self.state, elapsed_s=self.elapsed()), rng=torch.get_rng_state())
+                         state=replace(self.state, elapsed_s=self.elapsed()), rng=torch.get_rng_state(),
+                         scaler=self.scaler.state_dict() if self.scaler is not None else None)
 
     def _resume(self, same_optimizer: bool) -> None:
         """Continue from the run's checkpoint. A different optimizer (say SGD, then
@@ -282,6 +285,9 @@ class _Loop:
         self.state = TrainState.from_json(doc)
         if rng is not None:
             torch.set_rng_state(rng)
+        if self.scaler is not None and isinstance(doc.get("grad_scaler"), dict):
+            # fp16 goes on at the scale it had learned, not at the first step's 2^16 (a run of skipped steps)
+            self.scaler.load_state_dict(doc["grad_scaler"])
         self.run.truncate_logs(self.state.step, self.state.epoch)
 
     def _emit(self, event: Event) -> Event:
@@ -296,6 +302,8 @@ class _Loop:
         doc = {**snap.state.to_json(), "status": status, "unstable": unstable(snap.state, self.model.cfg.vocab_size),
                "epochs": self.cfg.epochs, "device": str(self.device), "world_size": self.world.size,
                "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        if snap.scaler is not None:
+            doc["grad_scaler"] = snap.scaler
         self.run.save_checkpoint(snap.model, snap.optimizer, doc, snap.rng)
         self.last_ckpt = _clock()
         ev = Checkpoint(epoch=snap.state.epoch, step=snap.state.step, path=str(self.run.path))
@@ -468,6 +476,8 @@ class _Loop:
                     f"Kept the weights from the end of epoch {self.snapshot.state.epoch}."))
         self.model.load_state_dict(self.snapshot.model)
         self.optimizer.load_state_dict(self.snapshot.optimizer)
+        if self.scaler is not None and self.snapshot.scaler is not None:
+            self.scaler.load_state_dict(self.snapshot.scaler)
         self.state = replace(self.snapshot.state)
         yield from self._save("diverged", self.snapshot)
 

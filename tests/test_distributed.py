@@ -104,7 +104,7 @@ def _play(world, ids, vocab, name, cfg, run_path, out):
         elif isinstance(ev, Finished):
             finished = (ev.reason, ev.step)
     out[name] = {"progress": progress, "finished": finished, "diverged": diverged,
-                 "weights": {k: v.clone() for k, v in model.state_dict().items()}}
+                 "weights": {k: v.clone() for k, v in model.state_dict().items()}, "rng": torch.get_rng_state()}
 
 
 def _rank_main(rank: int, port: int, ids: np.ndarray, vocab: int, plays: list, folder: str) -> None:
@@ -268,6 +268,36 @@ def test_a_two_rank_run_resumes_on_one_process_and_loads_on_the_cpu(ranks, pipel
     assert run.train_config.world_size == 1 and run.trainer_state()["world_size"] == 1
     steps = [m["step"] for m in run.metrics() if not m["epoch_end"]]
     assert steps == list(range(1, len(steps) + 1))
+
+
+def test_each_rank_draws_from_its_own_torch_stream(ranks):
+    # the ranks start from one seed (the same initial weights) and rank 0's RNG is sent to the others, so
+    # without a stream of their own every rank would draw the same dropout masks
+    got, *_ = ranks
+    for name in ("sequential", "random"):
+        assert not torch.equal(got[0][name]["rng"], got[1][name]["rng"])
+        _assert_weights_equal(got[0][name]["weights"], got[1][name]["weights"], atol=0)  # DDP keeps them one
+
+
+def test_a_ranks_own_stream_is_a_function_of_seed_step_and_rank():
+    from engine.distributed import World
+
+    def state_after(world, seed, step):
+        torch.manual_seed(123)
+        world.own_stream(seed, step)
+        return torch.get_rng_state()
+
+    torch.manual_seed(123)
+    untouched = torch.get_rng_state()
+    one, zero = World(rank=1, size=2, local_rank=1, local_size=2), World(rank=0, size=2, local_rank=0, local_size=2)
+    assert torch.equal(state_after(zero, 0, 5), untouched)  # rank 0 keeps the run's (checkpointed) stream
+    assert torch.equal(state_after(World(), 0, 5), untouched)  # and so does a single process
+    assert torch.equal(state_after(one, 0, 5), state_after(one, 0, 5))  # reproducible
+    assert not torch.equal(state_after(one, 0, 5), untouched)
+    assert not torch.equal(state_after(one, 0, 5), state_after(one, 0, 6))  # a resume from another step
+    assert not torch.equal(state_after(one, 0, 5), state_after(one, 1, 5))
+    two = World(rank=2, size=3, local_rank=2, local_size=3)
+    assert not torch.equal(state_after(one, 0, 5), state_after(two, 0, 5))
 
 
 def test_shards_are_contiguous_equal_parts():

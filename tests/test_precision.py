@@ -198,6 +198,21 @@ def test_fp16_clips_the_unscaled_gradient_and_an_overflow_is_no_divergence(fp16_
     assert 0 < max(norms16) < 3 * max(norms32)
 
 
+def test_fp16s_loss_scale_is_checkpointed_and_resumed(fp16_on_the_cpu, pipeline, tmp_path):
+    # a resume that started again at the initial scale would skip a run of steps to find it again
+    model_cfg = ModelConfig(kind="gru", vocab_size=len(pipeline.vocab), num_hiddens=16)
+    cfg = TrainConfig(epochs=1, seed=0, device="auto", threads=1, sample_every=0, precision="fp16", max_tokens=3000)
+    run = create_run(tmp_path, model_cfg, cfg, pipeline)
+    _final(list(engine.trainer.train(pipeline, model_cfg, cfg, run=run)))
+    first = fp16_on_the_cpu[0]
+    saved = json.loads((run.path / "checkpoint.json").read_text())["grad_scaler"]
+    assert saved["scale"] == first.get_scale() < 2.0**24  # overflowing steps halved it
+    assert saved["_growth_tracker"] == first.state_dict()["_growth_tracker"]
+    # resumed with nothing left to train: the new scaler holds the saved scale, not the initial 2^24
+    _final(list(engine.trainer.train(pipeline, model_cfg, cfg, run=open_run(run.path))))
+    assert len(fp16_on_the_cpu) == 2 and fp16_on_the_cpu[1].get_scale() == saved["scale"]
+
+
 def test_fp16_and_cuda_graphs_are_refused_off_cuda_naming_the_option():
     with pytest.raises(ConfigError, match=r"precision fp16 needs a CUDA GPU \(device is cpu\).*--precision bf16"):
         TrainConfig(precision="fp16", device="cpu")
