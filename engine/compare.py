@@ -125,7 +125,7 @@ class FactsCache:
 
 # --- columns ---------------------------------------------------------------------------------------------
 
-def _si(x: float) -> str:
+def si(x: float) -> str:
     """12345.6 -> '12.3k'; 950 -> '950'."""
     for factor, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(x) >= factor:
@@ -207,6 +207,14 @@ def _opt(fn: Callable[[dict[str, Any]], str]) -> Callable[[RunFacts], str]:
     return lambda f: fn(f.options)
 
 
+def _speed(f: RunFacts) -> str:
+    """The last epoch's tokens/s over all processes; trained by several, each one's too: "1.2M (2×612k)"."""
+    if f.tokens_per_s is None:
+        return "–"
+    n = f.options.get("world_size", 1) if f.ok else 1
+    return si(f.tokens_per_s) + (f" ({n}×{si(f.tokens_per_s / n)})" if n > 1 else "")
+
+
 def _as_is(cell: str) -> str:
     return cell
 
@@ -226,11 +234,12 @@ COLUMNS: tuple[Column, ...] = (
     Column("truncation", "truncation", _opt(_truncation), True, ("truncation", "truncation_p")),
     Column("tokens", "tokens", _opt(lambda o: f"{o['max_tokens']:,}" if o["max_tokens"] else "all"), True,
            ("max_tokens",)),
+    Column("ranks", "ranks", _opt(lambda o: str(o.get("world_size", 1))), True, ("world_size",)),
     Column("epochs", "epochs", lambda f: f"{f.summary.epochs_done}/{f.summary.epochs}", False),
     Column("best", "best val", _best, False, foldable=False),
     Column("status", "status", _status, False),
     Column("device", "device", lambda f: f.summary.device, False),
-    Column("speed", "tok/s", lambda f: "–" if f.tokens_per_s is None else _si(f.tokens_per_s), False),
+    Column("speed", "tok/s", _speed, False),
     Column("tags", "tags", lambda f: " ".join(f"{k}={v}" for k, v in sorted(f.summary.tags.items())), True,
            name=_as_is),
 )

@@ -7,6 +7,8 @@ Planted bugs each test was run against (and failed on) are named in its docstrin
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import ast
 import csv
 import io
@@ -110,6 +112,20 @@ def test_the_command_parses_back_to_the_runs_configs(tmp_path):
         str(corpus.resolve()), "raw", "bpe", 40, 2)
     assert shlex.split(command_line(run)) == argv  # quoted for a shell: the path and prompt hold spaces
     assert "'the time'" in command_line(run)
+
+
+def test_a_run_of_two_processes_is_copied_with_nproc(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(TEXT, encoding="utf-8")
+    pipe = build_pipeline(load_corpus(str(corpus)), tokenizer="char")
+    mc = ModelConfig(kind="rnn", vocab_size=len(pipe.vocab), num_hiddens=8)
+    one = create_run(tmp_path / "runs", mc, TrainConfig(batch_size=2, num_steps=5, device="cpu"), pipe)
+    two = create_run(tmp_path / "runs", mc, TrainConfig(batch_size=2, num_steps=5, device="cpu", world_size=2), pipe)
+    assert "--nproc" not in train_argv(one)
+    argv = train_argv(two)
+    assert argv[-2:] == ["--nproc", "2"] and argv[:-2] == train_argv(one)
+    args, _, train_cfg = _parse_back(argv, two)
+    assert args.nproc == 2 and train_cfg == replace(two.train_config, world_size=1)  # the launcher sets it
 
 
 def test_show_prints_results_samples_and_the_command(runs_dir, capsys):

@@ -217,8 +217,8 @@ def test_runs_piped_is_tab_separated_with_a_header(runs_dir, tmp_path, capsys):
     # The nine columns scripts have always cut come first; the Runs screen's other columns follow them.
     assert lines[0][:9] == ["name", "corpus", "model", "epochs", "train ppl", "val ppl", "device", "status", "date"]
     assert lines[0][9:] == ["hidden×layers", "encoding", "tokenizer", "optimizer", "lr", "clip", "sampler",
-                            "truncation", "tokens", "best val", "tok/s", "tags"]
-    assert len(lines) == 3 and all(len(row) == 21 for row in lines)
+                            "truncation", "tokens", "ranks", "best val", "tok/s", "tags"]
+    assert len(lines) == 3 and all(len(row) == 22 for row in lines)
     rows = {row[0]: row for row in lines[1:]}
     good = next(r for r in list_runs(d) if not r.error)
     assert rows[good.name][2:6] == ["gru 16x1", "2/2", f"{good.train_ppl:.3f}", f"{good.val_ppl:.3f}"]

@@ -155,6 +155,38 @@ def test_best_validation_perplexity_and_its_epoch_come_from_the_log(tmp_path, pi
     assert [c.text(facts) for c in COLUMNS if c.key in ("best", "speed")] == ["12 @2", "400"]
 
 
+def _progress_line(tokens_per_s: float, epoch_end: bool = True) -> str:
+    return json.dumps({"type": "Progress", "epoch": 1, "step": 8, "train_ppl": 9.0, "val_ppl": 9.5,
+                       "tokens_per_s": tokens_per_s, "grad_norm": 0.5, "lr": 1.0, "elapsed_s": 3.0, "eta_s": 1.0,
+                       "epochs": 2, "epoch_end": epoch_end, "clip_fraction": 0.25}) + "\n"
+
+
+def test_a_run_of_several_processes_shows_its_ranks_and_each_ones_speed(tmp_path, pipeline):
+    """A run trained by 2 processes logs the total tokens/s; the table shows 2 ranks and 1.2M = 2 × 600k, and a
+    one-process run beside it 1 rank and its speed alone. Planted: the total divided by 1 fails it."""
+    one = make_run(tmp_path / "runs", pipeline, train_=False)
+    two = make_run(tmp_path / "runs", pipeline, train_=False, world_size=2)
+    for run in (one, two):
+        (run.path / "metrics.jsonl").write_text(_progress_line(1.2e6))
+    facts = {f.summary.name: f for f in map(run_facts, list_runs(tmp_path / "runs"))}
+    cell = {c.key: c for c in COLUMNS}
+    assert [cell["ranks"].text(facts[r.name]) for r in (one, two)] == ["1", "2"]
+    assert [cell["speed"].text(facts[r.name]) for r in (one, two)] == ["1.2M", "1.2M (2×600k)"]
+    assert "ranks" in [c.key for c in fold(COLUMNS, list(facts.values())).shown]  # the runs differ in it
+    three = make_run(tmp_path / "runs", pipeline, train_=False)  # two one-process runs: one value, folded away
+    assert "ranks" not in [c.key for c in fold(COLUMNS, [facts[one.name], run_facts(three.summary())]).shown]
+
+
+def test_the_live_stats_give_the_total_and_each_ranks_tokens_per_s():
+    from engine.events import Progress
+    from tui.train_view import progress_text
+
+    p = Progress(**{k: v for k, v in json.loads(_progress_line(1234567.0, False)).items() if k != "type"})
+    assert "tok/s 1,234,567" in str(progress_text(p))
+    two = str(progress_text(p, 2)).splitlines()
+    assert two[1] == "‖g‖ 0.5  clipped 25%  tok/s 1.23M=2×617k" and len(two[1]) <= 43  # 80×24's stats width
+
+
 def test_legends_name_the_differing_options_not_the_model(tmp_path, pipeline):
     """clip off vs clip norm θ=1 (no training needed: the names come from the configs).
     Planted: naming runs by model and size gives '#1 rnn 16×1' twice."""

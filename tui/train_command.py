@@ -4,7 +4,8 @@
 run read), then each preprocessing/tokenizer option and each model and training option whose
 value is not its default, as ``rnnlab train``'s own flags (``tui.cli.train``: a field's ``flag``,
 else ``--field-name``). The defaults are the real parser's (``rnnlab train`` with no options) and
-the config dataclasses'. ``command_line`` quotes it for a shell::
+the config dataclasses'. A run trained by several processes gets ``--nproc N`` (its world size; for
+several machines, the README's torchrun line). ``command_line`` quotes it for a shell::
 
     rnnlab train --corpus timemachine --model rnn --num-hiddens 16 --epochs 2 --clip off --lr 3
 
@@ -78,7 +79,9 @@ def train_argv(run: Run) -> list[str]:
             argv += [flag, _arg(data[dest])]
     model = {f.name: getattr(run.model_config, f.name) for f in fields(ModelConfig)}
     train = {f.name: getattr(run.train_config, f.name) for f in fields(TrainConfig)}
-    return argv + _option_args(ModelConfig, model) + _option_args(TrainConfig, train)
+    # the processes it trained on (world_size is set by the launcher, so it has no flag of its own)
+    ranks = ["--nproc", str(run.train_config.world_size)] if run.train_config.world_size > 1 else []
+    return argv + _option_args(ModelConfig, model) + _option_args(TrainConfig, train) + ranks
 
 
 def command_line(run: Run) -> str:

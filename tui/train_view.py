@@ -57,14 +57,17 @@ def clock(seconds: float | None) -> str:
     return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
 
 
-def progress_text(p: Progress) -> Text:
+def progress_text(p: Progress, ranks: int = 1) -> Text:
     """Three lines: train and validation perplexity; gradient norm, the share of steps clipping
-    changed, tokens/s (smoothed; the epoch's average at its end); epoch, time and ETA. Each fits
-    the 43 columns left at 80×24 (e.g. "epoch 9999/10000  time 1:23:45  ETA 1:23:45")."""
-    stats = Text()
+    changed, tokens/s (smoothed; the epoch's average at its end; trained by ``ranks`` processes, the
+    total and each one's: "1.2M=2×612k"); epoch, time and ETA. Each fits the 43 columns left at 80×24
+    (e.g. "epoch 9999/10000  time 1:23:45  ETA 1:23:45"); a longer one is cut, never wrapped."""
+    from engine.compare import si
+
+    stats = Text(no_wrap=True, overflow="ellipsis")
+    speed = f"{p.tokens_per_s:,.0f}" if ranks <= 1 else f"{si(p.tokens_per_s)}={ranks}×{si(p.tokens_per_s / ranks)}"
     lines = ((("train ppl", f"{p.train_ppl:.4g}"), ("val ppl", "–" if p.val_ppl is None else f"{p.val_ppl:.4g}")),
-             (("‖g‖", f"{p.grad_norm:.3g}"), ("clipped", f"{p.clip_fraction:.0%}"),
-              ("tok/s", f"{p.tokens_per_s:,.0f}")),
+             (("‖g‖", f"{p.grad_norm:.3g}"), ("clipped", f"{p.clip_fraction:.0%}"), ("tok/s", speed)),
              (("epoch", f"{p.epoch}/{p.epochs}"), ("time", clock(p.elapsed_s)), ("ETA", clock(p.eta_s))))
     for i, line in enumerate(lines):
         if i:

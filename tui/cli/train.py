@@ -176,10 +176,11 @@ class EventPrinter:
     tokens/s, elapsed and remaining time) with samples, spikes and divergence printed above it. Shared
     by ``rnnlab train`` and ``rnnlab watch`` (which replays a run's logged events)."""
 
-    def __init__(self, console: Any, cfg: Any, done: int = 0) -> None:
+    def __init__(self, console: Any, cfg: Any, done: int = 0, ranks: int | None = None) -> None:
         from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         self.cfg = cfg
+        self.ranks = ranks if ranks is not None else cfg.world_size  # processes training: tok/s shown per rank too
         self.bar = Bar(TextColumn("epoch {task.completed:.0f}/{task.total:.0f}"), BarColumn(),
                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=console,
                        transient=False)
@@ -201,7 +202,8 @@ class EventPrinter:
             clipped = f" clipped {ev.clip_fraction:.0%}" if self.cfg.clip != "off" else ""
             self.bar.update(self.task, completed=done, total=ev.epochs,
                             info=f"ppl {_fmt(ev.train_ppl)} val {_fmt(ev.val_ppl)} ‖g‖ {ev.grad_norm:.3g}{clipped} "
-                                 f"{ev.tokens_per_s:,.0f} tok/s")
+                                 f"{ev.tokens_per_s:,.0f} tok/s"
+                                 + (f" ({self.ranks}×{ev.tokens_per_s / self.ranks:,.0f})" if self.ranks > 1 else ""))
         elif isinstance(ev, Sample):
             console.print(f"epoch {ev.epoch}: {ev.text!r}", markup=False, highlight=False)
         elif isinstance(ev, Spike):
@@ -332,7 +334,7 @@ def _train_as(args: argparse.Namespace, out: Any, err: Any, signals: StopOnSigna
                   f"{train_cfg.optimizer} lr {train_cfg.lr:g}, {train_cfg.epochs} epochs{ranks}  ({run_.path})",
                   markup=False, highlight=False)
         data = getattr(data, "ids", data)  # the pipeline's text goes: a big corpus's would sit in memory all run
-        with EventPrinter(err, train_cfg) as printer:
+        with EventPrinter(err, train_cfg, ranks=world.size if world is not None else 1) as printer:
             signals.training = True
             events = train(data, model_cfg, train_cfg, tokenizer=tokenizer, run=run_, stop=signals.stop, world=world)
             try:

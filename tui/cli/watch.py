@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     status, live = run_.status(), run_.live()
     who = f"; trained by {live.describe()}" if live is not None else ""
     err.print(f"run {run_.name}: {m.kind} {m.num_hiddens}x{m.num_layers}, {cfg.optimizer} lr {cfg.lr:g}, "
-              f"{cfg.epochs} epochs — {status}{who}", markup=False, highlight=False)
+              f"{cfg.epochs} epochs" + (f", {cfg.world_size} processes × batch {cfg.batch_size}" if cfg.world_size > 1
+                                        else "") + f" — {status}{who}", markup=False, highlight=False)
     follower = RunFollower(run_.path, prefix=cfg.sample_prefix)
     finished: Finished | None = None
     try:

@@ -71,6 +71,7 @@ class TrainScreen(PlaygroundScreen):
         self.run_path: Path | None = None
         self.child: Child | None = None  # the training process this screen started (None: following another's)
         self._follower: RunFollower | None = None
+        self._ranks = 1  # processes training the run followed (its world size)
         self._poll_timer: Any = None
         self._next_liveness = 0.0
         self._history = False  # the first read of a followed run: its past events notify nothing
@@ -163,6 +164,8 @@ class TrainScreen(PlaygroundScreen):
             status.append("no corpus yet: load one on the Corpus screen (F1)", style="yellow")
         if pipeline is not None:
             status.append(f"{pipeline.corpus.name} · {pipeline.tokenizer.kind} · vocab {len(pipeline.tokenizer.vocab)}")
+        if self.run_path is not None and self._ranks > 1:
+            status.append(f" · {self._ranks} processes")
         if self.run_path is not None:
             status.append(f" · run {self.run_path.name}", style="dim")
         if self.unstable and not self.training:
@@ -226,11 +229,15 @@ class TrainScreen(PlaygroundScreen):
             plot.clear()
             plot.replot()
         self.query_one("#train-sample", Static).update("")
+        # not the previous run's figures: a run that ends before its first progress (a divergence in its first
+        # steps) would leave them standing as if they were its own
+        self._stats.update(Text("no progress logged yet", style="dim"), layout=False)
         self._bar.update(total=run.train_config.epochs, progress=0)
         self._steps_per_epoch, self._exact_spe = steps_per_epoch, False
         self._ppl.empty_message = "training: the curves start after a few steps"
         self.events_seen, self.last_progress, self.unstable = 0, None, False
         self._run_configs = (run.model_config, run.train_config)
+        self._ranks = run.train_config.world_size
         self._show_configs(run)
         self.run_path, self.child = run.path, child
         self._follower = RunFollower(run.path, prefix=run.train_config.sample_prefix)
@@ -316,7 +323,11 @@ class TrainScreen(PlaygroundScreen):
                         self._show_status()
         elif time.monotonic() >= self._next_liveness:
             self._next_liveness = time.monotonic() + LIVENESS_INTERVAL_S
-            status = open_run(self.run_path).status() if self.run_path is not None else "?"
+            run = open_run(self.run_path) if self.run_path is not None else None
+            status = run.status() if run is not None else "?"
+            if run is not None and run.train_config.world_size != self._ranks:  # its trainer records how many
+                self._ranks = run.train_config.world_size
+                self._show_status()
             if status != "running":
                 self._on_events_after_exit()
                 if self.training:
@@ -396,7 +407,7 @@ class TrainScreen(PlaygroundScreen):
     def _show_progress(self, p: Progress) -> None:
         done = p.epoch if p.epoch_end else p.epoch - 1
         self._bar.update(total=p.epochs, progress=done)
-        self._stats.update(progress_text(p), layout=False)  # fixed height: no re-layout
+        self._stats.update(progress_text(p, self._ranks), layout=False)  # fixed height: no re-layout
 
     def _flush(self, force: bool = False) -> None:
         """Show what came in since the last tick: stats every tick, plots less often.
