@@ -102,18 +102,34 @@ class UsedContext(Exercise):
         progress(total, total, "done")
         within = next((int(r[0]) for r in rows[:-1] if r[2] <= 1.05), None)
         first, last = rows[0], rows[-2]
-        explanation = (
-            f"Trained {s.epochs} epochs on {s.max_tokens:,} characters, the model's perplexity on the next "
-            f"{len(unseen):,} (never seen) is {never:.2f} when its state is never reset. Reset every token — each character predicted from itself alone, a bigram model — it is "
-            f"{first[1]:.2f}; every {last[0]} tokens, {last[1]:.2f}. "
-            + (f"From n = {within} on the perplexity is within 5% of never resetting: what the model uses lies "
-               f"within about {within} characters — a few words — although BPTT over {train_cfg.num_steps} steps "
-               f"and the carried state could in principle reach further. "
-               if within is not None else
-               "Even the longest interval tried stays more than 5% worse than never resetting: the model uses "
-               "context further back than that. ")
-            + "That is this model's limit: a small state, trained briefly, keeps the recent past; long-range "
-            "facts (who speaks, what the chapter is about) fade, consistent with the vanishing gradients of 8.4.3.")
+        best = min(rows[:-1], key=lambda r: r[1])
+        if best[1] * 1.05 < never:  # a short context beats the whole: the model learned its training text
+            final = history[-1] if history else None
+            explanation = (
+                f"Trained {s.epochs} epochs on {s.max_tokens:,} characters, the model's perplexity on the next "
+                f"{len(unseen):,} (never seen) is {never:.2f} when its state is never reset, yet {best[1]:.2f} when "
+                f"it is reset every {best[0]} tokens: here a longer context makes its predictions worse. "
+                + (f"It ended at training perplexity {final.train_ppl:.2f} against validation {final.val_ppl:.2f}: "
+                   if final is not None and final.val_ppl is not None else "")
+                + "it has learned its training text by heart (8.6.1), and a long state steers it towards that text's "
+                "continuations, which new text does not follow, while a state of a few characters only carries what "
+                "holds in any English. So this does not measure how much context language needs but how much of "
+                "its state this overfitted model can use without being misled: fewer epochs (the default budget) or "
+                "more text show the other side, where perplexity falls as the context grows.")
+        else:
+            explanation = (
+                f"Trained {s.epochs} epochs on {s.max_tokens:,} characters, the model's perplexity on the next "
+                f"{len(unseen):,} (never seen) is {never:.2f} when its state is never reset. Reset every token — "
+                f"each character predicted from itself alone, a bigram model — it is "
+                f"{first[1]:.2f}; every {last[0]} tokens, {last[1]:.2f}. "
+                + (f"From n = {within} on the perplexity is within 5% of never resetting: what the model uses lies "
+                   f"within about {within} characters — a few words — although BPTT over {train_cfg.num_steps} steps "
+                   f"and the carried state could in principle reach further. "
+                   if within is not None else
+                   "Even the longest interval tried stays more than 5% worse than never resetting: the model uses "
+                   "context further back than that. ")
+                + "That is this model's limit: a small state, trained briefly, keeps the recent past; long-range "
+                "facts (who speaks, what the chapter is about) fade, consistent with the vanishing gradients of 8.4.3.")
         plot = Plot("perplexity on unseen text, state reset every n tokens", "log2 n", "perplexity",
                     [Series("reset every n", [math.log2(int(r[0])) for r in rows[:-1]], [r[1] for r in rows[:-1]]),
                      Series("never reset", [math.log2(int(rows[0][0])), math.log2(int(rows[-2][0]))],

@@ -152,8 +152,9 @@ class Sampling(Exercise):
             f"figure: it is what the model believes text looks like). At α = {first} every character is "
             f"equally likely: {f[f'real_words_{first}']:.0%} real words and perplexity "
             f"{f[f'sample_ppl_{first}']:.1f} — noise. α between 1 and ∞ trades variety for likelihood "
-            f"(α = 2: {f.get('real_words_2', math.nan):.0%} real words). Loops found at α = "
-            f"{', '.join(looped) if looped else 'none'}.")
+            f"(α = 2: {f.get('real_words_2', math.nan):.0%} real words). "
+            + (f"Loops found at α = {', '.join(looped)}." if looped else "No α gave a loop within the characters "
+               "checked."))
         return Result(["α", "distinct 4-grams", "loop period", "real words", "perplexity", "text"], rows,
                       explanation, figures)
 

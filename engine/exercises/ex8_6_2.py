@@ -164,8 +164,8 @@ class MoreLayers(Exercise):
                                 sample_every=0, seed=s.seed, device="cpu")
         deep = max(s.layers)
         adam = {"optimizer": "adam", "lr": s.adam_lr}
-        points = [Point({"num_layers": n}, label=f"{n} layers, sgd") for n in s.layers]
-        points += [Point({"num_layers": n, **adam}, label=f"{n} layers, adam") for n in s.layers]
+        points = [Point({"num_layers": n}, label=f"{n} layer{'s' * (n != 1)}, sgd") for n in s.layers]
+        points += [Point({"num_layers": n, **adam}, label=f"{n} layer{'s' * (n != 1)}, adam") for n in s.layers]
         points += [Point({"num_layers": deep, "lr": s.high_lr}, label=f"{deep} layers, sgd lr {s.high_lr:g}"),
                    Point({"num_layers": deep, "lr": s.high_lr, "clip_theta": s.loose_theta},
                          label=f"{deep} layers, sgd lr {s.high_lr:g}, θ {s.loose_theta:g}"),
@@ -251,7 +251,8 @@ class MoreLayers(Exercise):
             "without. Dropout narrows the gap that overfitting opens, and costs progress while a model is still "
             "learning" + (" — here it helped." if f[drop] < f[plain] else " — here it cost more than it saved."))
         parts.append(f"{s.epochs} epochs of {s.max_tokens:,} characters is indicative: deep stacks pay off with "
-                     "more data and a longer budget (--long) than one layer needs.")
+                     "more data and a longer budget" + (" (--long)" if s.epochs < MoreLayers.long.epochs else "")
+                     + " than one layer needs.")
         return " ".join(parts)
 
 
