@@ -306,6 +306,7 @@ def test_8_5_3_argmax_repeats_and_uniform_sampling_is_noise() -> None:
     assert f["distinct4_inf"] < f["distinct4_0"]  # and repeats itself where uniform sampling does not
     assert f["sample_ppl_inf"] < f["sample_ppl_1"] < f["sample_ppl_0"]  # the model finds argmax likeliest
     assert [row[0] for row in r.rows] == ["0", "1", "inf"] and all(row[5].startswith("time traveller") for row in r.rows)
+    _assert_tagged_runs(r.runs, "8.5.3", [None])
 
 
 def test_8_5_4_clipping_never_fires_below_theta_and_fires_at_a_large_lr() -> None:
@@ -332,7 +333,7 @@ def _assert_tagged_runs(names: list[str], exercise: str, points: list[str], epoc
     assert len(names) == len(points) == len(set(names))
     for name, point in zip(names, points):
         run = open_run(name)
-        assert run.tags == {"exercise": exercise, "point": point}
+        assert run.tags == ({"exercise": exercise, "point": point} if point else {"exercise": exercise})
         if epochs is not None:
             lines = [json.loads(x) for x in (run.path / "metrics.jsonl").read_text().splitlines()]
             ends = [x for x in lines if x["epoch_end"]]

@@ -1,6 +1,7 @@
 """Exercise 8.5.3: predict by sampling instead of picking the most likely next character — what changes?
 
-A small model is trained on the text (the trainer, seeded), then continues the same prompt at sampling
+A small model is trained on the text (the trainer, seeded, in a run folder tagged ``{"exercise": "8.5.3"}``),
+then continues the same prompt at sampling
 exponents α = 0, 0.5, 1, 2, 4 and ∞ (``engine.generate``: q ∝ P^α, so α = 1 samples from the model,
 α = ∞ is D2L's argmax and α = 0 is uniform). For each continuation: its share of distinct 4-grams
 (low = repetitive), the period of a loop it ends in (argmax falls into one: the same state gives the
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.config import MODEL_KINDS, option
-from engine.exercises.base import Exercise, Progress, Reference, Result, Stopped, check_stop, need
+from engine.exercises.base import Exercise, Progress, Reference, Result, check_stop, need
 from engine.exercises.common import CORPUS_HELP, integer, pipeline
 
 LOOP_MIN = 40  # a loop counts when the text's last LOOP_MIN characters repeat with some period
@@ -100,28 +101,18 @@ class Sampling(Exercise):
     )
 
     def compute(self, s: Settings, progress: Progress, stop: threading.Event | None) -> Result:
-        import torch
-
         from engine.config import ModelConfig, TrainConfig
-        from engine.events import Finished, Progress as TrainProgress
+        from engine.exercises.training_runs import train_lm
         from engine.generate import generate
-        from engine.models.lm import build_model
-        from engine.trainer import train
 
         p = pipeline(s.corpus)
         model_cfg = ModelConfig(kind=s.kind, vocab_size=len(p.vocab), num_hiddens=s.num_hiddens)
         train_cfg = TrainConfig(epochs=s.epochs, lr=s.lr, seed=s.seed, sample_every=0, device="cpu")
-        torch.manual_seed(s.seed)
-        model = build_model(model_cfg)
         total = s.epochs + len(s.alphas)
-        val_ppl = math.nan
-        for event in train(p, model_cfg, train_cfg, stop=stop, model=model):
-            if isinstance(event, TrainProgress):
-                progress(event.epoch - 1, total, f"training: epoch {event.epoch}, perplexity {event.train_ppl:.2f}")
-            elif isinstance(event, Finished):
-                if event.reason == "stopped":
-                    raise Stopped("stopped before the exercise finished: no result")
-                val_ppl = event.val_ppl if event.val_ppl is not None else math.nan
+        t = train_lm(p, model_cfg, train_cfg, progress, stop, total=total, tags={"exercise": self.id})
+        model = t.model
+        last = t.history[-1].val_ppl if t.history else None  # the saved weights' (a diverged run's: last good)
+        val_ppl = last if last is not None else math.nan
         known = set(" ".join(p.lines).split())
         rows, figures = [], {"val_ppl": float(val_ppl)}
         for i, alpha in enumerate(s.alphas):
@@ -156,7 +147,7 @@ class Sampling(Exercise):
             + (f"Loops found at α = {', '.join(looped)}." if looped else "No α gave a loop within the characters "
                "checked."))
         return Result(["α", "distinct 4-grams", "loop period", "real words", "perplexity", "text"], rows,
-                      explanation, figures)
+                      explanation, figures, runs=[t.run])
 
 
 EXERCISE = Sampling()
