@@ -87,8 +87,10 @@ def sweep_runs(ex_id: str, p: Any, model_cfg: Any, train_cfg: Any, points: Seque
     """``engine.sweep.run_sweep`` for an exercise: runs tagged ``{"exercise": ex_id}``, each epoch end reported
     as one step (``done`` before, ``total`` in all), a stop raising ``Stopped`` (the runs so far are kept)."""
     from engine.events import Progress as TrainProgress
+    from engine.exercises.training_runs import one_thread
     from engine.sweep import SweepProgress, point_configs, run_sweep
 
+    train_cfg = one_thread(train_cfg)
     epochs = [point_configs(model_cfg, train_cfg, pt)[1].epochs for pt in points]
     total = total if total is not None else done + sum(epochs)
 

@@ -4,7 +4,8 @@ epoch-end figures collected, its progress passed on, a stop honoured.
 ``train_lm`` returns a ``Trained``: the model, one ``EpochFigures`` per epoch (train and validation
 perplexity) and the name of the run folder it wrote; with ``per_step`` also a ``StepRecord`` per optimizer
 step (its loss, gradient norm before clipping and whether clipping fired), read from the trainer's
-Progress events at ``log_every_steps`` 1, and the Diverged event that ended a run that blew up. Given ``tags`` (``{"exercise": "8.6.1"}``) and a
+Progress events at ``log_every_steps`` 1, and the Diverged event that ended a run that blew up. A
+training config that leaves ``threads`` at torch's default trains on one thread (see ``train_lm``). Given ``tags`` (``{"exercise": "8.6.1"}``) and a
 corpus pipeline, the training is an ordinary run in the runs folder (``engine.runs.create_run``), tagged,
 so the Runs screen lists and overlays it; a stopped exercise leaves its run saved and marked stopped.
 Shared by the exercises that need a trained model (8.1.3, 8.4.2, 8.4.4, 8.5.4, 8.5.6, 8.6.1, 8.7.2). ``LMSettings`` holds the
@@ -82,6 +83,16 @@ def step_losses(ppls: list[float]) -> list[float]:
     return out
 
 
+def one_thread(train_cfg: Any) -> Any:
+    """``train_cfg`` with ``threads`` 1 where it leaves torch's default (0). An exercise's models are small: one
+    thread trains them as fast as torch's default on an idle machine (8.5.6: 5.0 s against 5.9 s on 2 cores),
+    and on a busy one torch's threads wait on each other (8.5.6 beside another training process: 6 s against
+    more than 10 minutes)."""
+    import dataclasses
+
+    return dataclasses.replace(train_cfg, threads=1) if train_cfg.threads == 0 else train_cfg
+
+
 def train_lm(data: Any, model_cfg: Any, train_cfg: Any, progress: Progress, stop: threading.Event | None, *,
              tokenizer: Any = None, done: int = 0, total: int | None = None,
              label: str = "training", tags: dict[str, str] | None = None, per_step: bool = False) -> Trained:
@@ -99,6 +110,7 @@ def train_lm(data: Any, model_cfg: Any, train_cfg: Any, progress: Progress, stop
     from engine.runs import create_run
     from engine.trainer import train
 
+    train_cfg = one_thread(train_cfg)
     if per_step:
         need(train_cfg.truncation == "regular" and not train_cfg.pads,
              "per-step records need truncation regular and no padding: one optimizer step per minibatch")
