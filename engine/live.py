@@ -60,6 +60,7 @@ class Live:
     heartbeat: float  # time.time() of the last heartbeat
     argv: list[str]
     alive: bool
+    device: str = ""  # where it trains ("cpu", "cuda:0"), once the trainer has resolved "auto"; "" before
 
     def describe(self) -> str:
         """``process 1234 on gpu-7, started 2026-12-01 10:03:11, last heard 3 s ago``."""
@@ -93,11 +94,12 @@ def read_live(folder: Path | str) -> Live | None:
         pid, host = int(doc["pid"]), str(doc["host"])
         started, beat = float(doc["started"]), float(doc["heartbeat"])
         argv = [str(a) for a in doc.get("argv", [])]
+        device = str(doc.get("device", ""))
     except (OSError, ValueError, KeyError, TypeError):
         return None
     fresh = time.time() - beat < STALE_S
     alive = fresh and (_pid_exists(pid) if host == host_name() else True)
-    return Live(pid, host, started, beat, argv, alive)
+    return Live(pid, host, started, beat, argv, alive, device)
 
 
 class Lease:
@@ -147,6 +149,12 @@ class Lease:
         self._stop.clear()
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat {self.folder.name}", daemon=True)
         self._thread.start()
+
+    def note(self, **fields: Any) -> None:
+        """Add ``fields`` to live.json (the trainer's resolved device), written at once. A new dict, so the
+        heartbeat thread never dumps one that grows under it."""
+        self._doc = {**self._doc, **fields}
+        self._write()
 
     def _busy_message(self, holder: Live | None) -> str:
         who = holder.describe() if holder is not None else "another process"

@@ -370,7 +370,10 @@ class Run:
             name=self.name, path=str(self.path.resolve()), corpus=self.config.get("corpus", {}).get("name", "?"),
             model=f"{m.kind} {m.num_hiddens}x{m.num_layers}", epochs_done=epochs_done,
             epochs=self.train_config.epochs, train_ppl=train_ppl, val_ppl=val_ppl,
-            device=st.get("device", self.train_config.device), created=self.config.get("created", ""),
+            # while it trains, where it trains now (a resume may have moved it; before the first checkpoint the
+            # config's "auto" is all the checkpoint could say)
+            device=(live.device if status == "running" and live is not None and live.device
+                    else st.get("device", self.train_config.device)), created=self.config.get("created", ""),
             status=status, unstable=bool(st.get("unstable", False)), tags=self.tags,
             live=live.describe() if live is not None else "",
         )

@@ -550,6 +550,8 @@ def train(data: Any, model_cfg: ModelConfig, train_cfg: TrainConfig, *, tokenize
             if error is None:
                 raise
         else:
+            if lease is not None:  # readers show where it trains before its first checkpoint says so
+                lease.note(device=str(loop.device))
             events = _guarded(loop, lease)
             if lease is not None:  # a generator dropped before its first step never runs its finally
                 weakref.finalize(events, lease.release)

@@ -112,6 +112,8 @@ def test_a_running_run_shows_running_refuses_a_second_trainer_and_shows_interrup
         logged = [m["epoch"] for m in run.metrics() if m["epoch_end"]]
         assert summary.status == "running" and summary.epochs_done >= logged[-1] >= 2  # from the log's tail
         assert f"process {proc.pid} on {socket.gethostname()}" in summary.live
+        # the config says "auto" and no checkpoint says more yet: the trainer's live.json names the device
+        assert run.train_config.device == "auto" and read_live(folder).device == "cpu" == summary.device
         rc = main(["train", "--resume", str(folder), "--epochs", "100001"])
         err = capsys.readouterr().err
         assert rc == 1 and f"is being trained by process {proc.pid}" in err and "Traceback" not in err
