@@ -4,7 +4,6 @@ corpus rows the decoded text of the engine's minibatches; it fits 80×24 (a scre
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 from textual.widgets import DataTable, Static
@@ -16,7 +15,6 @@ from engine.pipeline import build_pipeline
 from tui.screens.labs import LAB_VIEWS
 from tui_helpers import run_app
 
-SHOTS = Path(__file__).resolve().parent.parent / "screenshots"
 
 
 def rows(app, selector: str) -> list[list[str]]:
@@ -37,7 +35,6 @@ def test_minibatch_view_shows_each_samplers_rows(corpus_dir) -> None:
                 break
         view = app.screen.query_one("#lab-iterators")
         seen = {"shown": view.display, "size": app.size}
-        app.save_screenshot("lab_iterators.svg", path=str(SHOTS))
         for sampler in SAMPLERS:
             seen[sampler] = (rows(app, "#it-book"), rows(app, "#it-corpus"),
                              str(app.screen.query_one("#it-note", Static).render()))
