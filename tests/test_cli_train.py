@@ -232,3 +232,28 @@ def test_d2l_mode_on_chinese_text_says_why_nothing_is_left(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "drops 100% of this text's letters" in err and "--mode raw" in err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # no run folder left
+
+
+def test_the_training_bar_fits_80_columns_with_its_time_left() -> None:
+    """The bar's figures at 80 columns end with the time left, uncut (they used to push the clocks out as
+    '0:00:… -:--:…'); a 2-process run adds each process's tokens/s."""
+    import re
+
+    from rich.console import Console
+
+    from engine.config import TrainConfig
+    from engine.events import Progress
+    from tui.cli.train import EventPrinter
+
+    p = Progress(epoch=3, step=45, train_ppl=15.771, val_ppl=14.648, tokens_per_s=102775, grad_norm=0.272, lr=1,
+                 elapsed_s=1, eta_s=0, epochs=500, epoch_end=False, clip_fraction=0.12)
+    lines = {}
+    for ranks in (1, 2):
+        console = Console(width=80 if ranks == 1 else 100, force_terminal=True, color_system=None, record=True)
+        with EventPrinter(console, TrainConfig(epochs=500), ranks=ranks) as printer:
+            printer.show(p)
+        text = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", console.export_text())
+        lines[ranks] = "epoch" + text.split("epoch")[-1].splitlines()[0].rstrip()  # the last refresh
+    assert len(lines[1]) <= 80 and "…" not in lines[1] and lines[1].endswith("-:--:--")
+    assert "ppl 15.77 val 14.65 ‖g‖ 0.27 clip 12% 103k tok/s" in lines[1]
+    assert "103k tok/s (2×51.4k)" in lines[2] and "…" not in lines[2]

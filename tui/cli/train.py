@@ -165,6 +165,11 @@ def run(args: argparse.Namespace) -> int:
             return signals.exit_code
 
 
+def _short(x: float | None) -> str:
+    """A perplexity in the bar: 4 significant digits, '-' for none (``15.771 -> '15.77'``)."""
+    return "-" if x is None else f"{x:.4g}"
+
+
 def finish_line(finished: Finished, name: str) -> str:
     """``completed: epoch 50, step 400, train perplexity 5.123, validation perplexity 6.234  run NAME``."""
     return (f"{finished.reason}: epoch {finished.epoch}, step {finished.step}, train perplexity "
@@ -173,17 +178,18 @@ def finish_line(finished: Finished, name: str) -> str:
 
 class EventPrinter:
     """Training events on a console (stderr): a progress bar (epoch, perplexities, ‖g‖, share clipped,
-    tokens/s, elapsed and remaining time) with samples, spikes and divergence printed above it. Shared
+    tokens/s, time left; the time taken once done) with samples, spikes and divergence printed above it. Shared
     by ``rnnlab train`` and ``rnnlab watch`` (which replays a run's logged events)."""
 
     def __init__(self, console: Any, cfg: Any, done: int = 0, ranks: int | None = None) -> None:
-        from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeRemainingColumn
 
         self.cfg = cfg
         self.ranks = ranks if ranks is not None else cfg.world_size  # processes training: tok/s shown per rank too
-        self.bar = Bar(TextColumn("epoch {task.completed:.0f}/{task.total:.0f}"), BarColumn(),
-                       TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=console,
-                       transient=False)
+        # 80 columns hold the epoch, a short bar, the figures and the time left (the time taken at the end)
+        self.bar = Bar(TextColumn("epoch {task.completed:.0f}/{task.total:.0f}"), BarColumn(bar_width=12),
+                       TextColumn("{task.fields[info]}"), TimeRemainingColumn(elapsed_when_finished=True),
+                       console=console, transient=False)
         self.task = self.bar.add_task("train", total=cfg.epochs, info="starting", completed=done)
 
     def __enter__(self) -> EventPrinter:
@@ -196,14 +202,17 @@ class EventPrinter:
     def show(self, ev: Any) -> None:
         from rich.markup import escape
 
+        from engine.compare import si
+
         console = self.bar.console
         if isinstance(ev, Progress):
             done = ev.epoch if ev.epoch_end else ev.epoch - 1
-            clipped = f" clipped {ev.clip_fraction:.0%}" if self.cfg.clip != "off" else ""
+            # Short enough for 80 columns with the epoch and both clocks: perplexities to 4 digits, tok/s in k/M.
+            clipped = f" clip {ev.clip_fraction:.0%}" if self.cfg.clip != "off" else ""
+            per_rank = f" ({self.ranks}×{si(ev.tokens_per_s / self.ranks)})" if self.ranks > 1 else ""
             self.bar.update(self.task, completed=done, total=ev.epochs,
-                            info=f"ppl {_fmt(ev.train_ppl)} val {_fmt(ev.val_ppl)} ‖g‖ {ev.grad_norm:.3g}{clipped} "
-                                 f"{ev.tokens_per_s:,.0f} tok/s"
-                                 + (f" ({self.ranks}×{ev.tokens_per_s / self.ranks:,.0f})" if self.ranks > 1 else ""))
+                            info=f"ppl {_short(ev.train_ppl)} val {_short(ev.val_ppl)} ‖g‖ {ev.grad_norm:.2g}{clipped} "
+                                 f"{si(ev.tokens_per_s)} tok/s{per_rank}")
         elif isinstance(ev, Sample):
             console.print(f"epoch {ev.epoch}: {ev.text!r}", markup=False, highlight=False)
         elif isinstance(ev, Spike):
