@@ -21,7 +21,8 @@ output layer, cuDNN's fused RNN kernels on CUDA) compute in 16 bits, while the c
 their gradients and the optimizer state stay float32. The hand-written recurrences of ``engine.models``
 keep float32 (``Cell.forward`` hands them float32 input terms; oneDNN's LSTM steps aside under CPU
 autocast). ``fp16``'s five exponent bits underflow small gradients, so it needs loss scaling
-(:func:`grad_scaler`: ``torch.amp.GradScaler``, CUDA only); bf16 keeps float32's exponent and needs none.
+(:func:`grad_scaler`: ``torch.amp.GradScaler``, CUDA only; the trainer checkpoints its state, so a resume
+goes on at the scale it had found); bf16 keeps float32's exponent and needs none.
 :func:`check_device` refuses what the device cannot do (fp16 off CUDA, bf16 on a GPU without it, CUDA graphs
 off CUDA) with a ``ConfigError`` naming the option. Left out: 16-bit weights (``model.half()``), fp8,
 and generation in 16 bits (it is launch-bound; ``engine.graphs`` is what speeds it up).
