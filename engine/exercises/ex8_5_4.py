@@ -69,8 +69,10 @@ def run_one(s: Any, lr: float, clip: str, stop: threading.Event | None, *, activ
     seed = s.seed if seed is None else seed
     model_cfg = ModelConfig(kind=s.kind, vocab_size=len(p.vocab), num_hiddens=s.num_hiddens, activation=activation)
     train_cfg = TrainConfig(lr=lr, epochs=s.epochs, clip=clip, clip_theta=s.clip_theta, seed=seed, device="cpu")
-    point = f"{activation + ', ' if activation != 'tanh' else ''}lr {lr:g}, clip {'on' if clip != 'off' else 'off'}" \
-        + (f", seed {seed}" if seed != s.seed or exercise != "8.5.4" else "")
+    # the run's place in the comparison: "lr 3, clip off"; 8.5.6's "relu, lr 1, clip on, seed 2"
+    words = [activation] if activation != "tanh" else []
+    words += [f"lr {lr:g}", f"clip {'off' if clip == 'off' else 'on'}"]
+    point = ", ".join(words + ([f"seed {seed}"] if exercise != "8.5.4" else []))
     t = train_lm(p, model_cfg, train_cfg, progress or (lambda *a: None), stop, done=done, total=total, label=point,
                  tags={"exercise": exercise, "point": point}, per_step=True)
     losses = np.array([r.loss for r in t.steps])
