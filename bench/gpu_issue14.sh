@@ -19,12 +19,7 @@ export PYTHONUNBUFFERED=1 RNNLAB_HOME=${RNNLAB_HOME:-/tmp/rnnlab-gpu14}
 py=${PYTHON:-python3}
 log="$out/gpu14_log.txt"
 runs="$RNNLAB_HOME/runs"
-step() {  # step SECONDS command...: run with a time limit, everything into the log
-    local limit=$1; shift
-    echo "\$ $*  (limit ${limit}s, $(date +%T))" | tee -a "$log"
-    timeout "$limit" "$@" 2>&1 | tee -a "$log"
-    echo "[exit ${PIPESTATUS[0]}]" | tee -a "$log"
-}
+. "$(dirname "$0")/gpu_step.sh"  # step SECONDS command...
 step 10 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv
 step 20 "$py" -c "import torch; print(torch.__version__, torch.cuda.get_device_name(0), 'cuDNN',
 torch.backends.cudnn.version(), 'bf16', torch.cuda.is_bf16_supported())"

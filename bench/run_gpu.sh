@@ -16,12 +16,7 @@ py=${PYTHON:-python3}
 device=${DEVICE:-cuda}  # DEVICE=cpu: a dry run of this script on a machine without a GPU
 log="$out/gpu_log.txt"
 runs="$RNNLAB_HOME/runs"
-step() {  # step SECONDS command...: run with a time limit, everything into the log
-    local limit=$1; shift
-    echo "\$ $*  (limit ${limit}s, $(date +%T))" | tee -a "$log"
-    timeout "$limit" "$@" 2>&1 | tee -a "$log"
-    echo "[exit ${PIPESTATUS[0]}]" | tee -a "$log"
-}
+. "$(dirname "$0")/gpu_step.sh"  # step SECONDS command...
 step 10 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv
 step 10 "$py" -c "import torch; print(torch.__version__, torch.cuda.get_device_name(0))"
 step 100 "$py" bench/check_cuda.py --rounds 20
