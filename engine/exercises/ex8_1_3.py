@@ -77,8 +77,7 @@ def reversed_corpus(p: Any, n: int, train_cfg: Any) -> Any:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, data)
     back = build_pipeline(load_corpus(str(path)), mode="raw", tokenizer="char")
-    same = [back.vocab.idx_to_token[i] for i in np.asarray(back.ids[: len(stream)]).tolist()] == \
-        [tokens[i] for i in stream.tolist()]
+    same = "".join(back.vocab.idx_to_token[i] for i in np.asarray(back.ids).tolist()).encode("utf-8") == data
     need(same, f"{path} does not read back as the reversed characters; delete it and run again")
     return back
 
@@ -116,7 +115,6 @@ class ReversedText(Exercise):
                          label=name, tags={"exercise": self.id, "point": name})
             histories[name] = t.history
             runs.append(t.run)
-        ids = np.asarray(p.ids[:n])
         rows, figures, series = [], {}, []
         for name, h in histories.items():
             best = min(e.val_ppl for e in h if e.val_ppl is not None)
@@ -126,7 +124,7 @@ class ReversedText(Exercise):
         f, b = figures["best_val_ppl_forwards"], figures["best_val_ppl_reversed"]
         figures["reversed_over_forwards"] = b / f
         explanation = (
-            f"Same model, same budget ({s.epochs} epochs), same {len(ids):,} characters: the best validation "
+            f"Same model, same budget ({s.epochs} epochs), same {n:,} characters: the best validation "
             f"perplexity is {f:.3f} forwards and {b:.3f} reversed ({b / f - 1:+.1%}). "
             + ("The difference is small: characters are about as predictable from what follows as from what "
                "precedes, as information theory says they must be in the limit (the joint entropy is the same "

@@ -5,17 +5,20 @@ epoch-end figures collected, its progress passed on, a stop honoured.
 perplexity) and the name of the run folder it wrote; with ``per_step`` also a ``StepRecord`` per optimizer
 step (its loss, gradient norm before clipping and whether clipping fired), read from the trainer's
 Progress events at ``log_every_steps`` 1, and the Diverged event that ended a run that blew up. A
-training config that leaves ``threads`` at torch's default trains on one thread (see ``train_lm``). Given ``tags`` (``{"exercise": "8.6.1"}``) and a
-corpus pipeline, the training is an ordinary run in the runs folder (``engine.runs.create_run``), tagged,
-so the Runs screen lists and overlays it; a stopped exercise leaves its run saved and marked stopped.
-Shared by the exercises that need a trained model (8.1.3, 8.4.2, 8.4.4, 8.5.4, 8.5.6, 8.6.1, 8.7.2). ``LMSettings`` holds the
-fields 8.1.3, 8.4.2 and 8.4.4 share (corpus, cell, width, Adam's budget, max_tokens, seed) and their checks.
+training config that leaves ``threads`` at torch's default trains on one thread (``one_thread``).
+Given ``tags`` (``{"exercise": "8.6.1"}``) and a corpus pipeline, the training is an ordinary run in
+the runs folder (``engine.runs.create_run``), tagged, so the Runs screen lists and overlays it; a
+stopped exercise leaves its run saved and marked stopped. Shared by the exercises that need a trained
+model (8.1.3, 8.4.2, 8.4.4, 8.5.3, 8.5.4, 8.5.6, 8.6.1, 8.7.2). ``LMSettings`` holds the fields 8.1.3,
+8.4.2 and 8.4.4 share (corpus, cell, width, Adam's budget, max_tokens, seed) and their checks.
 Left out: runs of token ids that are not a corpus, which have no corpus file a run folder could name:
 those train without a folder (8.1.3 writes its reversed text as a corpus file to get one).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import threading
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -73,8 +76,6 @@ def step_losses(ppls: list[float]) -> list[float]:
     """Each step's mean loss from the running perplexity after it (within one epoch, every step weighing one
     minibatch): ``exp(mean of the first k losses)`` → loss_k = k·ln p_k − (k−1)·ln p_{k−1}.
     ``[e^2, e^3]`` (losses 2 then 4) → ``[2.0, 4.0]``."""
-    import math
-
     out, prev = [], 0.0
     for k, ppl in enumerate(ppls, 1):
         total = k * math.log(ppl) if ppl < math.inf else math.inf
@@ -88,8 +89,6 @@ def one_thread(train_cfg: Any) -> Any:
     thread trains them as fast as torch's default on an idle machine (8.5.6: 5.0 s against 5.9 s on 2 cores),
     and on a busy one torch's threads wait on each other (8.5.6 beside another training process: 6 s against
     more than 10 minutes)."""
-    import dataclasses
-
     return dataclasses.replace(train_cfg, threads=1) if train_cfg.threads == 0 else train_cfg
 
 
@@ -99,9 +98,6 @@ def train_lm(data: Any, model_cfg: Any, train_cfg: Any, progress: Progress, stop
     """Train a fresh model (seeded by ``train_cfg.seed``) on ``data`` (a pipeline or ids); report each epoch as
     step ``done + epoch`` of ``total``. With ``tags`` and a pipeline, into a new run folder tagged so. With
     ``per_step`` (truncation regular, no padding: one step per minibatch), record every optimizer step."""
-    import dataclasses
-    import math
-
     import torch
 
     from engine.events import Diverged, Finished, Progress as TrainProgress
